@@ -1,0 +1,1 @@
+"""Client library for the dnn-governor daemon. Depends on governor.core.protocol only."""

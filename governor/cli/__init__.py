@@ -1,0 +1,1 @@
+"""The ``governor`` command line. Each subcommand is one module with ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""Pure decision logic: no I/O, no clock, no zmq or torch. Time arrives inside each Observation."""

@@ -1,0 +1,1 @@
+"""The only package that imports torch: dynamic networks, training, the executor."""

@@ -1,0 +1,1 @@
+"""Simulated boards: documented physics behind fake trees. Everything it produces is labelled simulated."""
