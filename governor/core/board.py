@@ -96,7 +96,9 @@ class Domain(_Strict):
     # Where the node really lives on this board's kernel (fake trees put it there; symlinks point here).
     real_path: str = ""
     load_path: str = Field(default="", description="GPU load file (per-mille), relative to the root")
-    table: tuple[int, ...] = Field(min_length=1, description="available frequencies, native unit, ascending")
+    table: tuple[int, ...] = Field(
+        default=(), description="available frequencies, native unit, ascending ('' only for host: read at run time)"
+    )
     volts_mv: tuple[float, ...] = Field(default=(), description="OPP voltage per table entry, mV")
     governors: tuple[str, ...] = ()
     default_governor: str = ""
@@ -107,7 +109,7 @@ class Domain(_Strict):
     def _ascending(cls, table: tuple[int, ...]) -> tuple[int, ...]:
         if any(b <= a for a, b in zip(table, table[1:])):
             raise ValueError("frequency table must be strictly ascending")
-        if table[0] <= 0:
+        if table and table[0] <= 0:
             raise ValueError("frequencies must be positive")
         return table
 
@@ -177,11 +179,16 @@ class BoardSpec(_Strict):
     thermal: tuple[ThermalZone, ...] = ()
     cpu_count: int = Field(default=0, ge=0, description="cpus present (0 = discover at run time)")
     hotplug_cpus: tuple[int, ...] = Field(default=(), description="cpus with an online file")
+    # Generic hosts: enumerate cpufreq policies (and their tables) at run time instead of declaring them.
+    discover_cpufreq: bool = False
 
     @model_validator(mode="after")
     def _references(self) -> BoardSpec:
         if self.schema_version != SCHEMA_VERSION:
             raise ValueError(f"schema_version {self.schema_version} is not supported (this build reads {SCHEMA_VERSION})")
+        empty = [d.name for d in self.domains if not d.table]
+        if empty and self.board.family != "host":
+            raise ValueError(f"domains {empty} have no frequency table (only host boards may discover tables)")
         names = [d.name for d in self.domains]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate domain names in {names}")
