@@ -1,0 +1,98 @@
+"""Learning from what really happened: residual correction, safety margin and contention.
+
+Theory of operation
+-------------------
+Profiles are measured on an idle board; at run time the board is not idle and the models are not
+perfect. Two corrections turn a nominal prediction into the one the optimiser trusts:
+
+1. **Contention** (:func:`contention_multiplier`), from the live load readings: other work on the
+   unit time-shares it. On a CPU cluster of ``n`` cores where others keep ``u * n`` cores busy, our
+   ``t`` threads get at most ``n - u*n`` cores' worth of time, so latency grows by
+   ``max(1, (t + u*n) / n)`` when ``t`` threads would no longer fit. On a GPU (one time-sliced
+   engine) a co-runner holding share ``u`` leaves ``1 - u``: latency grows by ``1 / (1 - u)``.
+2. **Residuals** (:class:`ResidualTracker`): per (unit, threads, groups) an exponentially weighted
+   mean of ``log(measured / predicted)`` *after* the contention correction; its ``exp`` multiplies
+   later predictions. The safety margin is a high quantile of the recent relative errors left
+   after that correction, so it grows when the model is erratic and shrinks when it is right.
+
+Energy is corrected with the same multiplier: a longer run at the same power costs proportionally
+more, which errs on the safe side.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["ResidualTracker", "contention_multiplier"]
+
+_MAX_SHARE = 0.95  # a unit reported 100 % busy by others still gives us a slice
+
+
+def contention_multiplier(
+    groups: Sequence[tuple[str, int, int]],
+    others_util: Mapping[str, float],
+    unit_kind: Mapping[str, str],
+    unit_cores: Mapping[str, int],
+) -> npt.NDArray[np.float64]:
+    """Latency multiplier per (unit, threads, groups) from the busy fraction others put on each unit."""
+    out = np.ones(len(groups))
+    for i, (unit, threads, _k) in enumerate(groups):
+        u = min(max(float(others_util.get(unit, 0.0)), 0.0), _MAX_SHARE)
+        if u == 0.0:
+            continue
+        if unit_kind.get(unit) == "cpu":
+            n = max(int(unit_cores.get(unit, 1)), 1)
+            out[i] = max(1.0, (threads + u * n) / n)
+        else:
+            out[i] = 1.0 / (1.0 - u)
+    return out
+
+
+@dataclass
+class ResidualTracker:
+    """Online multiplicative correction per group and a learned safety margin (relative)."""
+
+    n_groups: int
+    alpha: float = 0.2
+    window: int = 64
+    quantile: float = 0.95
+    min_margin: float = 0.02
+    max_margin: float = 0.5
+    _log_bias: npt.NDArray[np.float64] = field(init=False, repr=False)
+    _seen: npt.NDArray[np.int64] = field(init=False, repr=False)
+    _errors: deque[float] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._log_bias = np.zeros(self.n_groups)
+        self._seen = np.zeros(self.n_groups, dtype=np.int64)
+        self._errors = deque(maxlen=self.window)
+
+    def update(self, group: int, predicted_ms: float, measured_ms: float) -> None:
+        """Feed one outcome. ``predicted_ms`` is the contention-corrected prediction before residuals."""
+        if predicted_ms <= 0 or measured_ms <= 0 or not np.isfinite(predicted_ms + measured_ms):
+            return
+        corrected = predicted_ms * float(np.exp(self._log_bias[group]))
+        self._errors.append(measured_ms / corrected - 1.0)
+        residual = float(np.log(measured_ms / predicted_ms))
+        # The first sample of a group replaces the prior; later ones are averaged in.
+        a = 1.0 if self._seen[group] == 0 else self.alpha
+        self._log_bias[group] += a * (residual - self._log_bias[group])
+        self._seen[group] += 1
+
+    def multiplier(self) -> npt.NDArray[np.float64]:
+        return np.exp(self._log_bias)
+
+    def margin(self) -> float:
+        """Relative safety margin: the ``quantile`` of recent under-predictions, clipped."""
+        if not self._errors:
+            return self.max_margin / 2  # nothing learned yet: be careful
+        q = float(np.quantile(np.asarray(self._errors), self.quantile))
+        return float(min(max(q, self.min_margin), self.max_margin))
+
+    def seen(self, group: int) -> int:
+        return int(self._seen[group])

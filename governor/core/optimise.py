@@ -1,0 +1,261 @@
+"""Choosing the operating point for one request.
+
+Theory of operation
+-------------------
+A :class:`DecisionTable` holds, for every operating point of a loaded profile (compute unit x
+threads x setpoints x active groups), the *nominal* predictions: latency (ms), energy (mJ) and the
+accuracy of its group count. Nominal means an idle board at the requested clocks.
+
+At decision time the nominal numbers are corrected by a per-(unit, threads, groups) multiplier
+(contention from other load, learned residuals; see :mod:`governor.core.feedback`) and a safety
+margin, and a point is feasible when its corrected latency meets the deadline, its corrected
+energy meets the energy budget and its accuracy meets the floor. The objective then picks one
+feasible point; if none is feasible the least-violating point is returned with
+``infeasible=True`` (the caller rejects instead when the client asked for strict mode).
+
+Speed: a multiplier scales latency and energy of a whole group alike, so within a group a point
+that is dominated in (latency, energy) stays dominated. Only the per-group Pareto fronts can ever be
+chosen, whatever the budget or objective, and they are computed once per table (and once per
+clock-cap state, since a cap removes points). Thousands of points shrink to a few hundred.
+
+Hysteresis: when the previous choice is still feasible and within ``hysteresis`` (relative) of the
+best objective value, it is kept, so the board does not thrash between near-equal points. A
+point whose setpoints differ from the ones in force pays ``switch_ms`` (DVFS transition time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+
+from governor.core.types import OperatingPoint
+
+__all__ = ["Budget", "Decision", "DecisionTable", "Objective", "Optimiser"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class Objective(str, Enum):
+    MIN_ENERGY = "min_energy"
+    MAX_ACCURACY = "max_accuracy"
+    MIN_LATENCY = "min_latency"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a request asks for. Any limit may be None (no limit)."""
+
+    deadline_ms: float | None = None
+    energy_mj: float | None = None
+    min_accuracy: float | None = None
+    objective: Objective = Objective.MIN_ENERGY
+
+
+@dataclass(frozen=True)
+class Decision:
+    point: OperatingPoint
+    index: int  # row in the DecisionTable
+    latency_ms: float  # corrected prediction, margin included
+    energy_mj: float
+    accuracy: float
+    infeasible: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DecisionTable:
+    """Nominal predictions per operating point. Arrays are aligned with ``points``."""
+
+    points: tuple[OperatingPoint, ...]
+    latency_ms: FloatArray
+    energy_mj: FloatArray
+    accuracy: FloatArray
+    simulated: bool = False
+    group_of: IntArray = field(init=False)
+    groups: tuple[tuple[str, int, int], ...] = field(init=False)
+    setpoint_id: IntArray = field(init=False)
+    setpoints: tuple[Mapping[str, int], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.points)
+        for name in ("latency_ms", "energy_mj", "accuracy"):
+            arr = np.asarray(getattr(self, name), dtype=np.float64)
+            if arr.shape != (n,):
+                raise ValueError(f"{name} has shape {arr.shape}, expected ({n},)")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name} has non-finite values")
+            object.__setattr__(self, name, arr)
+        keys = [(p.unit, p.threads, p.groups) for p in self.points]
+        groups = tuple(dict.fromkeys(keys))
+        gid = {g: i for i, g in enumerate(groups)}
+        object.__setattr__(self, "groups", groups)
+        object.__setattr__(self, "group_of", np.array([gid[k] for k in keys], dtype=np.int64))
+        sps = [tuple(sorted(p.setpoints.hz.items())) for p in self.points]
+        uniq = tuple(dict.fromkeys(sps))
+        sid = {s: i for i, s in enumerate(uniq)}
+        object.__setattr__(self, "setpoints", tuple(dict(s) for s in uniq))
+        object.__setattr__(self, "setpoint_id", np.array([sid[s] for s in sps], dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def pareto_rows(self, allowed: npt.NDArray[np.bool_] | None = None) -> IntArray:
+        """Rows on the (latency, energy) Pareto front of their group, among ``allowed`` rows."""
+        rows = np.arange(len(self)) if allowed is None else np.flatnonzero(allowed)
+        keep: list[IntArray] = []
+        for g in range(len(self.groups)):
+            members = rows[self.group_of[rows] == g]
+            if members.size:
+                keep.append(_front(members, self.latency_ms[members], self.energy_mj[members]))
+        return np.sort(np.concatenate(keep)) if keep else np.empty(0, dtype=np.int64)
+
+
+def _front(rows: IntArray, lat: FloatArray, energy: FloatArray) -> IntArray:
+    order = np.lexsort((energy, lat))  # by latency, ties by energy
+    best = np.minimum.accumulate(energy[order])
+    strictly_better = np.concatenate(([True], energy[order][1:] < best[:-1]))
+    return rows[order][strictly_better]
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """The rows worth considering, with their columns gathered once (decisions only read these)."""
+
+    rows: IntArray
+    lat: FloatArray
+    energy: FloatArray
+    acc: FloatArray
+    group: IntArray
+    setpoint: IntArray
+
+
+@dataclass
+class Optimiser:
+    """Picks operating points from a :class:`DecisionTable`. Holds only caches, no board state."""
+
+    table: DecisionTable
+    hysteresis: float = 0.05
+    switch_ms: float = 0.0
+    _fronts: dict[tuple[tuple[str, int], ...], _Candidates] = field(default_factory=dict, repr=False)
+
+    def candidates(self, caps_hz: Mapping[str, int] | None = None) -> IntArray:
+        """Rows worth considering when clocks are capped at ``caps_hz`` (e.g. thermal capping)."""
+        return self._gathered(caps_hz).rows
+
+    def _gathered(self, caps_hz: Mapping[str, int] | None) -> _Candidates:
+        key = tuple(sorted(caps_hz.items())) if caps_hz else ()
+        if key not in self._fronts:
+            allowed = None
+            if key:
+                ok_sp = np.array(
+                    [all(sp.get(d, 0) <= cap for d, cap in key) for sp in self.table.setpoints], dtype=bool
+                )
+                allowed = ok_sp[self.table.setpoint_id]
+            rows = self.table.pareto_rows(allowed)
+            t = self.table
+            self._fronts[key] = _Candidates(
+                rows, t.latency_ms[rows], t.energy_mj[rows], t.accuracy[rows], t.group_of[rows], t.setpoint_id[rows]
+            )
+        return self._fronts[key]
+
+    def decide(
+        self,
+        budget: Budget,
+        *,
+        multiplier: Sequence[float] | FloatArray | None = None,
+        margin: float = 0.0,
+        caps_hz: Mapping[str, int] | None = None,
+        current_setpoints: int | None = None,
+        previous: int | None = None,
+    ) -> Decision:
+        """Choose a row. ``multiplier`` is per group (``table.groups`` order); ``margin`` is relative
+        (0.1 = predictions inflated by 10 %); ``current_setpoints`` is a ``table.setpoint_id`` value."""
+        c = self._gathered(caps_hz)
+        rows = c.rows
+        if rows.size == 0:
+            raise ValueError("no operating point is allowed under the current clock caps")
+        if multiplier is None:
+            scale: FloatArray | float = 1.0 + margin
+        else:
+            scale = np.asarray(multiplier, dtype=np.float64)[c.group] * (1.0 + margin)
+        lat = c.lat * scale
+        if self.switch_ms and current_setpoints is not None:
+            lat = lat + (c.setpoint != current_setpoints) * self.switch_ms
+        energy = c.energy * scale
+        acc = c.acc
+        feasible = np.ones(rows.size, dtype=bool)
+        if budget.deadline_ms is not None:
+            feasible &= lat <= budget.deadline_ms
+        if budget.energy_mj is not None:
+            feasible &= energy <= budget.energy_mj
+        if budget.min_accuracy is not None:
+            feasible &= acc >= budget.min_accuracy
+        if feasible.any():
+            pick = _best(budget.objective, lat, energy, acc, feasible, self.hysteresis, rows, previous)
+            return self._decision(rows[pick], lat[pick], energy[pick], acc[pick], False)
+        pick = _least_violating(budget, lat, energy, acc)
+        return self._decision(rows[pick], lat[pick], energy[pick], acc[pick], True, _why(budget, lat, energy, acc))
+
+    def _decision(self, row: int, lat: float, energy: float, acc: float, infeasible: bool, reason: str = "") -> Decision:
+        return Decision(self.table.points[int(row)], int(row), float(lat), float(energy), float(acc), infeasible, reason)
+
+
+def _objective_value(objective: Objective, lat: FloatArray, energy: FloatArray, acc: FloatArray) -> FloatArray:
+    """Smaller is better. Ties on accuracy are broken by energy (a tiny weight keeps the order)."""
+    if objective is Objective.MIN_ENERGY:
+        return energy
+    if objective is Objective.MIN_LATENCY:
+        return lat
+    return -acc + 1e-9 * energy / (1.0 + float(np.max(energy)))
+
+
+def _best(
+    objective: Objective,
+    lat: FloatArray,
+    energy: FloatArray,
+    acc: FloatArray,
+    feasible: npt.NDArray[np.bool_],
+    hysteresis: float,
+    rows: IntArray,
+    previous: int | None,
+) -> int:
+    value = np.where(feasible, _objective_value(objective, lat, energy, acc), np.inf)
+    best = int(np.argmin(value))
+    if previous is None:
+        return best
+    hit = np.flatnonzero(rows == previous)
+    if hit.size and feasible[hit[0]]:
+        prev_value, best_value = value[hit[0]], value[best]
+        if prev_value - best_value <= hysteresis * abs(best_value):
+            return int(hit[0])
+    return best
+
+
+def _least_violating(budget: Budget, lat: FloatArray, energy: FloatArray, acc: FloatArray) -> int:
+    """The point whose worst relative violation is smallest; accuracy floor kept if it can be."""
+    worst = np.zeros(lat.size)
+    if budget.deadline_ms is not None:
+        worst = np.maximum(worst, lat / budget.deadline_ms)
+    if budget.energy_mj is not None:
+        worst = np.maximum(worst, energy / budget.energy_mj)
+    if budget.min_accuracy is not None:
+        meets = acc >= budget.min_accuracy
+        if meets.any():
+            worst = np.where(meets, worst, np.inf)
+    return int(np.argmin(worst))
+
+
+def _why(budget: Budget, lat: FloatArray, energy: FloatArray, acc: FloatArray) -> str:
+    parts = []
+    if budget.deadline_ms is not None and float(lat.min()) > budget.deadline_ms:
+        parts.append(f"fastest point takes {float(lat.min()):.3g} ms > deadline {budget.deadline_ms:g} ms")
+    if budget.energy_mj is not None and float(energy.min()) > budget.energy_mj:
+        parts.append(f"cheapest point needs {float(energy.min()):.3g} mJ > budget {budget.energy_mj:g} mJ")
+    if budget.min_accuracy is not None and float(acc.max()) < budget.min_accuracy:
+        parts.append(f"best accuracy {float(acc.max()):.3g} < floor {budget.min_accuracy:g}")
+    return "; ".join(parts) or "no single point meets all limits at once"

@@ -1,0 +1,50 @@
+"""Residual learning, learned margin and the contention model."""
+
+import numpy as np
+import pytest
+
+from governor.core.feedback import ResidualTracker, contention_multiplier
+
+
+def test_residual_converges_to_true_bias():
+    tr = ResidualTracker(n_groups=2, alpha=0.3)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        tr.update(0, 10.0, 13.0 * rng.uniform(0.98, 1.02))
+    assert tr.multiplier()[0] == pytest.approx(1.3, rel=0.03)
+    assert tr.multiplier()[1] == 1.0
+    assert tr.seen(0) == 200 and tr.seen(1) == 0
+
+
+def test_margin_grows_with_noise_and_is_clipped():
+    quiet, noisy = ResidualTracker(1), ResidualTracker(1)
+    rng = np.random.default_rng(1)
+    for _ in range(64):
+        quiet.update(0, 10.0, 10.0 * rng.uniform(0.99, 1.01))
+        noisy.update(0, 10.0, 10.0 * rng.uniform(0.7, 1.3))
+    assert quiet.margin() < noisy.margin() <= noisy.max_margin
+    assert quiet.margin() >= quiet.min_margin
+
+
+def test_no_history_means_a_careful_margin():
+    tr = ResidualTracker(1)
+    assert tr.margin() == pytest.approx(tr.max_margin / 2)
+
+
+def test_bad_samples_are_ignored():
+    tr = ResidualTracker(1)
+    for pred, meas in [(0, 5), (5, 0), (float("nan"), 3), (-1, 2)]:
+        tr.update(0, pred, meas)
+    assert tr.seen(0) == 0
+
+
+def test_contention_cpu_and_gpu():
+    groups = [("big", 1, 4), ("big", 4, 4), ("gpu", 1, 4), ("little", 2, 4)]
+    kinds = {"big": "cpu", "little": "cpu", "gpu": "gpu"}
+    cores = {"big": 4, "little": 4, "gpu": 1}
+    m = contention_multiplier(groups, {"big": 0.5, "gpu": 0.5}, kinds, cores)
+    assert m[0] == 1.0  # one thread still fits on the two free cores
+    assert m[1] == pytest.approx((4 + 2) / 4)
+    assert m[2] == pytest.approx(2.0)
+    assert m[3] == 1.0  # nobody else on the little cluster
+    assert np.all(contention_multiplier(groups, {"gpu": 1.0}, kinds, cores) < 25)

@@ -1,0 +1,153 @@
+"""The optimiser: feasibility, objectives, infeasible fallback, hysteresis, caps, Pareto pruning."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from governor.core.optimise import Budget, DecisionTable, Objective, Optimiser
+from governor.core.types import OperatingPoint, Setpoints
+
+FREQS = [400_000_000, 800_000_000, 1_200_000_000]
+ACC = {1: 0.7, 2: 0.85, 3: 0.9, 4: 0.93}
+
+
+def make_table(units=("big", "little"), threads=(1, 2), rng=None):
+    points, lat, energy, acc = [], [], [], []
+    for unit, t, f, k in itertools.product(units, threads, FREQS, ACC):
+        speed = (2.0 if unit == "big" else 1.0) * f / 1e9 * (1 + 0.6 * (t - 1))
+        work = k * 10.0
+        latency = work / speed + 1.0
+        power = (1500 if unit == "big" else 500) * (f / 1e9) ** 2 * t + 300
+        noise = 1 + (rng.uniform(-0.05, 0.05) if rng is not None else 0)
+        points.append(OperatingPoint(unit, t, Setpoints({unit: f}), k))
+        lat.append(latency * noise)
+        energy.append(power * latency / 1000)
+        acc.append(ACC[k])
+    return DecisionTable(tuple(points), np.array(lat), np.array(energy), np.array(acc))
+
+
+def brute_force(table, budget, mult=None, margin=0.0):
+    best, best_val = None, None
+    for i, p in enumerate(table.points):
+        m = (1.0 if mult is None else mult[table.group_of[i]]) * (1 + margin)
+        lat, en, acc = table.latency_ms[i] * m, table.energy_mj[i] * m, table.accuracy[i]
+        if budget.deadline_ms is not None and lat > budget.deadline_ms:
+            continue
+        if budget.energy_mj is not None and en > budget.energy_mj:
+            continue
+        if budget.min_accuracy is not None and acc < budget.min_accuracy:
+            continue
+        val = {"min_energy": (en,), "min_latency": (lat,), "max_accuracy": (-acc, en)}[budget.objective.value]
+        if best_val is None or val < best_val:
+            best, best_val = i, val
+    return best
+
+
+def test_min_energy_meets_deadline_and_is_cheapest():
+    table = make_table()
+    opt = Optimiser(table)
+    d = opt.decide(Budget(deadline_ms=20.0))
+    assert not d.infeasible and d.latency_ms <= 20.0
+    assert d.index == brute_force(table, Budget(deadline_ms=20.0))
+
+
+def test_tighter_deadline_never_costs_less_energy():
+    opt = Optimiser(make_table())
+    energies = [opt.decide(Budget(deadline_ms=dl)).energy_mj for dl in (60, 30, 15, 8)]
+    assert energies == sorted(energies)
+
+
+def test_accuracy_floor_and_max_accuracy():
+    opt = Optimiser(make_table())
+    d = opt.decide(Budget(deadline_ms=40, min_accuracy=0.9))
+    assert d.accuracy >= 0.9
+    d2 = opt.decide(Budget(deadline_ms=1000, objective=Objective.MAX_ACCURACY))
+    assert d2.point.groups == 4
+
+
+def test_infeasible_returns_least_violating_with_reason():
+    opt = Optimiser(make_table())
+    d = opt.decide(Budget(deadline_ms=0.5))
+    assert d.infeasible
+    assert "deadline" in d.reason
+    fastest = min(make_table().latency_ms)
+    assert d.latency_ms == pytest.approx(fastest)
+
+
+def test_multiplier_moves_choice_off_a_loaded_unit():
+    table = make_table()
+    opt = Optimiser(table)
+    calm = opt.decide(Budget(deadline_ms=12.0))
+    mult = np.array([4.0 if g[0] == calm.point.unit else 1.0 for g in table.groups])
+    loaded = opt.decide(Budget(deadline_ms=12.0), multiplier=mult)
+    assert loaded.point.unit != calm.point.unit or loaded.infeasible or loaded.point.threads != calm.point.threads
+
+
+def test_caps_exclude_points_above_the_cap():
+    table = make_table()
+    opt = Optimiser(table)
+    d = opt.decide(Budget(objective=Objective.MIN_LATENCY), caps_hz={"big": 800_000_000})
+    assert d.point.setpoints.hz.get("big", 0) <= 800_000_000
+
+
+def test_hysteresis_keeps_a_near_equal_previous_point():
+    table = make_table()
+    opt = Optimiser(table, hysteresis=0.5)
+    first = opt.decide(Budget(deadline_ms=30.0))
+    # A feasible previous point within 50 % of the best energy is kept.
+    others = [i for i in opt.candidates() if i != first.index]
+    near = [i for i in others if table.latency_ms[i] <= 30 and table.energy_mj[i] <= 1.4 * first.energy_mj]
+    if not near:
+        pytest.skip("table has no near-equal alternative")
+    kept = opt.decide(Budget(deadline_ms=30.0), previous=near[0])
+    assert kept.index == near[0]
+    strict = Optimiser(table, hysteresis=0.0).decide(Budget(deadline_ms=30.0), previous=near[0])
+    assert strict.index == first.index
+
+
+def test_switch_cost_applies_only_to_other_setpoints():
+    table = make_table()
+    opt = Optimiser(table, switch_ms=5.0)
+    d = opt.decide(Budget(objective=Objective.MIN_LATENCY), current_setpoints=0)
+    base = table.latency_ms[d.index]
+    expected = base if table.setpoint_id[d.index] == 0 else base + 5.0
+    assert d.latency_ms == pytest.approx(expected)
+
+
+def test_table_rejects_misaligned_or_nan_arrays():
+    t = make_table()
+    with pytest.raises(ValueError, match="shape"):
+        DecisionTable(t.points, t.latency_ms[:-1], t.energy_mj, t.accuracy)
+    bad = t.latency_ms.copy()
+    bad[0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        DecisionTable(t.points, bad, t.energy_mj, t.accuracy)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    deadline=st.one_of(st.none(), st.floats(1, 200)),
+    energy=st.one_of(st.none(), st.floats(0.5, 500)),
+    floor=st.one_of(st.none(), st.sampled_from([0.7, 0.85, 0.9, 0.93])),
+    objective=st.sampled_from(list(Objective)),
+    seed=st.integers(0, 50),
+    margin=st.floats(0, 0.3),
+)
+def test_pareto_pruned_choice_equals_brute_force(deadline, energy, floor, objective, seed, margin):
+    table = make_table(rng=np.random.default_rng(seed))
+    mult = np.random.default_rng(seed + 1).uniform(1, 2, len(table.groups))
+    budget = Budget(deadline, energy, floor, objective)
+    d = Optimiser(table, hysteresis=0.0).decide(budget, multiplier=mult, margin=margin)
+    expected = brute_force(table, budget, mult, margin)
+    if expected is None:
+        assert d.infeasible
+    else:
+        assert not d.infeasible
+        # Same objective value (ties may pick different rows).
+        m = mult[table.group_of] * (1 + margin)
+        val = {"min_energy": table.energy_mj * m, "min_latency": table.latency_ms * m,
+               "max_accuracy": -table.accuracy}[objective.value]
+        assert val[d.index] == pytest.approx(val[expected])
