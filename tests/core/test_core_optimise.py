@@ -31,7 +31,7 @@ def make_table(units=("big", "little"), threads=(1, 2), rng=None):
 
 def brute_force(table, budget, mult=None, margin=0.0):
     best, best_val = None, None
-    for i, p in enumerate(table.points):
+    for i in range(len(table.points)):
         m = (1.0 if mult is None else mult[table.group_of[i]]) * (1 + margin)
         lat, en, acc = table.latency_ms[i] * m, table.energy_mj[i] * m, table.accuracy[i]
         if budget.deadline_ms is not None and lat > budget.deadline_ms:
