@@ -104,3 +104,15 @@ def test_notifier_silent_without_socket_and_tolerates_dead_socket(tmp_path):
     assert dead.ready() is False  # never raises
     other_pid = Notifier({"NOTIFY_SOCKET": "x", "WATCHDOG_USEC": "100", "WATCHDOG_PID": "1"})
     assert other_pid.watchdog_interval_s == 0.0
+
+
+def test_shipped_config_documents_every_key_with_its_default():
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "systemd" / "governor.toml"
+    cfg = load_config(shipped)
+    assert cfg == Config()
+    text = shipped.read_text()
+    for section, model in cfg:
+        for key in type(model).model_fields:
+            assert f"\n{key} = " in text, f"[{section}] {key} is not documented in {shipped.name}"
