@@ -1,0 +1,195 @@
+"""Request and reply messages: the JSON header of each multipart message, one class per ``type``.
+
+A reply has the ``type`` of its request, or ``error``. Messages that carry tensors (``infer`` both
+ways) list one :class:`TensorSpec` per buffer frame in ``tensors``; the codec fills and checks that
+list, so callers build messages without it and pass the arrays separately.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, get_args
+
+from pydantic import Field
+
+from governor.core.protocol._models import Budget, DomainInfo, Estimate, Name, Point, ProfileInfo, Text, Wire
+
+__all__ = [
+    "DTYPES",
+    "PROTOCOL_VERSION",
+    "REPLY_TYPES",
+    "REQUEST_TYPES",
+    "AdviseReply",
+    "AdviseRequest",
+    "ErrorReply",
+    "HelloReply",
+    "HelloRequest",
+    "InferReply",
+    "InferRequest",
+    "Message",
+    "ProfilesReply",
+    "ProfilesRequest",
+    "ReloadReply",
+    "ReloadRequest",
+    "Reply",
+    "Request",
+    "StatusReply",
+    "StatusRequest",
+    "TensorSpec",
+]
+
+PROTOCOL_VERSION = "1.0"  # MAJOR.MINOR; a minor bump only adds optional fields
+
+RequestId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{0,64}$")]
+Endpoint = Annotated[str, Field(max_length=512)]
+DType = Literal["|b1", "|i1", "|u1", "<i2", "<u2", "<f2", "<i4", "<u4", "<f4", "<i8", "<u8", "<f8"]
+DTYPES: tuple[str, ...] = get_args(DType)  # numpy dtype.str, little-endian: both boards and x86 are
+
+
+class TensorSpec(Wire):
+    """Describes one buffer frame: numpy dtype string (little-endian), C-order shape, byte length."""
+
+    name: Name
+    dtype: DType
+    shape: tuple[Annotated[int, Field(ge=0, le=2**40)], ...] = Field(max_length=32)
+    nbytes: int = Field(ge=0)
+
+
+class Message(Wire):
+    """Fields every header has. ``v`` is the sender's protocol version, ``id`` echoes in the reply."""
+
+    v: str = PROTOCOL_VERSION
+    id: RequestId = ""
+    type: str
+    carries_tensors: ClassVar[bool] = False  # buffer frames may follow the header
+    requires_tensors: ClassVar[bool] = False  # at least one must
+
+
+class Request(Message):
+    """Base of the requests a client sends."""
+
+
+class Reply(Message):
+    """Base of the replies a daemon sends."""
+
+
+class HelloRequest(Request):
+    """Version handshake; a client sends it once after connecting."""
+
+    type: Literal["hello"] = "hello"
+    client: Text = ""
+
+
+class _Budgeted(Request):
+    budget: Budget = Budget()
+    strict: bool = Field(default=False, description="reply 'infeasible' instead of a best-effort point")
+    model: Name | None = Field(default=None, description="profile to use; None = the daemon's default")
+
+
+class InferRequest(_Budgeted):
+    """Run one inference on the input tensors (at least one) within the budget."""
+
+    type: Literal["infer"] = "infer"
+    tensors: tuple[TensorSpec, ...] = ()
+    carries_tensors: ClassVar[bool] = True
+    requires_tensors: ClassVar[bool] = True
+
+
+class AdviseRequest(_Budgeted):
+    """Return the operating point ``infer`` would choose for this budget, without running."""
+
+    type: Literal["advise"] = "advise"
+
+
+class StatusRequest(Request):
+    type: Literal["status"] = "status"
+
+
+class ProfilesRequest(Request):
+    type: Literal["profiles"] = "profiles"
+
+
+class ReloadRequest(Request):
+    """Re-read the model profiles from disk."""
+
+    type: Literal["reload"] = "reload"
+
+
+class HelloReply(Reply):
+    """The daemon's identity; its ``v`` is the daemon's protocol version."""
+
+    type: Literal["hello"] = "hello"
+    server: Text
+    board: Name
+    simulated: bool
+    telemetry_endpoint: Endpoint | None = None
+    max_bytes: int = Field(ge=0, description="largest request the daemon accepts, bytes")
+
+
+class InferReply(Reply):
+    """Outputs (tensor frames) plus what was chosen, predicted and measured (ms, mJ)."""
+
+    type: Literal["infer"] = "infer"
+    point: Point
+    predicted: Estimate
+    measured: Estimate
+    budget_met: bool
+    budget_infeasible: bool = Field(description="no point meets the budget; this is the best effort")
+    simulated: bool
+    tensors: tuple[TensorSpec, ...] = ()
+    carries_tensors: ClassVar[bool] = True
+
+
+class AdviseReply(Reply):
+    type: Literal["advise"] = "advise"
+    point: Point
+    predicted: Estimate
+    budget_infeasible: bool
+    simulated: bool
+
+
+class StatusReply(Reply):
+    """The daemon's state: board, model, current point, DVFS domains (Hz), power (mW), temperatures (°C)."""
+
+    type: Literal["status"] = "status"
+    server: Text
+    board: Name
+    simulated: bool
+    uptime_s: float = Field(ge=0)
+    model: Name | None = None
+    point: Point | None = None
+    domains: dict[Name, DomainInfo] = Field(default_factory=dict, max_length=64)
+    total_power_mw: float | None = Field(default=None, ge=0)
+    temps_c: dict[Name, float] = Field(default_factory=dict, max_length=256)
+    served: int = Field(default=0, ge=0, description="requests answered since start")
+    unavailable: tuple[Text, ...] = Field(default=(), description="sensors/actuators failing, with why")
+
+
+class ProfilesReply(Reply):
+    type: Literal["profiles"] = "profiles"
+    profiles: tuple[ProfileInfo, ...] = ()
+    active: Name | None = None
+
+
+class ReloadReply(Reply):
+    type: Literal["reload"] = "reload"
+    loaded: tuple[Name, ...] = ()
+    message: Text = ""
+
+
+class ErrorReply(Reply):
+    """The answer to any request that failed. This shape is frozen across all protocol versions."""
+
+    type: Literal["error"] = "error"
+    # A plain string, not ErrorCode: a newer daemon may add codes; older clients treat them as internal.
+    code: Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
+    message: Text
+
+
+REQUEST_TYPES: dict[str, type[Request]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (HelloRequest, InferRequest, AdviseRequest, StatusRequest, ProfilesRequest, ReloadRequest)
+}
+REPLY_TYPES: dict[str, type[Reply]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (HelloReply, InferReply, AdviseReply, StatusReply, ProfilesReply, ReloadReply, ErrorReply)
+}
