@@ -1,0 +1,109 @@
+"""Utilisation per compute unit, as a busy fraction 0..1 since the previous read.
+
+Theory of operation
+-------------------
+CPU clusters: ``proc/stat`` holds cumulative jiffies per CPU; busy = total - idle - iowait over
+the first eight fields (guest time is already inside user). A cluster's load is its CPUs' busy
+delta over their total delta, so an idle core dilutes a busy one exactly as the scheduler sees
+it. Offline CPUs are absent from ``proc/stat``; a CPU must appear in both sweeps to count (jtop
+resets its estimator when the online mask changes for the same reason), and a cluster with no
+such CPU is reported unavailable rather than idle. A unit without a CPU list (a generic host)
+uses the aggregate ``cpu`` line. The first read covers the time since :meth:`probe`.
+
+Jetson GPU: nvgpu's ``load`` file is per-mille (0..1000) of the last sampling window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from governor.core.board import ComputeUnit
+from governor.drivers._common import Partial, failed, guarded, ok, parse_int
+from governor.drivers._sysfs import SysfsRoot
+from governor.drivers.base import Probe
+
+__all__ = ["PROC_STAT", "CpuLoad", "GpuLoad", "parse_proc_stat"]
+
+PROC_STAT = "proc/stat"
+ALL_CPUS = "cpu"
+
+Jiffies = dict[str, tuple[int, int]]  # "cpuN" (or "cpu") -> (busy, total)
+
+
+def parse_proc_stat(text: str) -> Jiffies:
+    """(busy, total) jiffies per ``cpuN`` line and for the aggregate ``cpu`` line."""
+    out: Jiffies = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or not fields[0].startswith("cpu"):
+            continue
+        ticks = [int(v) for v in fields[1:9]]
+        total = sum(ticks)
+        idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+        out[fields[0]] = (total - idle, total)
+    return out
+
+
+class CpuLoad:
+    """Busy fraction of each CPU compute unit from ``proc/stat`` deltas."""
+
+    name = "cpu-load"
+
+    def __init__(self, sysfs: SysfsRoot, units: Sequence[ComputeUnit]) -> None:
+        self.sysfs = sysfs
+        self.units = tuple(u for u in units if u.kind == "cpu")
+        self._last: Jiffies = {}
+
+    def probe(self) -> Probe:
+        if not self.units:
+            return failed("the board has no CPU compute unit")
+        if not self.sysfs.exists(PROC_STAT):
+            return failed(f"{PROC_STAT} is missing (procfs not mounted under the root?)")
+        self._last = parse_proc_stat(self.sysfs.read(PROC_STAT))
+        return ok(f"units {', '.join(u.name for u in self.units)}")
+
+    def read_partial(self) -> Partial:
+        errors: dict[str, str] = {}
+        try:
+            now = parse_proc_stat(self.sysfs.read(PROC_STAT))
+        except (OSError, ValueError) as exc:
+            return Partial({}, {u.name: str(exc) for u in self.units})
+        before, self._last = self._last, now
+        util = {u.name: guarded(errors, u.name, lambda u=u: self._unit(u, before, now)) for u in self.units}
+        return Partial({k: v for k, v in util.items() if v is not None}, errors)
+
+    @staticmethod
+    def _unit(unit: ComputeUnit, before: Jiffies, now: Jiffies) -> float:
+        keys = [f"cpu{c}" for c in unit.cpus] if unit.cpus else [ALL_CPUS]
+        both = [k for k in keys if k in before and k in now]
+        if not both:
+            raise ValueError(f"cpus {list(unit.cpus)} were offline during the interval")
+        busy = sum(now[k][0] - before[k][0] for k in both)
+        total = sum(now[k][1] - before[k][1] for k in both)
+        return min(max(busy / total, 0.0), 1.0) if total > 0 else 0.0
+
+    def read_util(self) -> dict[str, float]:
+        return dict(self.read_partial().values)
+
+
+class GpuLoad:
+    """A Jetson GPU's ``load`` file (per-mille) as a fraction, for one compute unit."""
+
+    def __init__(self, sysfs: SysfsRoot, unit: str, load_path: str) -> None:
+        self.sysfs = sysfs
+        self.unit = unit
+        self.load_path = load_path
+        self.name = f"gpu-load:{unit}"
+
+    def probe(self) -> Probe:
+        if not self.sysfs.exists(self.load_path):
+            return failed(f"no GPU load file at {self.load_path}")
+        return ok(self.load_path)
+
+    def read_partial(self) -> Partial:
+        errors: dict[str, str] = {}
+        value = guarded(errors, self.unit, lambda: parse_int(self.sysfs.read(self.load_path)) / 1000)
+        return Partial({} if value is None else {self.unit: min(max(value, 0.0), 1.0)}, errors)
+
+    def read_util(self) -> dict[str, float]:
+        return dict(self.read_partial().values)
