@@ -122,15 +122,22 @@ def guarded(errors: dict[str, str], name: str, read: Callable[[], float]) -> flo
 
 
 class DomainBase:
-    """What every frequency domain shares: identity, its table (native unit) and Hz conversion."""
+    """What every frequency domain shares: identity, directory, table (native unit), Hz conversion.
 
-    def __init__(self, sysfs: SysfsRoot, spec: Domain) -> None:
+    ``directory`` defaults to the first match of the catalogue ``paths`` globs.
+    """
+
+    def __init__(self, sysfs: SysfsRoot, spec: Domain, directory: str | None = None) -> None:
         self.sysfs = sysfs
         self.spec = spec
         self.name = spec.name
         self.kind = spec.kind
         self.owner = f"{spec.driver}:{spec.name}"
+        self.dir = directory if directory is not None else first_match(sysfs, spec.paths) or spec.paths[0]
         self._table: tuple[int, ...] = tuple(spec.table)
+
+    def _f(self, leaf: str) -> str:
+        return f"{self.dir}/{leaf}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -34,13 +34,9 @@ class LimitsDomain(DomainBase):
 
     CUR = MIN = MAX = GOVERNOR = GOVERNORS = SETSPEED = ""
 
-    def __init__(self, sysfs: SysfsRoot, spec: Domain, directory: str, *, mode: Mode = "limits") -> None:
-        super().__init__(sysfs, spec)
-        self.dir = directory
+    def __init__(self, sysfs: SysfsRoot, spec: Domain, directory: str | None = None, *, mode: Mode = "limits") -> None:
+        super().__init__(sysfs, spec, directory)
         self.mode: Mode = mode
-
-    def _f(self, leaf: str) -> str:
-        return f"{self.dir}/{leaf}"
 
     def _offered_governors(self) -> list[str]:
         rel = self._f(self.GOVERNORS)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 from governor.core.board import Domain
-from governor.drivers._common import failed, first_match, ok, parse_int
+from governor.drivers._common import failed, ok, parse_int
 from governor.drivers._limits import LimitsDomain, Mode
 from governor.drivers._sysfs import SysfsRoot
 from governor.drivers.base import Probe, ProbeResult
@@ -37,7 +37,7 @@ class CpufreqPolicy(LimitsDomain):
     GOVERNOR, GOVERNORS, SETSPEED = "scaling_governor", "scaling_available_governors", "scaling_setspeed"
 
     def __init__(self, sysfs: SysfsRoot, spec: Domain, *, mode: Mode = "limits") -> None:
-        super().__init__(sysfs, spec, first_match(sysfs, spec.paths) or spec.paths[0], mode=mode)
+        super().__init__(sysfs, spec, mode=mode)
 
     def probe(self) -> Probe:
         if not self.sysfs.exists(self.dir):

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 from posixpath import dirname
 
-from governor.core.board import Domain
 from governor.core.types import DomainReading
-from governor.drivers._common import DomainBase, check_owner, failed, first_match, ok, save_files
-from governor.drivers._sysfs import SysfsRoot
+from governor.drivers._common import DomainBase, check_owner, failed, ok, save_files
 from governor.drivers.base import Baseline, Probe
 
 __all__ = ["BpmpEmc", "T210Emc"]
@@ -34,13 +32,6 @@ class _DebugfsEmc(DomainBase):
     """The shared shape: a rate file, a lock flag, limits; subclasses name the files."""
 
     RATE = LOCK = CUR = ""
-
-    def __init__(self, sysfs: SysfsRoot, spec: Domain) -> None:
-        super().__init__(sysfs, spec)
-        self.dir = first_match(sysfs, spec.paths) or spec.paths[0]
-
-    def _f(self, leaf: str) -> str:
-        return f"{self.dir}/{leaf}"
 
     def probe(self) -> Probe:
         if not self.sysfs.exists(self._f(self.LOCK)):

@@ -15,19 +15,16 @@ the table's end. Restore writes each saved lock back, ``-1`` becoming the unlock
 
 from __future__ import annotations
 
-from governor.core.board import Domain
 from governor.core.types import DomainReading
 from governor.drivers._common import (
     DomainBase,
     check_owner,
     failed,
-    first_match,
     ok,
     parse_int,
     save_files,
     write_limits,
 )
-from governor.drivers._sysfs import SysfsRoot
 from governor.drivers.base import Baseline, Probe
 
 __all__ = ["MaliVendor"]
@@ -37,13 +34,6 @@ _MIN, _MAX = "dvfs_min_lock", "dvfs_max_lock"
 
 class MaliVendor(DomainBase):
     """The vendor Mali driver's lock pair; Hz at the interface, MHz in sysfs."""
-
-    def __init__(self, sysfs: SysfsRoot, spec: Domain) -> None:
-        super().__init__(sysfs, spec)
-        self.dir = first_match(sysfs, spec.paths) or spec.paths[0]
-
-    def _f(self, leaf: str) -> str:
-        return f"{self.dir}/{leaf}"
 
     def probe(self) -> Probe:
         missing = [leaf for leaf in ("clock", _MIN, _MAX) if not self.sysfs.exists(self._f(leaf))]
