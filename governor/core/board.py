@@ -18,11 +18,13 @@ This module is pure: it parses TOML *text*; reading files is the caller's job.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,6 +73,7 @@ class BoardInfo(_Strict):
     # Old kernels (< 5.3) return EINVAL when a new min exceeds the current max; newer ones clamp.
     limit_writes: LimitWrites
     sources: tuple[str, ...] = ()
+    notes: str = Field(default="", description="what is missing or unusual on this board (e.g. no power sensors)")
 
 
 class Identify(_Strict):
@@ -102,12 +105,13 @@ class Domain(_Strict):
     volts_mv: tuple[float, ...] = Field(default=(), description="OPP voltage per table entry, mV")
     governors: tuple[str, ...] = ()
     default_governor: str = ""
+    kernel_driver: str = Field(default="", description="the kernel's driver name (cpufreq scaling_driver)")
     notes: str = ""
 
     @field_validator("table")
     @classmethod
     def _ascending(cls, table: tuple[int, ...]) -> tuple[int, ...]:
-        if any(b <= a for a, b in zip(table, table[1:])):
+        if any(b <= a for a, b in itertools.pairwise(table)):
             raise ValueError("frequency table must be strictly ascending")
         if table and table[0] <= 0:
             raise ValueError("frequencies must be positive")
@@ -138,13 +142,21 @@ class ComputeUnit(_Strict):
     name: str
     kind: Literal["cpu", "gpu", "dla"]
     core: str
-    cpus: tuple[int, ...] = ()
+    cpus: tuple[int, ...] = Field(default=(), description="cpu numbers; empty on a cpu unit = all cpus (generic hosts)")
     domain: str = Field(default="", description="the DVFS domain clocking this unit ('' = not settable)")
 
 
 class Rail(_Strict):
+    """One channel of a power monitor. Channels are listed in chip order; an unconnected one keeps its
+    place under the name ``NC``, as the kernel labels it (readers skip it; it is never in power_total)."""
+
     name: str
     supplies: tuple[str, ...] = Field(default=(), description="compute units/domains fed, or 'soc', 'ddr', 'io'")
+    label: str = Field(default="", description="the kernel's name for the channel when not `name` (INA231 sensor_name)")
+
+    @property
+    def connected(self) -> bool:
+        return "NC" not in (self.name.upper(), self.label.upper())
 
 
 class PowerDevice(_Strict):
@@ -185,20 +197,27 @@ class BoardSpec(_Strict):
     @model_validator(mode="after")
     def _references(self) -> BoardSpec:
         if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {self.schema_version} is not supported (this build reads {SCHEMA_VERSION})")
+            raise ValueError(
+                f"field 'schema_version': {self.schema_version} is not supported (this build reads {SCHEMA_VERSION})"
+            )
         empty = [d.name for d in self.domains if not d.table]
         if empty and self.board.family != "host":
-            raise ValueError(f"domains {empty} have no frequency table (only host boards may discover tables)")
+            raise ValueError(f"field 'domains': {empty} have no frequency table (only host boards may discover tables)")
         names = [d.name for d in self.domains]
         if len(set(names)) != len(names):
-            raise ValueError(f"duplicate domain names in {names}")
-        for unit in self.units:
+            raise ValueError(f"field 'domains': duplicate domain names in {names}")
+        for i, unit in enumerate(self.units):
             if unit.domain and unit.domain not in names:
-                raise ValueError(f"unit {unit.name!r} names domain {unit.domain!r}, which is not declared")
-        rails = {r.name for dev in self.power for r in dev.channels}
-        missing = [r for r in self.power_total if r not in rails]
+                raise ValueError(
+                    f"field 'units.{i}.domain': unit {unit.name!r} names domain {unit.domain!r}, "
+                    f"which is not declared (domains: {names})"
+                )
+        rail_names = [r.name for r in self.rails if r.connected]
+        if len(set(rail_names)) != len(rail_names):
+            raise ValueError(f"field 'power': duplicate rail names in {rail_names}")
+        missing = [r for r in self.power_total if r not in rail_names]
         if missing:
-            raise ValueError(f"power_total names rails that no power device has: {missing}")
+            raise ValueError(f"field 'power_total': names rails that no power device has (or NC ones): {missing}")
         return self
 
     @property
@@ -231,7 +250,14 @@ def parse_board(text: str, source: str) -> BoardSpec:
     try:
         return BoardSpec.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"field '{'.'.join(str(p) for p in err['loc']) or '(top)'}': {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_describe(err) for err in exc.errors())
         raise CatalogueError(f"{source}: {problems}") from exc
+
+
+def _describe(err: ErrorDetails) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    message = str(err["msg"])
+    if where:
+        return f"field '{where}': {message}"
+    # Whole-model checks name their field inside the message.
+    return message.removeprefix("Value error, ")
