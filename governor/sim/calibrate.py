@@ -147,7 +147,8 @@ _SPECS: Mapping[str, tuple[_Model, dict[str, tuple[float, float, float]]]] = {
     "VDD_SYS_SOC": (_emc, {"static": (300, 0, 3000), "leak": (10, 0, 3000), "c_clock": (100, 0, 20000),
                            "c_active": (100, 0, 20000), "knee_hz": (1.0e9, 0.05e9, 1.8e9), "v_hi": (1.2, 0.81, 3.0)}),
     "VDD_SYS_DDR": (_emc, {"static": (100, 0, 3000), "leak": (10, 0, 3000), "c_clock": (100, 0, 20000),
-                           "c_active": (100, 0, DDR_C_ACTIVE_MAX_PF), "knee_hz": (1.0e9, 0.05e9, 1.8e9), "v_hi": (1.2, 0.81, 3.0)}),
+                           "c_active": (100, 0, DDR_C_ACTIVE_MAX_PF), "knee_hz": (1.0e9, 0.05e9, 1.8e9),
+                           "v_hi": (1.2, 0.81, 3.0)}),
 }
 
 
@@ -170,7 +171,7 @@ class Tx2Fit:
 
 
 def _fit_rail(rail: str, grids: Sequence[Grid]) -> dict[str, float]:
-    from scipy.optimize import least_squares  # noqa: PLC0415 - only the calibration needs scipy
+    from scipy.optimize import least_squares  # only the calibration needs scipy
 
     model, params = _SPECS[rail]
     fixed = {n: spec[0] for n, spec in params.items() if len(spec) == 3 and spec[1] == spec[2]}
