@@ -168,6 +168,7 @@ class PowerDevice(_Strict):
     real_path: str = ""
     channels: tuple[Rail, ...] = Field(min_length=1)
     update_interval_ms: float = Field(default=1.0, gt=0, description="how often the sensor refreshes")
+    optional: bool = Field(default=False, description="absent on some machines of this kind; missing is no error")
 
 
 class ThermalZone(_Strict):
