@@ -40,7 +40,7 @@ REPLIES: list[tuple[p.Reply, dict[str, np.ndarray]]] = [
             server="dnn-governor 0.1.0",
             board="jetson-tx2",
             simulated=True,
-            telemetry_endpoint="ipc:///run/governor/telemetry.sock",
+            telemetry_endpoint="ipc:///run/governor/governor-telemetry.sock",
             max_bytes=1 << 20,
         ),
         {},

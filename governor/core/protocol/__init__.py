@@ -77,7 +77,7 @@ from governor.core.protocol._telemetry import (
 from governor.core.protocol._tensors import MAX_TENSORS
 
 DEFAULT_ENDPOINT = "ipc:///run/governor/governor.sock"
-DEFAULT_TELEMETRY_ENDPOINT = "ipc:///run/governor/telemetry.sock"
+DEFAULT_TELEMETRY_ENDPOINT = "ipc:///run/governor/governor-telemetry.sock"
 
 __all__ = [
     "DEFAULT_ENDPOINT",

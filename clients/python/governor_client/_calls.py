@@ -1,0 +1,162 @@
+"""What the sync and async clients share, without I/O: building requests, reading replies, results.
+
+Each request gets a fresh id (a random per-client prefix plus a counter); a reply is accepted only
+if it echoes that id (or carries none, which a daemon does when it could not read the request).
+Anything else is a stale reply to an earlier, abandoned attempt and is dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from governor.core import protocol as p
+from governor_client._errors import GovernorError
+
+__all__ = ["Advice", "Call", "Calls", "InferResult", "advise_call", "infer_call", "named_inputs", "plain_call"]
+
+R = TypeVar("R", bound=p.Reply)
+T = TypeVar("T")
+Q = TypeVar("Q", bound=p.Request)
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """An inference: outputs (read-only views of the reply frames), the operating point chosen,
+    predicted and measured latency (ms) and energy (mJ), whether the budget was met, and whether
+    any of it was simulated."""
+
+    outputs: Mapping[str, np.ndarray]
+    point: p.Point
+    predicted: p.Estimate
+    measured: p.Estimate
+    budget_met: bool
+    budget_infeasible: bool
+    simulated: bool
+    request_id: str = ""
+
+    @property
+    def output(self) -> np.ndarray:
+        """The first (usually only) output."""
+        if not self.outputs:
+            raise GovernorError("internal", "the daemon returned no output tensors")
+        return next(iter(self.outputs.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        outputs = {
+            n: {"dtype": a.dtype.str, "shape": list(a.shape), "values": a.tolist()} for n, a in self.outputs.items()
+        }
+        return {**_fields(self, exclude="outputs"), "outputs": outputs}
+
+
+@dataclass(frozen=True)
+class Advice:
+    """The operating point ``infer`` would choose for a budget, with its predicted latency/energy."""
+
+    point: p.Point
+    predicted: p.Estimate
+    budget_infeasible: bool
+    simulated: bool
+    request_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _fields(self)
+
+
+def _fields(result: object, exclude: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in result.__dataclass_fields__:  # type: ignore[attr-defined]
+        value = getattr(result, name)
+        if name != exclude:
+            out[name] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    return out
+
+
+def named_inputs(inputs: object) -> dict[str, object]:
+    """A mapping stays as is; a list or tuple gives input0, input1, ...; anything else is one "input"."""
+    if isinstance(inputs, Mapping):
+        return dict(inputs)
+    if isinstance(inputs, (list, tuple)):
+        return {f"input{i}": value for i, value in enumerate(inputs)}
+    return {"input": inputs}
+
+
+def budgeted(cls: type[Q], **fields: Any) -> Q:
+    """An infer/advise request from the keyword arguments of the client methods."""
+    budget_keys = ("deadline_ms", "energy_mj", "min_accuracy", "objective")
+    budget = {k: fields.pop(k) for k in budget_keys}
+    try:
+        return p.build(cls, budget=p.build(p.Budget, **budget), **fields)
+    except p.ProtocolError as exc:
+        raise GovernorError.from_protocol(exc) from None
+
+
+@dataclass
+class Calls:
+    """Request ids, encoding and reply matching for one client connection."""
+
+    max_bytes: int = p.MAX_MESSAGE_BYTES
+    prefix: str = field(default_factory=lambda: secrets.token_hex(4))
+    _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def encode(self, msg: p.Request, tensors: Mapping[str, object] | None = None) -> tuple[str, list[p.Frame]]:
+        request_id = f"{self.prefix}-{next(self._counter)}"
+        try:
+            return request_id, p.encode_request(msg.model_copy(update={"id": request_id}), tensors)
+        except p.ProtocolError as exc:
+            raise GovernorError.from_protocol(exc) from None
+
+    def match(self, frames: Sequence[p.Frame], request_id: str) -> tuple[p.Reply, dict[str, np.ndarray]] | None:
+        """The reply to ``request_id``; None for a stale reply; raises for an error reply."""
+        try:
+            reply, arrays = p.decode_reply(frames, max_bytes=self.max_bytes)
+        except p.ProtocolError as exc:
+            raise GovernorError(exc.code, f"the daemon's reply was refused: {exc.message}") from None
+        if reply.id not in (request_id, ""):
+            return None
+        if isinstance(reply, p.ErrorReply):
+            raise GovernorError(reply.code, reply.message, request_id=request_id)
+        return reply, arrays
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One method call of a client: the request, its tensors, and how the reply becomes the result."""
+
+    request: p.Request
+    tensors: Mapping[str, object] | None
+    result: Callable[[p.Reply, dict[str, np.ndarray]], T]
+
+
+def infer_call(inputs: object, **budget: Any) -> Call[InferResult]:
+    return Call(budgeted(p.InferRequest, **budget), named_inputs(inputs), _infer_result)
+
+
+def advise_call(**budget: Any) -> Call[Advice]:
+    return Call(budgeted(p.AdviseRequest, **budget), None, _advice)
+
+
+def plain_call(request: p.Request, reply_type: type[R]) -> Call[R]:
+    return Call(request, None, lambda reply, _: expect(reply, reply_type))
+
+
+def expect(reply: p.Reply, cls: type[R]) -> R:
+    """``reply`` as the reply type the request asked for."""
+    if not isinstance(reply, cls):
+        raise GovernorError("internal", f"expected a {cls.__name__} but the daemon sent {reply.type!r}")
+    return reply
+
+
+def _infer_result(reply: p.Reply, arrays: dict[str, np.ndarray]) -> InferResult:
+    r = expect(reply, p.InferReply)
+    return InferResult(arrays, r.point, r.predicted, r.measured, r.budget_met, r.budget_infeasible, r.simulated, r.id)
+
+
+def _advice(reply: p.Reply, _: dict[str, np.ndarray]) -> Advice:
+    r = expect(reply, p.AdviseReply)
+    return Advice(r.point, r.predicted, r.budget_infeasible, r.simulated, r.id)

@@ -1,0 +1,194 @@
+"""The asyncio client: ``async with AsyncClient() as gov: await gov.infer(x, deadline_ms=20)``.
+
+Same calls, timeouts and lazy-pirate retries as :class:`~governor_client.Client`, on zmq.asyncio
+sockets. Calls on one client run one at a time (an asyncio lock), which is also how the daemon
+serves them; open several clients for concurrent requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import TypeVar
+
+import numpy as np
+import zmq
+import zmq.asyncio
+
+from governor.core import protocol as p
+from governor_client._calls import Advice, Call, Calls, InferResult, advise_call, infer_call, plain_call
+from governor_client._errors import GovernorError, check_endpoint, unreachable
+from governor_client._transport import AsyncZmqTransport, CurveKeys, default_endpoint, open_subscriber
+from governor_client.client import CLIENT_NAME
+
+__all__ = ["AsyncClient", "AsyncSubscription"]
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """The asyncio counterpart of :class:`~governor_client.Client` (same arguments, minus transport)."""
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        timeout_ms: int = 3000,
+        retries: int = 2,
+        context: zmq.asyncio.Context | None = None,
+        curve: CurveKeys | None = None,
+        max_bytes: int = p.MAX_MESSAGE_BYTES,
+    ) -> None:
+        if timeout_ms <= 0 or retries < 0:
+            raise ValueError("timeout_ms must be > 0 and retries >= 0")
+        self.endpoint = endpoint or default_endpoint()
+        self.timeout_ms = timeout_ms
+        self.retries = retries
+        self.hello: p.HelloReply | None = None
+        self._transport: AsyncZmqTransport | None = None
+        self._context = context
+        self._curve = curve
+        self._calls = Calls(max_bytes=max_bytes)
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> AsyncClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def connect(self) -> p.HelloReply:
+        """Open the connection and check versions; returns the daemon's hello."""
+        async with self._lock:
+            return await self._connect()
+
+    async def _connect(self) -> p.HelloReply:
+        if self._transport is None:
+            check_endpoint(self.endpoint)
+            self._transport = AsyncZmqTransport(self.endpoint, context=self._context, curve=self._curve)
+        if self.hello is None:
+            self.hello = await self._run(plain_call(p.HelloRequest(client=CLIENT_NAME), p.HelloReply))
+        return self.hello
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        self.hello = None
+
+    async def infer(
+        self,
+        inputs: np.ndarray | Sequence[np.ndarray] | dict[str, np.ndarray],
+        *,
+        deadline_ms: float | None = None,
+        energy_mj: float | None = None,
+        min_accuracy: float | None = None,
+        objective: p.Objective = "min_energy",
+        strict: bool = False,
+        model: str | None = None,
+    ) -> InferResult:
+        """Run one inference within the budget (ms, mJ, accuracy fraction); arrays are not copied."""
+        budget = {"deadline_ms": deadline_ms, "energy_mj": energy_mj, "min_accuracy": min_accuracy}
+        return await self._call(infer_call(inputs, **budget, objective=objective, strict=strict, model=model))
+
+    async def advise(
+        self,
+        *,
+        deadline_ms: float | None = None,
+        energy_mj: float | None = None,
+        min_accuracy: float | None = None,
+        objective: p.Objective = "min_energy",
+        strict: bool = False,
+        model: str | None = None,
+    ) -> Advice:
+        """The operating point ``infer`` would choose for this budget, without running."""
+        budget = {"deadline_ms": deadline_ms, "energy_mj": energy_mj, "min_accuracy": min_accuracy}
+        return await self._call(advise_call(**budget, objective=objective, strict=strict, model=model))
+
+    async def status(self) -> p.StatusReply:
+        return await self._call(plain_call(p.StatusRequest(), p.StatusReply))
+
+    async def profiles(self) -> p.ProfilesReply:
+        return await self._call(plain_call(p.ProfilesRequest(), p.ProfilesReply))
+
+    async def reload(self) -> p.ReloadReply:
+        return await self._call(plain_call(p.ReloadRequest(), p.ReloadReply))
+
+    async def telemetry(self, topics: Sequence[str] = (), *, endpoint: str | None = None) -> AsyncSubscription:
+        """Subscribe to the daemon's telemetry; the endpoint comes from the handshake unless given."""
+        endpoint = endpoint or (await self.connect()).telemetry_endpoint
+        if not endpoint:
+            raise GovernorError("unavailable", "the daemon publishes no telemetry (its hello names no endpoint)")
+        return AsyncSubscription(endpoint, topics, context=self._context, curve=self._curve)
+
+    async def _call(self, call: Call[T]) -> T:
+        async with self._lock:
+            await self._connect()
+            return await self._run(call)
+
+    async def _run(self, call: Call[T]) -> T:
+        assert self._transport is not None
+        request_id, frames = self._calls.encode(call.request, call.tensors)
+        for attempt in range(1 + self.retries):
+            if attempt:
+                self._transport.reset()
+            await self._transport.send(frames)
+            answer = await self._await(request_id)
+            if answer is not None:
+                return call.result(*answer)
+        raise unreachable(self.endpoint, self.timeout_ms, 1 + self.retries)
+
+    async def _await(self, request_id: str) -> tuple[p.Reply, dict[str, np.ndarray]] | None:
+        assert self._transport is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_ms / 1000
+        while (left_ms := (deadline - loop.time()) * 1000) > 0:
+            frames = await self._transport.recv(max(1, round(left_ms)))
+            if frames is None:
+                return None
+            answer = self._calls.match(frames, request_id)
+            if answer is not None:
+                return answer
+        return None
+
+
+class AsyncSubscription:
+    """Telemetry for asyncio: ``async for msg in sub``, or ``await sub.recv(timeout_ms)``."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        topics: Sequence[str] = (),
+        *,
+        context: zmq.asyncio.Context | None = None,
+        curve: CurveKeys | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._socket = open_subscriber(context or zmq.asyncio.Context.instance(), endpoint, topics, curve)
+
+    async def recv(self, timeout_ms: int | None = None) -> p.Telemetry | None:
+        if not await self._socket.poll(timeout_ms, zmq.POLLIN):
+            return None
+        try:
+            return p.decode_telemetry(await self._socket.recv_multipart())
+        except p.ProtocolError as exc:
+            raise GovernorError.from_protocol(exc) from None
+
+    def __aiter__(self) -> AsyncIterator[p.Telemetry]:
+        return self
+
+    async def __anext__(self) -> p.Telemetry:
+        msg = None
+        while msg is None:
+            msg = await self.recv()
+        return msg
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+    async def __aenter__(self) -> AsyncSubscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()

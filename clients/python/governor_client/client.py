@@ -1,0 +1,198 @@
+"""The synchronous client: ``with Client() as gov: gov.infer(x, deadline_ms=20)``.
+
+Every call is one request and one reply. A call waits ``timeout_ms`` for its reply; on silence it
+resets the connection (lazy pirate) and resends the same request, ``retries`` times, then raises
+:class:`DaemonUnreachable` with what to do. A resent ``infer`` may run twice if the daemon was only
+slow, so ``timeout_ms`` should exceed the longest inference plus queueing. Not thread-safe: use one
+client per thread (ZeroMQ sockets must stay on one thread).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import zmq
+
+from governor import __version__
+from governor.core import protocol as p
+from governor_client._calls import Advice, Call, Calls, InferResult, advise_call, infer_call, plain_call
+from governor_client._errors import GovernorError, check_endpoint, unreachable
+from governor_client._transport import CurveKeys, Transport, ZmqTransport, default_endpoint, open_subscriber
+
+__all__ = ["Client", "Subscription"]
+
+T = TypeVar("T")
+CLIENT_NAME = f"governor-client/{__version__}"
+
+
+class Client:
+    """A connection to the governor daemon at ``endpoint`` (default: :func:`default_endpoint`).
+
+    ``transport`` replaces ZeroMQ (tests pass ``governor.transport.inproc`` ends). The version
+    handshake (a ``hello``) runs on :meth:`connect`, on entering the ``with`` block, or before the
+    first call; its reply is kept in :attr:`hello`.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        timeout_ms: int = 3000,
+        retries: int = 2,
+        transport: Transport | None = None,
+        context: zmq.Context[Any] | None = None,
+        curve: CurveKeys | None = None,
+        max_bytes: int = p.MAX_MESSAGE_BYTES,
+    ) -> None:
+        if timeout_ms <= 0 or retries < 0:
+            raise ValueError("timeout_ms must be > 0 and retries >= 0")
+        self.endpoint = endpoint or default_endpoint()
+        self.timeout_ms = timeout_ms
+        self.retries = retries
+        self.hello: p.HelloReply | None = None
+        self._transport = transport
+        self._injected = transport is not None
+        self._context = context
+        self._curve = curve
+        self._calls = Calls(max_bytes=max_bytes)
+
+    def __enter__(self) -> Client:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def connect(self) -> p.HelloReply:
+        """Open the connection and check versions; returns the daemon's hello."""
+        if self._transport is None:
+            check_endpoint(self.endpoint)
+            self._transport = ZmqTransport(self.endpoint, context=self._context, curve=self._curve)
+        if self.hello is None:
+            self.hello = self._run(plain_call(p.HelloRequest(client=CLIENT_NAME), p.HelloReply))
+        return self.hello
+
+    def close(self) -> None:
+        if self._transport is not None and not self._injected:
+            self._transport.close()
+            self._transport = None
+        self.hello = None
+
+    def infer(
+        self,
+        inputs: np.ndarray | Sequence[np.ndarray] | dict[str, np.ndarray],
+        *,
+        deadline_ms: float | None = None,
+        energy_mj: float | None = None,
+        min_accuracy: float | None = None,
+        objective: p.Objective = "min_energy",
+        strict: bool = False,
+        model: str | None = None,
+    ) -> InferResult:
+        """Run one inference within the budget (ms, mJ, accuracy fraction). Arrays are sent without
+        copying; do not modify them until this returns."""
+        budget = {"deadline_ms": deadline_ms, "energy_mj": energy_mj, "min_accuracy": min_accuracy}
+        return self._call(infer_call(inputs, **budget, objective=objective, strict=strict, model=model))
+
+    def advise(
+        self,
+        *,
+        deadline_ms: float | None = None,
+        energy_mj: float | None = None,
+        min_accuracy: float | None = None,
+        objective: p.Objective = "min_energy",
+        strict: bool = False,
+        model: str | None = None,
+    ) -> Advice:
+        """The operating point ``infer`` would choose for this budget, without running."""
+        budget = {"deadline_ms": deadline_ms, "energy_mj": energy_mj, "min_accuracy": min_accuracy}
+        return self._call(advise_call(**budget, objective=objective, strict=strict, model=model))
+
+    def status(self) -> p.StatusReply:
+        return self._call(plain_call(p.StatusRequest(), p.StatusReply))
+
+    def profiles(self) -> p.ProfilesReply:
+        return self._call(plain_call(p.ProfilesRequest(), p.ProfilesReply))
+
+    def reload(self) -> p.ReloadReply:
+        return self._call(plain_call(p.ReloadRequest(), p.ReloadReply))
+
+    def telemetry(self, topics: Sequence[str] = (), *, endpoint: str | None = None) -> Subscription:
+        """Subscribe to the daemon's telemetry (all topics by default); the endpoint comes from the
+        handshake unless given."""
+        endpoint = endpoint or self.connect().telemetry_endpoint
+        if not endpoint:
+            raise GovernorError("unavailable", "the daemon publishes no telemetry (its hello names no endpoint)")
+        return Subscription(endpoint, topics, context=self._context, curve=self._curve, max_bytes=self._calls.max_bytes)
+
+    def _call(self, call: Call[T]) -> T:
+        self.connect()
+        return self._run(call)
+
+    def _run(self, call: Call[T]) -> T:
+        assert self._transport is not None
+        request_id, frames = self._calls.encode(call.request, call.tensors)
+        for attempt in range(1 + self.retries):
+            if attempt:
+                self._transport.reset()
+            self._transport.send(frames)
+            answer = self._await(request_id)
+            if answer is not None:
+                return call.result(*answer)
+        raise unreachable(self.endpoint, self.timeout_ms, 1 + self.retries)
+
+    def _await(self, request_id: str) -> tuple[p.Reply, dict[str, np.ndarray]] | None:
+        assert self._transport is not None
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        while (left_ms := (deadline - time.monotonic()) * 1000) > 0:
+            frames = self._transport.recv(max(1, round(left_ms)))
+            if frames is None:
+                return None
+            answer = self._calls.match(frames, request_id)
+            if answer is not None:
+                return answer
+        return None
+
+
+class Subscription:
+    """Telemetry from the daemon's PUB socket: iterate for messages, or :meth:`recv` with a timeout."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        topics: Sequence[str] = (),
+        *,
+        context: zmq.Context[Any] | None = None,
+        curve: CurveKeys | None = None,
+        max_bytes: int = p.MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.endpoint = endpoint
+        self._max_bytes = max_bytes
+        self._socket = open_subscriber(context or zmq.Context.instance(), endpoint, topics, curve)
+
+    def recv(self, timeout_ms: int | None = None) -> p.Telemetry | None:
+        """The next message, or None after ``timeout_ms`` (None = wait forever)."""
+        if not self._socket.poll(timeout_ms, zmq.POLLIN):
+            return None
+        try:
+            return p.decode_telemetry(self._socket.recv_multipart(), max_bytes=self._max_bytes)
+        except p.ProtocolError as exc:
+            raise GovernorError.from_protocol(exc) from None
+
+    def __iter__(self) -> Iterator[p.Telemetry]:
+        while True:
+            msg = self.recv(200)  # short polls keep Ctrl-C responsive
+            if msg is not None:
+                yield msg
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
