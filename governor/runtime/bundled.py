@@ -1,0 +1,53 @@
+"""The daemon's default model: a G=4 resnet-small trained on scikit-learn's digits at first start.
+
+Training is seeded and single-threaded (bit-identical on every machine with the same torch build, and
+a few seconds on a small CPU, where OpenMP spinning on a busy 2-core host can cost 10x). The result
+is cached under ``cache_dir``; a cached file that is missing, corrupt or of another format version is
+trained again. Reaching >= 95 % validation accuracy at k = G is checked by tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from governor.core.modelmeta import ModelFileError, read_model_meta
+from governor.runtime.data import load_digits_split
+from governor.runtime.modelfile import describe, save_model
+from governor.runtime.training import TrainConfig, train_incremental
+
+DEFAULT_MODEL_NAME = "digits-resnet-small-g4.dgm"
+DEFAULT_CONFIG = TrainConfig(arch="resnet-small", groups=4, connectivity="grouped", epochs=4, width=1.0, seed=0)
+
+
+def _usable(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            meta = read_model_meta(f)
+    except (OSError, ModelFileError):
+        return False
+    return meta.arch == DEFAULT_CONFIG.arch and meta.groups == DEFAULT_CONFIG.groups
+
+
+def train_default_model(path: Path, config: TrainConfig = DEFAULT_CONFIG) -> Path:
+    """Train ``config`` on digits with one intra-op thread and write the model file to ``path``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        split = load_digits_split(seed=config.seed)
+        trained = train_incremental(config, split)
+    finally:
+        torch.set_num_threads(threads)
+    save_model(path, trained.net, describe(trained, config, split))
+    return path
+
+
+def ensure_default_model(cache_dir: Path) -> Path:
+    """Path of the bundled digits model in ``cache_dir``, training it first if it is not there yet."""
+    cache_dir = Path(cache_dir)
+    path = cache_dir / DEFAULT_MODEL_NAME
+    if _usable(path):
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return train_default_model(path)

@@ -1,0 +1,209 @@
+"""Incremental training: stage k trains group k while groups < k stay bit-for-bit frozen.
+
+Why the frozen groups cannot move: after each backward pass every grouped tensor's gradient is
+zeroed outside group k's contiguous range (layers.py keeps each group contiguous), weight decay is
+added by hand inside that range only, and each stage starts a fresh Adam whose moments for the
+zeroed elements stay exactly 0, so their update is exactly 0. Batch norm runs groups < k in eval
+mode (running statistics untouched). The classifier bias belongs to group 1 and trains in stage 1.
+Hence the k-group sub-network's outputs after stage k equal, bit for bit, its outputs at the end.
+
+Each stage uses a cosine learning-rate decay over its epochs. A checkpoint after every epoch holds
+the weights, optimizer and data-order RNG, so a resumed run reproduces an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from governor.runtime.data import Dataset, Split, augment
+from governor.runtime.layers import GroupConv2d, GroupedTensor, GroupHead
+from governor.runtime.nets import DynamicNet, build_net, scaled_widths
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one incremental training run; ``epochs`` is per stage (one stage per group)."""
+
+    arch: str = "resnet-small"
+    groups: int = 4
+    connectivity: Literal["grouped", "nested"] = "grouped"
+    epochs: int = 5
+    width: float = 1.0
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    seed: int = 0
+    augment: bool = False
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after every batch; ``batch == batches`` closes an epoch."""
+
+    stage: int
+    stages: int
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    loss: float
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    net: DynamicNet
+    accuracies: tuple[float, ...]  # validation accuracy for k = 1..G, fraction 0..1
+    seconds: float  # measured wall time of training, including resumed parts
+
+
+class CheckpointMismatch(ValueError):
+    """The checkpoint on disk belongs to a different run."""
+
+
+def new_net(config: TrainConfig, split: Split) -> DynamicNet:
+    widths, fc_widths = scaled_widths(config.arch, config.width, config.groups)
+    mean, std = split.channel_stats()
+    return build_net(
+        config.arch, groups=config.groups, connectivity=config.connectivity, input_shape=split.train.input_shape,
+        classes=len(split.train.classes), widths=widths, fc_widths=fc_widths, mean=mean, std=std,
+        gen=torch.Generator().manual_seed(config.seed),
+    )
+
+
+def evaluate(net: DynamicNet, data: Dataset, k: int, batch_size: int = 512) -> float:
+    """Top-1 accuracy (fraction) of the k-group sub-network."""
+    net.eval()
+    net.set_active_groups(k)
+    correct = 0
+    with torch.inference_mode():
+        for start in range(0, len(data.y), batch_size):
+            logits = net(torch.from_numpy(data.x[start : start + batch_size]))
+            correct += int((logits.argmax(1).numpy() == data.y[start : start + batch_size]).sum())
+    return correct / max(1, len(data.y))
+
+
+class _Stage:
+    """The trainable part of stage k: which tensors, which element range, decay or not."""
+
+    def __init__(self, net: DynamicNet, k: int, weight_decay: float):
+        decayed = {id(m.weight) for m in net.modules() if isinstance(m, GroupConv2d)}
+        decayed |= {id(m.weight_t) for m in net.modules() if isinstance(m, GroupHead)}
+        self.k, self.weight_decay = k, weight_decay
+        self.tensors = [g for g in net.grouped_tensors() if isinstance(g.tensor, torch.nn.Parameter)]
+        self.decayed = [id(g.tensor) in decayed for g in self.tensors]
+        self.params = [g.tensor for g in self.tensors if g.offsets[k] > g.offsets[k - 1]]
+
+    def mask_gradients(self) -> None:
+        for group, decay in zip(self.tensors, self.decayed, strict=True):
+            if group.tensor.grad is not None:
+                self._mask_one(group, decay)
+
+    def _mask_one(self, group: GroupedTensor, decay: bool) -> None:
+        lo, hi = group.offsets[self.k - 1], group.offsets[self.k]
+        grad = group.tensor.grad.view(-1)
+        grad[:lo].zero_()
+        grad[hi:].zero_()
+        if decay and self.weight_decay:
+            grad[lo:hi].add_(group.tensor.detach().view(-1)[lo:hi], alpha=self.weight_decay)
+
+
+def _run_epoch(net: DynamicNet, stage: _Stage, opt: torch.optim.Optimizer, data: Dataset, config: TrainConfig,
+               rng: np.random.Generator, step0: int, total_steps: int, report: Callable[[int, int, float], None]):
+    net.train()
+    order = rng.permutation(len(data.y))
+    batches = math.ceil(len(order) / config.batch_size)
+    for b in range(batches):
+        index = order[b * config.batch_size : (b + 1) * config.batch_size]
+        x = augment(data.x[index], rng) if config.augment else data.x[index]
+        for group in opt.param_groups:
+            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (step0 + b) / total_steps))
+        net.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(net(torch.from_numpy(np.ascontiguousarray(x))), torch.from_numpy(data.y[index]))
+        loss.backward()
+        stage.mask_gradients()
+        opt.step()
+        report(b + 1, batches, float(loss.detach()))
+
+
+def train_incremental(
+    config: TrainConfig, split: Split, *, checkpoint: Path | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> TrainedModel:
+    """Train G stages (see module docstring); resume from ``checkpoint`` if it exists and matches."""
+    net, rng = new_net(config, split), np.random.default_rng(config.seed)
+    resume = _load_checkpoint(checkpoint, config, split, net, rng)
+    stage0, epoch0, seconds = resume.get("stage", 1), resume.get("epoch", 0), resume.get("seconds", 0.0)
+    started = time.perf_counter()
+    batches = math.ceil(len(split.train.y) / config.batch_size)
+    for k in range(stage0, config.groups + 1):
+        net.set_training_stage(k)
+        stage = _Stage(net, k, config.weight_decay)
+        opt = torch.optim.Adam(stage.params, lr=config.lr)
+        first = epoch0 if k == stage0 else 0
+        if first and "optimizer" in resume:
+            opt.load_state_dict(resume["optimizer"])
+        for epoch in range(first, config.epochs):
+            def report(b: int, n: int, loss: float, k: int = k, epoch: int = epoch) -> None:
+                if progress:
+                    progress(Progress(k, config.groups, epoch + 1, config.epochs, b, n, loss))
+            _run_epoch(net, stage, opt, split.train, config, rng, epoch * batches, config.epochs * batches, report)
+            if checkpoint is not None:
+                elapsed = seconds + time.perf_counter() - started
+                _save_checkpoint(checkpoint, config, split, net, opt, rng, k, epoch + 1, elapsed)
+    net.set_training_stage(None)
+    accuracies = tuple(evaluate(net, split.val, k) for k in range(1, config.groups + 1))
+    net.set_active_groups(config.groups)
+    return TrainedModel(net, accuracies, seconds + time.perf_counter() - started)
+
+
+def _identity(config: TrainConfig, split: Split) -> dict[str, Any]:
+    return {"config": dataclasses.asdict(config), "dataset": split.train.name,
+            "samples": [len(split.train.y), len(split.val.y)]}
+
+
+def _save_checkpoint(path: Path, config: TrainConfig, split: Split, net: DynamicNet, opt: torch.optim.Optimizer,
+                     rng: np.random.Generator, stage: int, epoch: int, seconds: float) -> None:
+    payload = {
+        "version": CHECKPOINT_VERSION, "identity": json.dumps(_identity(config, split), sort_keys=True),
+        "stage": stage, "epoch": epoch, "seconds": seconds, "model": net.state_dict(),
+        "optimizer": opt.state_dict(), "rng": json.dumps(rng.bit_generator.state),
+    }
+    if epoch == config.epochs:  # the stage is complete: the next one starts afresh
+        payload.update(stage=stage + 1, epoch=0)
+        del payload["optimizer"]
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path | None, config: TrainConfig, split: Split, net: DynamicNet,
+                     rng: np.random.Generator) -> dict[str, Any]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        payload = torch.load(path, weights_only=True)
+        identity = json.loads(payload["identity"])
+    except Exception as exc:
+        raise CheckpointMismatch(f"checkpoint {path} is unreadable ({exc}); delete it to start over") from exc
+    if payload.get("version") != CHECKPOINT_VERSION or identity != _identity(config, split):
+        raise CheckpointMismatch(
+            f"checkpoint {path} was written by a different run ({identity.get('config')}, "
+            f"{identity.get('dataset')}); delete it or repeat that run's options to resume"
+        )
+    net.load_state_dict(payload["model"])
+    rng.bit_generator.state = json.loads(payload["rng"])
+    return payload
