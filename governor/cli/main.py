@@ -18,6 +18,7 @@ from governor import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "boards": ("governor.cli.boards", "list the board catalogue"),
     "status": ("governor.cli.status", "show a board's domains, frequencies, load, power and temperatures"),
+    "train": ("governor.cli.train", "train a dynamic group-pruned network incrementally into a model file"),
 }
 
 
