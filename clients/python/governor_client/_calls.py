@@ -27,7 +27,7 @@ Q = TypeVar("Q", bound=p.Request)
 
 @dataclass(frozen=True)
 class InferResult:
-    """An inference: outputs (read-only views of the reply frames), the operating point chosen,
+    """An inference: outputs (views of the received reply frames, not copies), the operating point chosen,
     predicted and measured latency (ms) and energy (mJ), whether the budget was met, and whether
     any of it was simulated."""
 

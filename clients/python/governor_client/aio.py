@@ -120,7 +120,9 @@ class AsyncClient:
         endpoint = endpoint or (await self.connect()).telemetry_endpoint
         if not endpoint:
             raise GovernorError("unavailable", "the daemon publishes no telemetry (its hello names no endpoint)")
-        return AsyncSubscription(endpoint, topics, context=self._context, curve=self._curve)
+        return AsyncSubscription(
+            endpoint, topics, context=self._context, curve=self._curve, max_bytes=self._calls.max_bytes
+        )
 
     async def _call(self, call: Call[T]) -> T:
         async with self._lock:
@@ -163,15 +165,17 @@ class AsyncSubscription:
         *,
         context: zmq.asyncio.Context | None = None,
         curve: CurveKeys | None = None,
+        max_bytes: int = p.MAX_MESSAGE_BYTES,
     ) -> None:
         self.endpoint = endpoint
+        self._max_bytes = max_bytes
         self._socket = open_subscriber(context or zmq.asyncio.Context.instance(), endpoint, topics, curve)
 
     async def recv(self, timeout_ms: int | None = None) -> p.Telemetry | None:
         if not await self._socket.poll(timeout_ms, zmq.POLLIN):
             return None
         try:
-            return p.decode_telemetry(await self._socket.recv_multipart())
+            return p.decode_telemetry(await self._socket.recv_multipart(), max_bytes=self._max_bytes)
         except p.ProtocolError as exc:
             raise GovernorError.from_protocol(exc) from None
 
