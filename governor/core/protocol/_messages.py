@@ -11,7 +11,18 @@ from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import Field
 
-from governor.core.protocol._models import Budget, DomainInfo, Estimate, Name, Point, ProfileInfo, Text, Wire
+from governor.core.protocol._models import (
+    Budget,
+    Celsius,
+    DomainInfo,
+    Estimate,
+    Milliwatts,
+    Name,
+    Point,
+    ProfileInfo,
+    Text,
+    Wire,
+)
 
 __all__ = [
     "DTYPES",
@@ -158,8 +169,8 @@ class StatusReply(Reply):
     model: Name | None = None
     point: Point | None = None
     domains: dict[Name, DomainInfo] = Field(default_factory=dict, max_length=64)
-    total_power_mw: float | None = Field(default=None, ge=0)
-    temps_c: dict[Name, float] = Field(default_factory=dict, max_length=256)
+    total_power_mw: Milliwatts | None = None
+    temps_c: dict[Name, Celsius] = Field(default_factory=dict, max_length=256)
     served: int = Field(default=0, ge=0, description="requests answered since start")
     unavailable: tuple[Text, ...] = Field(default=(), description="sensors/actuators failing, with why")
 

@@ -36,6 +36,8 @@ Hz = Annotated[int, Field(ge=0, le=100_000_000_000)]
 Milliseconds = Annotated[float, Field(ge=0, le=MAX_DEADLINE_MS)]
 Millijoules = Annotated[float, Field(ge=0, le=MAX_ENERGY_MJ)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+Celsius = Annotated[float, Field(ge=-300, le=1000)]
+Milliwatts = Annotated[float, Field(ge=0, le=1e7)]
 
 
 class Wire(BaseModel):

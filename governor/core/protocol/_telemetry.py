@@ -9,14 +9,24 @@ differences mean anything). Every message says whether it is ``simulated``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from governor.core.protocol._codec import MAX_MESSAGE_BYTES, Frame, decode_message, encode_header
 from governor.core.protocol._errors import ProtocolError
 from governor.core.protocol._messages import Message
-from governor.core.protocol._models import Budget, DomainInfo, Estimate, Fraction, Name, Point, Text
+from governor.core.protocol._models import (
+    Budget,
+    Celsius,
+    DomainInfo,
+    Estimate,
+    Fraction,
+    Milliwatts,
+    Name,
+    Point,
+    Text,
+)
 from governor.core.types import Observation, Reason
 
 __all__ = [
@@ -28,9 +38,6 @@ __all__ = [
     "decode_telemetry",
     "encode_telemetry",
 ]
-
-Celsius = Annotated[float, Field(ge=-300, le=1000)]
-Milliwatts = Annotated[float, Field(ge=0, le=1e7)]
 
 
 class Telemetry(Message):
