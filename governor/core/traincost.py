@@ -1,0 +1,340 @@
+"""Training memory and step-time prediction from analytic features (perf4sight, extended).
+
+Theory of operation
+-------------------
+A *training profile* is what ``governor profile MODEL --training`` measured: for every active group
+count k the network's layer shapes, and for every (k, batch size) one row with the peak memory
+increment of a training step (MB over the idle worker) and its step time (ms), or ``passed=False``
+where it ran out of memory or hit the cap. The profile is the device's fingerprint; models are
+refitted from it on load (fitting takes about a second), so no pickled estimator is ever stored and
+nothing depends on the scikit-learn version that wrote it.
+
+Prediction, per target (memory, latency):
+
+* A **linear model** on a few physically meaningful feature sums (memory: tensor sizes, weights,
+  im2col buffers; latency: GEMM operations, tensor sizes, batch) with non-negative coefficients
+  and an intercept. It extrapolates, so it answers outside the profiled range.
+* An **ExtraTrees** ensemble (300 trees, perf4sight's regressor) on all features. In the default
+  ``hybrid`` method it learns the ratio of the measurement to the linear prediction, i.e. what the
+  library does that a straight line in the counts misses (algorithm switches, cache effects); the
+  ratio stays bounded, so it also helps between sparse profiled batch sizes. The ``trees`` method
+  is perf4sight's: the trees predict the raw target.
+
+A query is *inside* the profiled range when every linear-model feature lies within the range the
+trees were fitted on (5 % tolerance); outside, trees cannot extrapolate and the linear model answers
+alone. Uncertainty (one standard deviation) inside the range is the spread of the per-tree
+predictions combined with the out-of-fold error measured at fit time; outside it is the linear
+model's out-of-fold relative error, grown with the distance from the range.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sklearn.ensemble import ExtraTreesRegressor
+from sklearn.linear_model import LinearRegression
+
+from governor.core.trainfeatures import FEATURE_NAMES, NetworkShape, network_features
+
+__all__ = [
+    "LINEAR_FEATURES",
+    "PROFILE_FORMAT",
+    "PlanRow",
+    "TrainingCostModel",
+    "TrainingPrediction",
+    "TrainingProfile",
+    "TrainingProfileFileError",
+    "TrainingRow",
+    "TrainingSample",
+    "feature_matrix",
+    "parse_training_profile",
+    "plan_training",
+    "samples_from_profile",
+]
+
+PROFILE_FORMAT = "dnn-governor-training-profile"
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class TrainingProfileFileError(ValueError):
+    """The text is not a usable training profile; the message says why and what to do."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TrainingRow(_Frozen):
+    """One measured (k, batch) point. Memory in MB (increment over the idle worker), times in ms."""
+
+    groups: int = Field(ge=1)
+    batch: int = Field(ge=1)
+    passed: bool
+    memory_mb: float | None = None
+    latency_ms: float | None = None
+    reason: str = ""  # why it did not pass (out of memory, cap, killed)
+    memory_passes_mb: tuple[float, ...] = ()  # one per measurement pass
+    latency_passes_ms: tuple[float, ...] = ()  # median step time of each pass
+    idle_rss_mb: float | None = None  # the worker's resident set before the model was built
+    contention: float | None = None  # share of the CPUs other processes used while timing, 0..1
+
+    @field_validator("latency_ms")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("latency_ms must be positive")
+        return value
+
+
+class TrainingProfile(_Frozen):
+    """Everything ``profile --training`` measured for one model on one device."""
+
+    format: Literal["dnn-governor-training-profile"] = "dnn-governor-training-profile"
+    format_version: Literal[1] = 1
+    model: str  # the model file or architecture that was profiled
+    device: str  # "cpu" or "cuda:N"
+    host: str = ""  # processor / board description
+    threads: int = Field(ge=1)
+    optimizer: str = "sgd"
+    input_shape: tuple[int, ...]
+    memory_metric: str  # what memory_mb means on this device
+    simulated: bool = False
+    configs: Mapping[int, NetworkShape]  # active groups k -> the sub-network's shape
+    rows: tuple[TrainingRow, ...]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=1)
+
+
+def parse_training_profile(text: str | bytes) -> TrainingProfile:
+    """Validate a profile file's text; names the problem and how to get a good file."""
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TrainingProfileFileError(f"training profile is not valid JSON ({exc}); re-run "
+                                       "`governor profile MODEL --training`") from exc
+    if not isinstance(raw, dict) or raw.get("format") != PROFILE_FORMAT:
+        raise TrainingProfileFileError(f"not a training profile (lacks format={PROFILE_FORMAT!r}); "
+                                       "produce one with `governor profile MODEL --training`")
+    try:
+        return TrainingProfile.model_validate(raw)
+    except (ValidationError, ValueError) as exc:
+        raise TrainingProfileFileError(f"training profile is invalid: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class TrainingSample:
+    """A passed measurement with the layers it ran: what the regressors learn from."""
+
+    network: NetworkShape
+    batch: int
+    memory_mb: float
+    latency_ms: float
+
+
+def samples_from_profile(profile: TrainingProfile, groups: Sequence[int] | None = None) -> list[TrainingSample]:
+    """The passed rows of ``profile`` (optionally only those whose k is in ``groups``)."""
+    return [
+        TrainingSample(profile.configs[row.groups], row.batch, row.memory_mb, row.latency_ms)
+        for row in profile.rows
+        if row.passed and row.memory_mb is not None and row.latency_ms is not None
+        and (groups is None or row.groups in groups)
+    ]
+
+
+# --- regressors ----------------------------------------------------------------------------------
+
+Target = Literal["memory", "latency"]
+Method = Literal["hybrid", "trees"]
+# Physically motivated sums for the linear model. Memory: stored parameters (weights, gradients,
+# optimiser state), saved activations, im2col workspaces. Time: arithmetic, data touched, per-sample
+# overhead and the optimiser's pass over every stored parameter.
+LINEAR_FEATURES: Mapping[Target, tuple[str, ...]] = {
+    "memory": ("params", "tensor-ifm", "tensor-ofm", "gemm-i2c-fwd"),
+    "latency": ("params", "gemm-ops-fwd", "tensor-sum", "batch"),
+}
+RANGE_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class TrainingPrediction:
+    """Predicted peak memory increment (MB) and step time (ms), each with one standard deviation."""
+
+    memory_mb: float
+    memory_sd_mb: float
+    latency_ms: float
+    latency_sd_ms: float
+    inside: bool  # every linear feature within the profiled range: the trees took part
+
+
+@dataclass(frozen=True)
+class _Linear:
+    """``y = A @ coef + intercept`` over the chosen feature columns; coefficients are non-negative."""
+
+    columns: tuple[int, ...]
+    coef: FloatArray
+    intercept: float
+    floor: float  # predictions never go below this (a small fraction of the smallest measurement)
+
+    def predict(self, X: FloatArray) -> FloatArray:
+        return np.maximum(X[:, self.columns] @ self.coef + self.intercept, self.floor)
+
+
+def _fit_linear(X: FloatArray, y: FloatArray, columns: tuple[int, ...]) -> _Linear:
+    A = X[:, columns]
+    scale = np.where(A.max(axis=0) > 0, A.max(axis=0), 1.0)
+    # Weights 1/y^2 minimise relative error, the figure of merit.
+    fit = LinearRegression(positive=True).fit(A / scale, y, sample_weight=1.0 / y**2)
+    return _Linear(columns, fit.coef_ / scale, float(fit.intercept_), 0.01 * float(y.min()))
+
+
+@dataclass(frozen=True)
+class _TargetModel:
+    """One target: the linear model, the trees, the linear features' profiled range and error levels."""
+
+    method: Method
+    linear: _Linear
+    trees: ExtraTreesRegressor
+    low: FloatArray
+    high: FloatArray
+    rel_sd_inside: float = 0.0  # out-of-fold relative error of the whole predictor
+    rel_sd_outside: float = 0.0  # out-of-fold relative error of the linear model alone
+
+    def predict(self, X: FloatArray) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+        """Mean, one standard deviation and whether each row is inside the profiled range."""
+        lin = self.linear.predict(X)
+        per_tree = np.stack([tree.predict(X) for tree in self.trees.estimators_])
+        scale = lin if self.method == "hybrid" else 1.0
+        trees_mean, spread = scale * per_tree.mean(axis=0), scale * per_tree.std(axis=0)
+        A = X[:, self.linear.columns]
+        inside = np.all((self.low * (1 - RANGE_TOLERANCE) <= A) & (self.high * (1 + RANGE_TOLERANCE) >= A), axis=1)
+        excursion = np.max(np.maximum(A / self.high, self.low / np.maximum(A, 1e-12)) - 1, axis=1).clip(min=0)
+        mean = np.where(inside, trees_mean, lin)
+        sd = np.where(inside, np.hypot(self.rel_sd_inside * mean, spread), self.rel_sd_outside * lin * (1 + excursion))
+        return mean, sd, inside
+
+
+def _fit_target(X: FloatArray, y: FloatArray, target: Target, method: Method, seed: int,
+                n_estimators: int) -> _TargetModel:
+    columns = tuple(FEATURE_NAMES.index(name) for name in LINEAR_FEATURES[target])
+    linear = _fit_linear(X, y, columns)
+    trees = ExtraTreesRegressor(n_estimators=n_estimators, random_state=seed)
+    trees.fit(X, y / linear.predict(X) if method == "hybrid" else y)
+    A = X[:, columns]
+    return _TargetModel(method, linear, trees, A.min(axis=0), A.max(axis=0))
+
+
+def _folds(configs: IntArray) -> list[npt.NDArray[np.bool_]]:
+    """Held-out masks: leave one network configuration out when there are 3+, else leave one row out."""
+    keys = np.unique(configs) if len(np.unique(configs)) >= 3 else None
+    if keys is not None:
+        return [configs == key for key in keys]
+    return [np.arange(len(configs)) == i for i in range(len(configs))]
+
+
+def _rms(values: list[float]) -> float:
+    return float(np.sqrt(np.mean(np.square(values)))) if values else 0.0
+
+
+def _with_errors(model: _TargetModel, X: FloatArray, y: FloatArray, configs: IntArray, target: Target,
+                 seed: int, n_estimators: int) -> _TargetModel:
+    whole: list[float] = []
+    linear: list[float] = []
+    for held in _folds(configs):
+        if held.all():
+            continue
+        fold = _fit_target(X[~held], y[~held], target, model.method, seed, n_estimators)
+        mean, _, _ = fold.predict(X[held])
+        whole += list((mean - y[held]) / y[held])
+        linear += list((fold.linear.predict(X[held]) - y[held]) / y[held])
+    return replace(model, rel_sd_inside=_rms(whole), rel_sd_outside=max(_rms(linear), _rms(whole)))
+
+
+class TrainingCostModel:
+    """Predicts a training step's memory and time for any network shape and batch size on one device."""
+
+    MIN_SAMPLES = 3
+
+    def __init__(self, memory: _TargetModel, latency: _TargetModel) -> None:
+        self._memory, self._latency = memory, latency
+
+    @classmethod
+    def fit(cls, samples: Sequence[TrainingSample], *, method: Method = "hybrid", seed: int = 0,
+            n_estimators: int = 300, estimate_errors: bool = True) -> TrainingCostModel:
+        """Fit both targets; ``estimate_errors`` refits per held-out configuration for the uncertainty."""
+        if len(samples) < cls.MIN_SAMPLES:
+            raise ValueError(f"{len(samples)} passed measurements are too few to fit (need {cls.MIN_SAMPLES}); "
+                             "profile more batch sizes or group counts")
+        if method not in ("hybrid", "trees"):
+            raise ValueError(f"method {method!r} is not 'hybrid' or 'trees'")
+        X = feature_matrix([(s.network, s.batch) for s in samples])
+        networks = list(dict.fromkeys(s.network for s in samples))
+        configs = np.array([networks.index(s.network) for s in samples])
+        fitted = []
+        for target, y in (("memory", [s.memory_mb for s in samples]), ("latency", [s.latency_ms for s in samples])):
+            y_arr = np.asarray(y, dtype=np.float64)
+            model = _fit_target(X, y_arr, target, method, seed, n_estimators)  # type: ignore[arg-type]
+            if estimate_errors:
+                model = _with_errors(model, X, y_arr, configs, target, seed, n_estimators)  # type: ignore[arg-type]
+            fitted.append(model)
+        return cls(*fitted)
+
+    def predict_many(self, queries: Sequence[tuple[NetworkShape, int]]) -> list[TrainingPrediction]:
+        """Predictions for (network, batch size) pairs, in order."""
+        X = feature_matrix(queries)
+        mem, mem_sd, mem_in = self._memory.predict(X)
+        lat, lat_sd, lat_in = self._latency.predict(X)
+        return [
+            TrainingPrediction(float(m), float(ms), float(t), float(ts), bool(a and b))
+            for m, ms, t, ts, a, b in zip(mem, mem_sd, lat, lat_sd, mem_in, lat_in, strict=True)
+        ]
+
+    def predict(self, network: NetworkShape, batch: int) -> TrainingPrediction:
+        return self.predict_many([(network, batch)])[0]
+
+
+def feature_matrix(queries: Sequence[tuple[NetworkShape, int]]) -> FloatArray:
+    """One :func:`network_features` row per (network, batch size)."""
+    return np.stack([network_features(network, batch) for network, batch in queries])
+
+
+Verdict = Literal["yes", "maybe", "no"]
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One (k, batch) candidate: its prediction and whether it fits the budgets."""
+
+    groups: int
+    batch: int
+    prediction: TrainingPrediction
+    memory_mb: float  # the figure compared with the memory budget (prediction + any fixed offset)
+    fits: Verdict  # yes: mean + sigmas*sd within budget; maybe: only the mean is; no: not even the mean
+
+
+def _verdict(mean: float, sd: float, budget: float | None, sigmas: float) -> Verdict:
+    if budget is None or mean + sigmas * sd <= budget:
+        return "yes"
+    return "maybe" if mean <= budget else "no"
+
+
+def plan_training(model: TrainingCostModel, networks: Mapping[int, NetworkShape], batch_sizes: Sequence[int],
+                  memory_budget_mb: float, time_budget_ms: float | None = None, *, sigmas: float = 2.0,
+                  memory_offset_mb: float = 0.0) -> list[PlanRow]:
+    """Every (k, batch) with its verdict; ``memory_offset_mb`` is added to each memory prediction."""
+    queries = [(k, b) for k in sorted(networks) for b in sorted(set(batch_sizes))]
+    predictions = model.predict_many([(networks[k], b) for k, b in queries])
+    rows = []
+    for (k, b), p in zip(queries, predictions, strict=True):
+        verdicts = {_verdict(p.memory_mb + memory_offset_mb, p.memory_sd_mb, memory_budget_mb, sigmas),
+                    _verdict(p.latency_ms, p.latency_sd_ms, time_budget_ms, sigmas)}
+        fits: Verdict = "no" if "no" in verdicts else "maybe" if "maybe" in verdicts else "yes"
+        rows.append(PlanRow(k, b, p, p.memory_mb + memory_offset_mb, fits))
+    return rows
