@@ -67,15 +67,30 @@ def parse_int(text: str) -> int:
 
 
 def write_limits(
-    sysfs: SysfsRoot, min_rel: str, max_rel: str, lo: str | int, hi: str | int, *, current_min: int
+    sysfs: SysfsRoot,
+    min_rel: str,
+    max_rel: str,
+    lo: str | int,
+    hi: str | int,
+    *,
+    current_min: int,
+    effective: Callable[[str], int] | None = None,
 ) -> None:
-    """Write a [lo, hi] limit pair (native units) in the order every kernel accepts (see module doc)."""
+    """Write a [lo, hi] limit pair (native units) in the order every kernel accepts (see module doc).
+
+    The first write is read back (``effective`` maps a file to the limit in force, default its
+    integer) and the second is held to it: a kernel whose table differs from ours snaps the first
+    value, and an old kernel would refuse a second value on the wrong side of the snapped one.
+    """
+    effective = effective or sysfs.read_int
     if int(hi) >= current_min:
         sysfs.write(max_rel, hi)
-        sysfs.write(min_rel, lo)
+        got = effective(max_rel)
+        sysfs.write(min_rel, lo if int(lo) <= got else got)
     else:
         sysfs.write(min_rel, lo)
-        sysfs.write(max_rel, hi)
+        got = effective(min_rel)
+        sysfs.write(max_rel, hi if int(hi) >= got else got)
 
 
 def save_files(sysfs: SysfsRoot, owner: str, rels: Iterable[str]) -> Baseline:

@@ -67,7 +67,10 @@ class MaliVendor(DomainBase):
         return self.read()
 
     def _write_locks(self, lo: int | str, hi: int | str) -> None:
-        write_limits(self.sysfs, self._f(_MIN), self._f(_MAX), lo, hi, current_min=self._lock(_MIN))
+        write_limits(
+            self.sysfs, self._f(_MIN), self._f(_MAX), lo, hi,
+            current_min=self._lock(_MIN), effective=lambda rel: self._lock(rel.rsplit("/", 1)[1]),
+        )
 
     def snapshot(self) -> Baseline:
         return save_files(self.sysfs, self.owner, [self._f(_MIN), self._f(_MAX)])

@@ -15,10 +15,12 @@ driver             files (below the device dir, globbed)           conversion
                                                                     ``max_energy_range_uj``
 =================  ==============================================  =============================
 
-``hwmonN``/``iio:deviceN`` numbers change between boots, so they are always globbed. Labels read
-``NC`` on unconnected channels and the INA3221 sum channel (7) is never read. Each sensor knows how
-often its chip refreshes (``update_interval_s``): hwmon's ``update_interval`` (ms), the INA231's
-``update_period`` (``"<n> usec"``), else the catalogue figure; polling faster re-reads old values.
+``hwmonN``/``iio:deviceN`` numbers change between boots, so they are always globbed. Rails are
+named as the catalogue names them (``power_total`` refers to those names); a channel the
+catalogue or the kernel labels ``NC`` is unconnected and skipped, and the INA3221 sum channel
+(7) is never read. Each sensor knows how often its chip refreshes (``update_interval_s``):
+hwmon's ``update_interval`` (ms), the INA231's ``update_period`` (``"<n> usec"``), else the
+catalogue figure; polling faster only re-reads old values.
 
 A read returns the rails it could read and the reason for each it could not
 (:class:`~governor.drivers._common.Partial`), so one vanished rail never hides the others.
@@ -27,7 +29,6 @@ Board power follows the catalogue ``power_total`` (:func:`total_power_mw`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from posixpath import basename
 
@@ -51,7 +52,7 @@ INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN")
 
 
 def _unconnected(label: str) -> bool:
-    return "NC" in re.split(r"[^A-Za-z0-9]+", label.upper())
+    return label.strip().upper() == "NC"
 
 
 class _Sensor:
@@ -97,6 +98,17 @@ class _Sensor:
             raise SysfsError(f"nothing matches {self.dir}/{pattern}")
         return found
 
+    def _connected(self, label_pattern: str, *, first: int) -> list[tuple[int, str]]:
+        """(channel number, catalogue rail name) of channels that are wired: neither the catalogue
+        nor the kernel's label file (``label_pattern`` with ``{}`` for the number) says NC."""
+        wired = []
+        for idx, rail in enumerate(self.spec.channels, start=first):
+            label_rel = label_pattern.format(idx)
+            label = self.sysfs.read(label_rel).strip() if self.sysfs.exists(label_rel) else rail.label
+            if rail.connected and not _unconnected(label):
+                wired.append((idx, rail.name))
+        return wired
+
     def _hwmon_interval(self, hwmon: str) -> None:
         rel = f"{hwmon}/update_interval"
         if self.sysfs.exists(rel):
@@ -104,33 +116,26 @@ class _Sensor:
 
 
 class Ina3221Iio(_Sensor):
-    """NVIDIA's ``ina3221x`` IIO driver (L4T R32): ``in_power{N}_input`` in mW."""
+    """NVIDIA's ``ina3221x`` IIO driver (L4T R32): ``in_power{N}_input`` in mW, N = 0..2."""
 
     def _map_channels(self) -> dict[str, Callable[[], float]]:
         iio = self._below("iio[:_]device*")
         reads: dict[str, Callable[[], float]] = {}
-        for idx, rail in enumerate(self.spec.channels):
-            power = f"{iio}/in_power{idx}_input"
-            label_rel = f"{iio}/rail_name_{idx}"
-            label = self.sysfs.read(label_rel).strip() if self.sysfs.exists(label_rel) else rail.name
-            if self.sysfs.exists(power) and not _unconnected(label):
-                reads[label] = lambda rel=power: float(self.sysfs.read_int(rel))
+        for idx, rail in self._connected(f"{iio}/rail_name_{{}}", first=0):
+            reads[rail] = lambda rel=f"{iio}/in_power{idx}_input": float(self.sysfs.read_int(rel))
         return reads
 
 
 class Ina3221Hwmon(_Sensor):
-    """The upstream ``ina3221`` hwmon driver (JetPack 5+): bus mV x current mA, no power file."""
+    """The upstream ``ina3221`` hwmon driver (JetPack 5+): bus mV x current mA, no power file, N = 1..3."""
 
     def _map_channels(self) -> dict[str, Callable[[], float]]:
         hwmon = self._below("hwmon/hwmon*")
         self._hwmon_interval(hwmon)
         reads: dict[str, Callable[[], float]] = {}
-        for idx, rail in enumerate(self.spec.channels, start=1):
-            label_rel = f"{hwmon}/in{idx}_label"
-            label = self.sysfs.read(label_rel).strip() if self.sysfs.exists(label_rel) else rail.name
+        for idx, rail in self._connected(f"{hwmon}/in{{}}_label", first=1):
             volts, amps = f"{hwmon}/in{idx}_input", f"{hwmon}/curr{idx}_input"
-            if self.sysfs.exists(volts) and not _unconnected(label):
-                reads[label] = lambda v=volts, a=amps: self.sysfs.read_int(v) * self.sysfs.read_int(a) / 1000
+            reads[rail] = lambda v=volts, a=amps: self.sysfs.read_int(v) * self.sysfs.read_int(a) / 1000
         return reads
 
 

@@ -12,18 +12,19 @@ from governor.drivers.power import Ina2xxHwmon, Ina231, Ina3221Hwmon, Ina3221Iio
 
 
 def _device(driver: str, path: str, *rails: str, interval_ms: float = 1.0) -> PowerDevice:
-    return PowerDevice(driver=driver, path=path, channels=tuple(Rail(name=r) for r in rails),
-                       update_interval_ms=interval_ms)
+    """Rails named ``NC...`` are unconnected channels (label NC, unique placeholder name)."""
+    channels = tuple(Rail(name=r, label="NC" if r.startswith("NC") else "") for r in rails)
+    return PowerDevice(driver=driver, path=path, channels=channels, update_interval_ms=interval_ms)
 
 
-def test_ina3221_iio_reads_mw_under_the_kernels_rail_names(tmp_path):
+def test_ina3221_iio_reads_mw_under_the_catalogue_rail_names(tmp_path):
     real = "sys/devices/3160000.i2c/i2c-0/0-0041/iio:device1"
     build(tmp_path, {f"{real}/rail_name_0": "VDD_IN", f"{real}/in_power0_input": "4321",
                      f"{real}/rail_name_1": "VDD_SYS_CPU", f"{real}/in_power1_input": "987",
                      f"{real}/rail_name_2": "VDD_SYS_DDR", f"{real}/in_power2_input": "555"},
           {"sys/bus/i2c/drivers/ina3221x/0-0041": "sys/devices/3160000.i2c/i2c-0/0-0041"})
     sensor = Ina3221Iio(SysfsRoot(tmp_path), _device("ina3221-iio", "sys/bus/i2c/drivers/ina3221x/0-0041",
-                                                    "IN", "CPU", "DDR"))
+                                                    "VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR"))
     assert sensor.probe().result is ProbeResult.SUCCESS
     assert sensor.read_mw() == {"VDD_IN": 4321.0, "VDD_SYS_CPU": 987.0, "VDD_SYS_DDR": 555.0}
     assert sensor.name == "ina3221-iio:0-0041"
@@ -36,7 +37,7 @@ def test_ina3221_hwmon_multiplies_mv_by_ma_and_skips_nc(tmp_path):
                      f"{hw}/in3_label": "NC", f"{hw}/in3_input": "0", f"{hw}/curr3_input": "0",
                      f"{hw}/in7_input": "99999", f"{hw}/curr4_input": "99999", f"{hw}/update_interval": "8"})
     sensor = Ina3221Hwmon(SysfsRoot(tmp_path), _device("ina3221-hwmon", "sys/bus/i2c/drivers/ina3221/1-0041",
-                                                      "NC", "VDDQ_VDD2_1V8AO", "NC"))
+                                                      "NC1", "VDDQ_VDD2_1V8AO", "NC3"))
     assert sensor.probe().result is ProbeResult.SUCCESS
     assert sensor.read_mw() == {"VDDQ_VDD2_1V8AO": 1250.0}
     assert sensor.update_interval_s == pytest.approx(0.008)
@@ -111,3 +112,13 @@ def test_missing_device_fails_probe(tmp_path):
 )
 def test_total_power_never_double_counts(rails, total, expected):
     assert total_power_mw(rails, total) == expected
+
+
+def test_a_channel_the_kernel_labels_nc_is_skipped_even_if_the_catalogue_names_it(tmp_path):
+    real = "sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0"
+    build(tmp_path, {f"{real}/rail_name_0": "POM_5V_IN", f"{real}/in_power0_input": "3000",
+                     f"{real}/rail_name_1": "NC", f"{real}/in_power1_input": "0"})
+    sensor = Ina3221Iio(SysfsRoot(tmp_path), _device("ina3221-iio", "sys/bus/i2c/drivers/ina3221x/6-0040",
+                                                    "POM_5V_IN", "POM_5V_GPU"))
+    sensor.probe()
+    assert sensor.read_mw() == {"POM_5V_IN": 3000.0}
