@@ -5,7 +5,7 @@ Theory of operation
 :func:`open_board` builds one backend per catalogue part (the registry maps a catalogue
 ``driver`` to its module's class) and probes each. SUCCESS keeps the part; FAIL and DEFER leave it
 out and record why in :attr:`Board.unavailable`, so a board with a rail-gated GPU or no debugfs
-still runs with what it has.
+still runs with what it has; :meth:`Board.retry_deferred` probes the DEFER ones again.
 
 Per tick the daemon calls :meth:`Board.sample`, which never raises for a sensor or domain that
 vanished: the rest of the observation is kept and the failure is listed, with its reason, in
@@ -93,15 +93,32 @@ class Board:
         self.hotplug: CpuHotplug | None = None
         self.unavailable: dict[str, str] = {}
         self.probes: dict[str, Probe] = {}
+        self._deferred: dict[str, tuple[Any, Callable[[Any], None]]] = {}
 
     def __repr__(self) -> str:
         return f"Board({self.spec.name!r}, domains={list(self.domains)}, unavailable={list(self.unavailable)})"
 
-    def _admit(self, name: str, part: Any) -> bool:
+    def _admit(self, name: str, part: Any, attach: Callable[[Any], None]) -> None:
+        """Probe ``part``; attach it on SUCCESS, else record why (and keep it for a retry on DEFER)."""
         probe = self.probes[name] = _probe(part)
-        if probe.result is not ProbeResult.SUCCESS:
-            self.unavailable[name] = f"{probe.result.value}: {probe.detail}"
-        return probe.result is ProbeResult.SUCCESS
+        self._deferred.pop(name, None)
+        if probe.result is ProbeResult.SUCCESS:
+            self.unavailable.pop(name, None)
+            attach(part)
+            return
+        self.unavailable[name] = f"{probe.result.value}: {probe.detail}"
+        if probe.result is ProbeResult.DEFER:
+            self._deferred[name] = (part, attach)
+
+    def retry_deferred(self) -> dict[str, Probe]:
+        """Probe again every part that said DEFER (e.g. a GPU powered up since); returns the new results.
+
+        A part that succeeds now joins the board; take a new :meth:`snapshot` before applying to it.
+        """
+        retried = list(self._deferred.items())
+        for name, (part, attach) in retried:
+            self._admit(name, part, attach)
+        return {name: self.probes[name] for name, _ in retried}
 
     def sample(self) -> Observation:
         """One sweep of every domain and sensor; failures are listed, never raised."""
@@ -214,20 +231,15 @@ def open_board(spec: BoardSpec, sysfs: SysfsRoot, *, clock: Callable[[], float],
     for dspec in _domain_specs(spec, sysfs):
         backend = DOMAIN_BACKENDS[dspec.driver]
         domain = backend(sysfs, dspec, mode=mode) if dspec.driver in _MODED else backend(sysfs, dspec)
-        if board._admit(dspec.name, domain):
-            board.domains[dspec.name] = domain
+        board._admit(dspec.name, domain, lambda d: board.domains.__setitem__(d.name, d))
     for device in spec.power:
         sensor = open_power_sensor(sysfs, device, clock=clock)
-        if board._admit(sensor.name, sensor):
-            board.power.append(sensor)
+        board._admit(sensor.name, sensor, board.power.append)
     thermal = ThermalZones(sysfs)
-    if board._admit(thermal.name, thermal):
-        board.thermal.append(thermal)
+    board._admit(thermal.name, thermal, board.thermal.append)
     for load in (CpuLoad(sysfs, spec.units), *_gpu_loads(spec, sysfs)):
-        if board._admit(load.name, load):
-            board.load.append(load)
+        board._admit(load.name, load, board.load.append)
     if spec.hotplug_cpus:
         hotplug = CpuHotplug(sysfs, spec.hotplug_cpus)
-        if board._admit(hotplug.name, hotplug):
-            board.hotplug = hotplug
+        board._admit(hotplug.name, hotplug, lambda h: setattr(board, "hotplug", h))
     return board

@@ -1,0 +1,66 @@
+"""Layouts drivers must survive: a rail-gated Jetson GPU, cpufreq without a table, other hwmon numbers."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from governor.core.types import Setpoints
+from governor.drivers.base import ProbeResult
+from governor.drivers.board import open_board
+from governor.drivers.catalogue import board_names, load_board
+from governor.testing import make_fake_tree
+
+SPECS = [load_board(n) for n in board_names()]
+RAILGATED = [s for s in SPECS if any(d.kind == "gpu" and d.load_path for d in s.domains)]
+POWERED = [s for s in SPECS if s.power]
+
+
+def _clock() -> float:
+    return 1.0
+
+
+@pytest.mark.parametrize("spec", RAILGATED, ids=lambda s: s.name)
+def test_a_rail_gated_gpu_defers_until_it_powers_up(spec, tmp_path):
+    tree = make_fake_tree(spec, tmp_path / "root", variant="railgated")
+    board = open_board(spec, tree.sysfs, clock=_clock)
+    gpu = next(d for d in spec.domains if d.kind == "gpu")
+    assert gpu.name not in board.domains
+    assert board.unavailable[gpu.name].startswith("defer:") and "rail-gated" in board.unavailable[gpu.name]
+    assert board.sample().unavailable == ()
+    assert board.retry_deferred()[gpu.name].result is ProbeResult.DEFER
+
+    tree.sysfs.write(f"{gpu.load_path.rsplit('/', 1)[0]}/railgate_enable", 0)
+    assert board.retry_deferred()[gpu.name].result is ProbeResult.SUCCESS
+    assert gpu.name in board.domains and gpu.name not in board.unavailable
+    top = board.domains[gpu.name].available_hz()[-1]
+    assert board.apply(Setpoints({gpu.name: top}))[gpu.name].max_hz == top
+    assert board.retry_deferred() == {}
+
+
+def test_cpufreq_without_a_table_gets_a_grid_and_still_restores(tmp_path):
+    spec = next(s for s in SPECS if s.discover_cpufreq)
+    tree = make_fake_tree(spec, tmp_path / "root", variant="no-table")
+    before = tree.snapshot_bytes()
+    board = open_board(spec, tree.sysfs, clock=_clock)
+    assert board.domains, board.unavailable
+    baselines = board.snapshot()
+    for domain in board.domains.values():
+        grid = domain.available_hz()
+        assert all(b - a <= 100_000_000 for a, b in itertools.pairwise(grid)) and len(grid) > 2
+        lowest = domain.pin(grid[0])
+        assert lowest.min_hz == lowest.max_hz and abs(lowest.max_hz - grid[0]) < 100_000_000
+        highest = domain.pin(grid[-1])
+        assert highest.min_hz == highest.max_hz and highest.max_hz > lowest.max_hz
+    board.restore(baselines)
+    assert tree.snapshot_bytes() == before
+
+
+@pytest.mark.parametrize("spec", POWERED, ids=lambda s: s.name)
+def test_hwmon_and_iio_numbers_are_never_assumed(spec, tmp_path):
+    tree = make_fake_tree(spec, tmp_path / "root", hwmon_base=7)
+    board = open_board(spec, tree.sysfs, clock=_clock)
+    obs = board.sample()
+    assert set(obs.power_mw) == {r.name for r in spec.rails if r.connected}, board.unavailable
+    assert obs.total_power_mw is not None
