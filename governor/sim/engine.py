@@ -20,9 +20,9 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from governor.core.board import BoardSpec
+from governor.core.board import BoardSpec, ComputeUnit
 from governor.core.physics import Workload, leakage_gain, run_cost, term_mw
-from governor.sim.boards import BoardPhysics
+from governor.sim.boards import DRAM, BoardPhysics
 from governor.sim.dvfs import DomainControl, Throttle, governed_hz
 from governor.sim.scenario import Scenario
 from governor.sim.thermal import Heat
@@ -86,11 +86,14 @@ class Engine:
         self.scenario = scenario or Scenario.idle()
         self.tables = {d.name: tuple(float(f) for f in d.table_hz) for d in spec.domains if d.table}
         self.kinds = {d.name: d.kind for d in spec.domains}
+        self.unit_spec = {u.name: u for u in spec.units}
+        self.pieces = {u.name: self._pieces(u) for u in spec.units}
         self.cur_hz = {d: t[0] for d, t in self.tables.items()}
         self.util = dict.fromkeys(self.tables, 0.0)
         self.throttle = Throttle({d: t for d, t in self.tables.items() if self.kinds[d] in ("cpu", "gpu")},
                                  physics.thermal.hysteresis_c)
         self.heat = Heat(spec, physics)
+        self.mem = physics.emc_domain or DRAM
         self.energy_mj: dict[str, float] = {}
         self.busy_s: dict[int, float] = {}
         self.up_s: dict[int, float] = {}
@@ -102,28 +105,46 @@ class Engine:
         self.settle()
 
     # ---- clocks and loads -------------------------------------------------------------------
+    def _pieces(self, unit: ComputeUnit) -> list[tuple[str, tuple[int, ...]]]:
+        """(domain, cpus) parts of a unit: one per cpufreq policy its CPUs span; (domain, ()) otherwise."""
+        if unit.kind == "cpu" and unit.cpus:
+            mine = set(unit.cpus)
+            return [(d, tuple(c for c in cpus if c in mine)) for d, cpus in self.phys.domain_cpus.items()
+                    if mine & set(cpus)]
+        return [(unit.domain, ())] if unit.domain else []
+
+    def _online_in(self, cpus: tuple[int, ...]) -> int:
+        return sum(1 for c in cpus if c in self.online)
+
     def _n_on(self, unit_name: str) -> int:
-        unit = self.spec.unit(unit_name)
+        unit = self.unit_spec[unit_name]
         if unit.kind != "cpu":
             return 1
         if not unit.cpus:
             return self.phys.units[unit_name].cores
-        return sum(1 for c in unit.cpus if c in self.online)
+        return self._online_in(unit.cpus)
 
     def _clocks(self) -> dict[str, float]:
         freqs: dict[str, float] = {}
         for d, table in self.tables.items():
             control = self.controls.get(d, DomainControl(governor="schedutil"))
             freqs[d] = min(governed_hz(table, control, self.util.get(d, 0.0), self.cur_hz[d]), self.throttle.cap_hz(d))
-        for u in self.spec.units:
-            if u.kind == "cpu" and u.domain in freqs and self._n_on(u.name) == 0:
-                freqs[u.domain] = 0.0
-        self.cur_hz.update({d: f for d, f in freqs.items() if f > 0})
+            if d in self.phys.domain_cpus and self._online_in(self.phys.domain_cpus[d]) == 0:
+                freqs[d] = 0.0  # every CPU of the policy is offline
+        if self.mem not in freqs:
+            freqs[self.mem] = self.phys.fixed_emc_hz
+        self.cur_hz.update({d: f for d, f in freqs.items() if f > 0 and d in self.tables})
         return freqs
 
     def _unit_hz(self, unit_name: str, freqs: Mapping[str, float]) -> float:
-        domain = self.spec.unit(unit_name).domain
-        return freqs.get(domain, 0.0) if domain else _UNCLOCKED_HZ
+        """A unit's clock: its domain's, or for CPUs spread over policies the mean over online CPUs."""
+        unit = self.unit_spec[unit_name]
+        pieces = self.pieces[unit_name]
+        if unit.kind == "cpu" and unit.cpus:
+            weights = [(freqs.get(d, 0.0), self._online_in(cpus)) for d, cpus in pieces]
+            online = sum(n for _, n in weights)
+            return sum(f * n for f, n in weights) / online if online else 0.0
+        return freqs.get(unit.domain, 0.0) if unit.domain else _UNCLOCKED_HZ
 
     def _emc_hz(self, freqs: Mapping[str, float]) -> float:
         return freqs.get(self.phys.emc_domain, 0.0) or self.phys.fixed_emc_hz
@@ -154,14 +175,18 @@ class Engine:
         jobs = [j for j in self.jobs if j.unit == unit and not j.done]
         perf = self.phys.units[unit]
         for job in jobs:
-            threads = int(min(job.threads, width)) if self.spec.unit(unit).kind == "cpu" else 1
+            threads = int(min(job.threads, width)) if self.unit_spec[unit].kind == "cpu" else 1
             cost = run_cost(job.workload, job.k, perf, f, max(threads, 1), self.phys.emc_bytes_per_s(emc_hz))
             slice_ = (1.0 - taken) / len(jobs)
-            busy = (threads if self.spec.unit(unit).kind == "cpu" else 1.0) * slice_
+            busy = (threads if self.unit_spec[unit].kind == "cpu" else 1.0) * slice_
             load.rates[job.id] = slice_ / cost.total_s
             load.busy += busy
             load.stall_busy += busy * cost.stall
             load.traffic += cost.bytes * load.rates[job.id]
+
+    def _board_mw(self, rails: Mapping[str, float]) -> float:
+        """What the whole board draws: the input rail where there is one, else every rail."""
+        return rails[self.phys.input_rail.name] if self.phys.input_rail else rails["_chip"]
 
     def zone_temp(self, zone_type: str) -> float:
         """A thermal zone's temperature now, °C."""
@@ -169,22 +194,22 @@ class Engine:
 
     # ---- power -------------------------------------------------------------------------
     def _domain_activity(self, loads: Mapping[str, UnitLoad], freqs: Mapping[str, float]) -> tuple[_Map, _Map, _Map]:
+        """Per domain: powered cores (or 1), busy cores (or fraction), stall-weighted busy / busy."""
         powered: _Map = {}
         activity: _Map = {}
-        stall: _Map = {}
+        stalled: _Map = {}
         for unit in self.spec.units:
-            d = unit.domain
-            if not d:
-                continue
-            load = loads[unit.name]
-            powered[d] = powered.get(d, 0.0) + (self._n_on(unit.name) if freqs.get(d, 0.0) > 0 else 0.0)
-            activity[d] = activity.get(d, 0.0) + load.busy
-            stall[d] = load.stall_busy / load.busy if load.busy > 0 else 0.0
-        emc = self.phys.emc_domain
-        if emc:
-            traffic = sum(x.traffic for x in loads.values())
-            powered[emc] = 1.0
-            activity[emc] = min(1.0, traffic / (self.phys.bytes_per_hz * self._emc_hz(freqs)))
+            load, width = loads[unit.name], self._n_on(unit.name)
+            for d, cpus in self.pieces[unit.name]:
+                share = (self._online_in(cpus) / width if width else 0.0) if cpus else 1.0
+                on = self._online_in(cpus) if cpus else (width if unit.kind == "cpu" else 1.0)
+                powered[d] = powered.get(d, 0.0) + (on if freqs.get(d, 0.0) > 0 else 0.0)
+                activity[d] = activity.get(d, 0.0) + load.busy * share
+                stalled[d] = stalled.get(d, 0.0) + load.stall_busy * share
+        stall = {d: stalled[d] / activity[d] if activity[d] > 0 else 0.0 for d in activity}
+        traffic = sum(x.traffic for x in loads.values())
+        powered[self.mem] = 1.0
+        activity[self.mem] = min(1.0, traffic / (self.phys.bytes_per_hz * self._emc_hz(freqs)))
         return powered, activity, stall
 
     def _power(self, loads: Mapping[str, UnitLoad], freqs: Mapping[str, float]) -> tuple[_Map, _Map]:
@@ -214,7 +239,7 @@ class Engine:
         freqs = self._clocks()
         rails, by_domain = self._power(self._loads(freqs), freqs)
         for _ in range(3):  # leakage depends on temperature; a few rounds converge
-            self.heat.step(rails["_chip"], by_domain, 1e6)
+            self.heat.step(self._board_mw(rails), by_domain, 1e6)
             rails, by_domain = self._power(self._loads(freqs), freqs)
         self._remember(freqs, rails, self._loads(freqs))
 
@@ -233,7 +258,7 @@ class Engine:
             dt = min(until_s - self.t, self.max_step_s, max(self.next_poll - self.t, 1e-9),
                      max(self.scenario.next_change(self.t) - self.t, 1e-9), self._time_to_finish(loads))
             rails, by_domain = self._power(loads, freqs)
-            self.heat.step(rails["_chip"], by_domain, dt)
+            self.heat.step(self._board_mw(rails), by_domain, dt)
             self._account(rails, loads, freqs, dt)
             self.t += dt
             if self.t >= self.next_poll - 1e-12:
@@ -250,7 +275,7 @@ class Engine:
                  dt: float) -> None:
         for name, mw in rails.items():
             self.energy_mj[name] = self.energy_mj.get(name, 0.0) + mw * dt
-        board_mw = rails[self.phys.input_rail.name] if self.phys.input_rail else rails["_chip"]
+        board_mw = self._board_mw(rails)
         for job in self.jobs:
             rate = next((ld.rates[job.id] for ld in loads.values() if job.id in ld.rates), 0.0)
             if job.done or rate <= 0:
@@ -262,27 +287,20 @@ class Engine:
         for unit in self.spec.units:
             if unit.kind == "cpu":
                 self._count_cpu_time(unit.name, loads[unit.name], dt)
+        powered, activity, _ = self._domain_activity(loads, freqs)
         for d in self.util:
-            self.util[d] = self._domain_util(d, loads, freqs)
+            self.util[d] = min(1.0, activity.get(d, 0.0) / powered[d]) if powered.get(d) else 0.0
         self.jobs = [j for j in self.jobs if not j.done]
 
     def _count_cpu_time(self, unit: str, load: UnitLoad, dt: float) -> None:
-        cpus = [c for c in self.spec.unit(unit).cpus if c in self.online]
+        cpus = [c for c in self.unit_spec[unit].cpus if c in self.online]
         for cpu in cpus:
             self.busy_s[cpu] = self.busy_s.get(cpu, 0.0) + min(1.0, load.busy / len(cpus)) * dt
             self.up_s[cpu] = self.up_s.get(cpu, 0.0) + dt
 
-    def _domain_util(self, domain: str, loads: Mapping[str, UnitLoad], freqs: Mapping[str, float]) -> float:
-        if domain == self.phys.emc_domain:
-            traffic = sum(x.traffic for x in loads.values())
-            return min(1.0, traffic / (self.phys.bytes_per_hz * max(self._emc_hz(freqs), 1.0)))
-        units = [u.name for u in self.spec.units if u.domain == domain]
-        width = sum(self._n_on(u) for u in units)
-        return min(1.0, sum(loads[u].busy for u in units) / width) if width else 0.0
-
     def _remember(self, freqs: Mapping[str, float], rails: Mapping[str, float], loads: Mapping[str, UnitLoad]) -> None:
         util = {u.name: min(1.0, loads[u.name].busy / max(self._n_on(u.name), 1)) for u in self.spec.units}
-        total = rails[self.phys.input_rail.name] if self.phys.input_rail else rails["_chip"]
+        total = self._board_mw(rails)
         self._last = Truth(self.t, dict(freqs), {d: self.throttle.cap_hz(d) for d in self.tables},
                            {k: v for k, v in rails.items() if not k.startswith("_")}, total,
                            self.heat.temps(), util)

@@ -68,7 +68,7 @@ FIGURES: dict[str, BoardFigures] = {
     ),
     "jetson-tx2": BoardFigures(  # power comes from the calibration; these fill the rest
         core_full_mw={"A57": 760.0, "Denver": 900.0}, gpu_full_mw=4000.0, emc_full_mw=3000.0, emc_idle_mw=800.0,
-        soc_static_mw=370.0, idle_input_mw=1800.0, bytes_per_hz=32.0, fixed_emc_hz=1.866e9, r_package=10.0,
+        soc_static_mw=370.0, idle_input_mw=1800.0, bytes_per_hz=32.0, fixed_emc_hz=1.866e9, r_package=8.0,
         tau_package_s=90.0, fan_on_c=50.0, r_fan=3.0,
         sources=(_JETSON_SRC, "TX2: 7.5 W (Max-Q) / 15 W (Max-N); 128-bit LPDDR4 59.7 GB/s"),
     ),
@@ -86,7 +86,7 @@ FIGURES: dict[str, BoardFigures] = {
     ),
     "jetson-agx-orin": BoardFigures(
         core_full_mw={"A78": 900.0}, gpu_full_mw=25000.0, emc_full_mw=5000.0, emc_idle_mw=1500.0,
-        soc_static_mw=2000.0, idle_input_mw=7000.0, bytes_per_hz=64.0, fixed_emc_hz=3.199e9, r_package=3.0,
+        soc_static_mw=2000.0, idle_input_mw=7000.0, bytes_per_hz=64.0, fixed_emc_hz=3.199e9, r_package=3.0, r_local=0.5,
         tau_package_s=200.0, fan_on_c=50.0, r_fan=0.9,
         sources=(_JETSON_SRC, "AGX Orin 64GB: 15/30/50 W and MAXN (~60 W); 256-bit LPDDR5 204.8 GB/s"),
     ),

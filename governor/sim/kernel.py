@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from governor.core.board import BoardSpec, Domain
 from governor.drivers._common import first_match, parse_int
 from governor.drivers._sysfs import SysfsError
+from governor.drivers.cpufreq import discover_policies, parse_cpu_list
 from governor.drivers.devfreq import find_devfreq
 from governor.drivers.hotplug import CPU_DIR
 from governor.sim.dvfs import AUTO, DomainControl
 from governor.sim.engine import Engine
-from governor.sim.sensors import PowerPublisher, StatPublisher, ThermalPublisher
+from governor.sim.sensors import PowerPublisher, StatPublisher, ThermalPublisher, kernel_view
 
-__all__ = ["KernelIO"]
+__all__ = ["KernelIO", "discovered_spec"]
 
 
 @dataclass
@@ -49,7 +50,7 @@ class _DomainFiles:
     """One domain's files: where they are and how to turn them into a :class:`DomainControl`."""
 
     def __init__(self, tree: object, domain: Domain) -> None:
-        self.tree, self.spec, self.sysfs = tree, domain, tree.sysfs  # type: ignore[attr-defined]
+        self.tree, self.spec, self.sysfs = tree, domain, kernel_view(tree)
         self.scale = domain.scale_hz
         self.dir = self._locate()
         self.limits: dict[str, _Limit] = {}
@@ -77,6 +78,8 @@ class _DomainFiles:
 
     def read(self) -> DomainControl:
         """The control the files hold now; the previous one if they cannot be read (all CPUs offline)."""
+        if self.dir and not self.sysfs.exists(self.dir):
+            self.dir = self._locate()  # the XU3's 3.10 kernel moves a policy when its first CPU goes offline
         if self.dir:
             reader: Callable[[], DomainControl | None] = getattr(self, f"_read_{self.spec.driver.replace('-', '_')}")
             self.control = reader() or self.control
@@ -158,12 +161,42 @@ class _DomainFiles:
             self.tree.set_file(rel, text + "\n")  # type: ignore[attr-defined]
 
 
+def discovered_spec(spec: BoardSpec, tree: object) -> tuple[BoardSpec, dict[str, tuple[int, ...]]]:
+    """A host's spec with the cpufreq policies found in its tree, and each policy's CPUs.
+
+    Boards that declare their domains come back unchanged (CPUs from their units). A host's
+    CPU unit without CPUs or domain spans every CPU found, clocked by the policies it covers.
+    """
+    if not spec.discover_cpufreq:
+        return spec, {u.domain: tuple(u.cpus) for u in spec.units if u.kind == "cpu" and u.domain and u.cpus}
+    sysfs = kernel_view(tree)
+    found: list[Domain] = []
+    cpus_of: dict[str, tuple[int, ...]] = {}
+    for domain in discover_policies(sysfs):
+        where = domain.paths[0]
+        listed = f"{where}/scaling_available_frequencies"
+        if sysfs.exists(listed):
+            table = tuple(sorted({int(v) for v in sysfs.read_list(listed)}))
+        else:
+            lo, hi = sysfs.read_int(f"{where}/cpuinfo_min_freq"), sysfs.read_int(f"{where}/cpuinfo_max_freq")
+            table = tuple(sorted({lo, *range(-(-lo // 100_000) * 100_000, hi + 1, 100_000), hi}))
+        found.append(domain.model_copy(update={"table": table}))
+        cpus_of[domain.name] = parse_cpu_list(sysfs.read(f"{where}/related_cpus"))
+    every = tuple(sorted({c for cpus in cpus_of.values() for c in cpus}))
+    units = tuple(
+        u.model_copy(update={"cpus": every, "domain": found[0].name}) if u.kind == "cpu" and not u.cpus and found else u
+        for u in spec.units
+    )
+    update = {"domains": (*spec.domains, *found), "units": units, "cpu_count": spec.cpu_count or len(every)}
+    return spec.model_copy(update=update), cpus_of
+
+
 class KernelIO:
     """Reads controls from and publishes state into one fake tree for one :class:`Engine`."""
 
     def __init__(self, tree: object, spec: BoardSpec, engine: Engine, *, seed: int) -> None:
         self.tree, self.spec, self.engine = tree, spec, engine
-        self.sysfs = tree.sysfs  # type: ignore[attr-defined]
+        self.sysfs = kernel_view(tree)
         self.domains = {d.name: _DomainFiles(tree, d) for d in spec.domains if d.table}
         self.power = [PowerPublisher(tree, dev, spec, seed=seed + i) for i, dev in enumerate(spec.power)]
         self.thermal = ThermalPublisher(tree, spec, seed=seed + 101)

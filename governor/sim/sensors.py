@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 from governor.core.board import BoardSpec, PowerDevice
 from governor.drivers._common import first_match, parse_int
-from governor.drivers._sysfs import SysfsError
+from governor.drivers._sysfs import SysfsError, SysfsRoot
 from governor.drivers.thermal import DISABLED_C, ZONE_GLOBS
 from governor.sim.engine import Engine
 
-__all__ = ["NOISE", "Noise", "PowerPublisher", "StatPublisher", "ThermalPublisher"]
+__all__ = ["NOISE", "Noise", "PowerPublisher", "StatPublisher", "ThermalPublisher", "kernel_view"]
 
 USER_HZ = 100
 
@@ -49,6 +49,11 @@ NOISE = {
 }
 
 
+def kernel_view(tree: object) -> SysfsRoot:
+    """The tree as the kernel sees it: plain reads, no injected faults or write rules in the way."""
+    return SysfsRoot(tree.root)  # type: ignore[attr-defined]
+
+
 def _noisy(rng: random.Random, mw: float, noise: Noise) -> float:
     value = mw * (1.0 + rng.gauss(0.0, noise.rel)) + rng.gauss(0.0, noise.abs_mw)
     value = max(value, 0.0)
@@ -60,7 +65,7 @@ class PowerPublisher:
 
     def __init__(self, tree: object, device: PowerDevice, spec: BoardSpec, *, seed: int) -> None:
         self.tree, self.device = tree, device
-        self.sysfs = tree.sysfs  # type: ignore[attr-defined]
+        self.sysfs = kernel_view(tree)
         self.rng = random.Random(seed)
         self.noise = NOISE[device.driver]
         self.dir = first_match(self.sysfs, [device.path]) or ""
@@ -68,6 +73,7 @@ class PowerPublisher:
         self.inner = self._inner_dir()
         self._read_period()
         self.last_t: float | None = None
+        self.due_t: float | None = None
         self.last_mj: dict[str, float] = {}
         self.volts_mv = {rail.name: self._bus_mv(i) for i, rail in enumerate(device.channels)}
 
@@ -110,23 +116,23 @@ class PowerPublisher:
         return 5000.0
 
     def publish(self, engine: Engine) -> None:
-        if not self.dir:
-            return
+        """Refresh the files if a conversion period has ended since the last refresh."""
         t = engine.t
-        if self.last_t is not None and t - self.last_t < self.period_s - 1e-12:
+        if not self.dir or (self.due_t is not None and t < self.due_t - 1e-9):
             return
-        since = self.last_t if self.last_t is not None else t
+        now = engine.truth().rails_mw
         for idx, rail in enumerate(self.device.channels):
-            energy = engine.energy_mj.get(rail.name)
-            if energy is None:
+            if rail.name not in now:
                 continue
-            span = t - since
-            before = self.last_mj.get(rail.name, 0.0)
-            mean = (energy - before) / span if span > 0 else engine.truth().rails_mw[rail.name]
+            energy = engine.energy_mj.get(rail.name, 0.0)
+            span = t - self.last_t if self.last_t is not None else 0.0
+            mean = (energy - self.last_mj.get(rail.name, 0.0)) / span if span > 0 else now[rail.name]
             self._write(idx, rail.name, _noisy(self.rng, mean, self.noise), energy)
             self.last_mj[rail.name] = energy
-        # Refresh instants stay on the chip's own grid of conversion periods.
-        self.last_t = t if self.last_t is None else since + math.floor((t - since) / self.period_s) * self.period_s
+        self.last_t = t
+        # The next refresh stays on the chip's own grid of conversion instants.
+        due = self.due_t if self.due_t is not None else t
+        self.due_t = due + self.period_s * (math.floor((t - due) / self.period_s + 1e-9) + 1)
 
     def _write(self, idx: int, rail: str, mw: float, energy_mj: float) -> None:
         files, mv = self._files(idx), self.volts_mv[rail]
@@ -149,7 +155,7 @@ class ThermalPublisher:
     """Every enabled zone's ``temp`` in m°C, quantised (Tegra 0.5 °C, others 1 °C), with noise."""
 
     def __init__(self, tree: object, spec: BoardSpec, *, seed: int) -> None:
-        self.tree, self.sysfs = tree, tree.sysfs  # type: ignore[attr-defined]
+        self.tree, self.sysfs = tree, kernel_view(tree)
         self.rng = random.Random(seed)
         self.step_mc = 500 if spec.board.family == "jetson" else 1000
         enabled = {z.type for z in spec.thermal if not z.disabled}
@@ -178,7 +184,7 @@ class StatPublisher:
     """``proc/stat`` per online CPU from the engine's busy time, and each GPU ``load`` file (per-mille)."""
 
     def __init__(self, tree: object, spec: BoardSpec) -> None:
-        self.tree, self.spec, self.sysfs = tree, spec, tree.sysfs  # type: ignore[attr-defined]
+        self.tree, self.spec, self.sysfs = tree, spec, kernel_view(tree)
         self.base: dict[str, list[int]] = {}
         self.tail: list[str] = []
         try:

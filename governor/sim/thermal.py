@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-The package node is heated by the whole chip (every rail but the input rail's losses) through the
-heatsink's °C/W; a fan, where the board has one, switches it to a lower °C/W above ``fan_on_c``
+The package node is heated by the whole board's power (the input rail, else every rail: a
+module's heat leaves through its heatsink, regulator losses included) through the heatsink's
+°C/W; a fan, where the board has one, switches it to a lower °C/W above ``fan_on_c``
 (off again 5 °C lower). Each zone adds a fast local node heated by the power of the unit it
 ``measures`` (a CPU cluster, the GPU, ``soc`` = the memory controller). ``board`` zones sit
 part-way between ambient and the package, ``pmic`` zones read a constant. Each cooling poll hands
@@ -42,12 +43,12 @@ class Heat:
             return [self._emc]
         return []
 
-    def step(self, chip_mw: float, by_domain: Mapping[str, float], dt_s: float) -> None:
-        """Advance every node by ``dt_s`` s with the chip drawing ``chip_mw`` (per domain: ``by_domain``)."""
+    def step(self, board_mw: float, by_domain: Mapping[str, float], dt_s: float) -> None:
+        """Advance every node by ``dt_s`` s with the board drawing ``board_mw`` (per domain: ``by_domain``)."""
         p = self.params
         self.fan_on = p.fan is not None and self.pkg_c >= p.fan_on_c - (5.0 if self.fan_on else 0.0)
         node = p.fan if p.fan is not None and self.fan_on else p.package
-        self.pkg_c = rc_step(self.pkg_c, p.ambient_c, chip_mw / 1000, node, dt_s)
+        self.pkg_c = rc_step(self.pkg_c, p.ambient_c, board_mw / 1000, node, dt_s)
         for zone in self.zones:
             local_w = sum(by_domain.get(d, 0.0) for d in self._domains(zone.measures)) / 1000
             self.local_c[zone.type] = rc_step(self.local_c[zone.type], 0.0, local_w, p.local, dt_s)
