@@ -1,1 +1,16 @@
-"""Public fakes: fake sysfs/procfs/debugfs trees of catalogue boards with real kernel write semantics."""
+"""Public fakes: fake sysfs/procfs/debugfs trees of catalogue boards with real kernel write semantics.
+
+::
+
+    from governor.testing import make_fake_tree, open_root
+    tree = make_fake_tree(load_board("jetson-nano"), tmp_path / "root")
+    tree.sysfs.write("sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq", 921600)
+    sysfs = open_root(tmp_path / "root")   # in any process: same semantics, same faults
+
+Everything in a fake tree is simulated; nothing read from one may be reported as measured.
+"""
+
+from governor.testing.root import FakeSysfsRoot, open_root
+from governor.testing.tree import VARIANTS, FakeTree, make_fake_tree
+
+__all__ = ["VARIANTS", "FakeSysfsRoot", "FakeTree", "make_fake_tree", "open_root"]
