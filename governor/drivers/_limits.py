@@ -51,7 +51,11 @@ class LimitsDomain(DomainBase):
         self.mode = "limits"
         return f"userspace governor or {self.SETSPEED} missing: pinning by limits"
 
+    def _locate(self) -> None:
+        """Called before every operation; subclasses whose directory can move re-resolve it here."""
+
     def read(self) -> DomainReading:
+        self._locate()
         return DomainReading(
             cur_hz=self._hz(self.sysfs.read_int(self._f(self.CUR))),
             min_hz=self._hz(self.sysfs.read_int(self._f(self.MIN))),
@@ -63,6 +67,7 @@ class LimitsDomain(DomainBase):
         return self.sysfs.read(self._f(self.GOVERNOR)).strip()
 
     def pin(self, hz: int) -> DomainReading:
+        self._locate()
         native = self._native(hz)
         if self.mode == "userspace":
             self._write_limits(self._table[0], self._table[-1])
@@ -73,6 +78,7 @@ class LimitsDomain(DomainBase):
         return self.read()
 
     def set_range(self, min_hz: int, max_hz: int) -> DomainReading:
+        self._locate()
         lo, hi = self._native_range(min_hz, max_hz)
         if self.mode == "userspace" and self._governor() == "userspace":
             self.sysfs.write(self._f(self.GOVERNOR), self._moving_governor())
@@ -92,15 +98,25 @@ class LimitsDomain(DomainBase):
         write_limits(self.sysfs, self._f(self.MIN), self._f(self.MAX), lo, hi, current_min=current_min)
 
     def snapshot(self) -> Baseline:
+        self._locate()
         leaves = [self.MIN, self.MAX, self.GOVERNOR]
         if self._governor() == "userspace" and self.sysfs.exists(self._f(self.SETSPEED)):
             leaves.append(self.SETSPEED)
         return save_files(self.sysfs, self.owner, [self._f(leaf) for leaf in leaves])
 
     def restore(self, baseline: Baseline) -> None:
-        """Limits first (ordered), then the governor, then the setspeed value it was holding."""
-        saved = {rel: text.strip() for rel, text in check_owner(baseline, self.owner).items()}
-        self._write_limits(saved[self._f(self.MIN)], saved[self._f(self.MAX)])
-        self.sysfs.write(self._f(self.GOVERNOR), saved[self._f(self.GOVERNOR)])
-        if self._f(self.SETSPEED) in saved:
-            self.sysfs.write(self._f(self.SETSPEED), saved[self._f(self.SETSPEED)])
+        """Limits first (ordered), then the governor, then the setspeed value it was holding.
+
+        Files are matched by leaf name, so a baseline taken through another CPU's ``cpufreq``
+        directory of the same policy (old kernels move it with hotplug) still applies.
+        """
+        self._locate()
+        saved = {leaf: text.strip() for leaf, text in self._by_leaf(check_owner(baseline, self.owner)).items()}
+        self._write_limits(saved[self.MIN], saved[self.MAX])
+        self.sysfs.write(self._f(self.GOVERNOR), saved[self.GOVERNOR])
+        if self.SETSPEED in saved:
+            self.sysfs.write(self._f(self.SETSPEED), saved[self.SETSPEED])
+
+    def _by_leaf(self, files: dict[str, str]) -> dict[str, str]:
+        leaves = (self.MIN, self.MAX, self.GOVERNOR, self.SETSPEED)
+        return {leaf: text for rel, text in files.items() for leaf in leaves if rel.endswith(f"/{leaf}")}

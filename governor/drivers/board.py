@@ -48,7 +48,6 @@ DOMAIN_BACKENDS: Mapping[str, Callable[..., FreqDomain]] = {
     "tegra-emc-t210": T210Emc,
     "mali-vendor": MaliVendor,
 }
-_MODED = ("cpufreq", "devfreq")
 
 
 class RestoreError(SysfsError):
@@ -216,6 +215,15 @@ def _domain_specs(spec: BoardSpec, sysfs: SysfsRoot) -> list[Domain]:
     return declared
 
 
+def _domain(spec: BoardSpec, dspec: Domain, sysfs: SysfsRoot, mode: Mode) -> FreqDomain:
+    if dspec.driver == "cpufreq":
+        cpus = next((u.cpus for u in spec.units if u.domain == dspec.name), ())
+        return CpufreqPolicy(sysfs, dspec, mode=mode, cpus=cpus)
+    if dspec.driver == "devfreq":
+        return Devfreq(sysfs, dspec, mode=mode)
+    return DOMAIN_BACKENDS[dspec.driver](sysfs, dspec)
+
+
 def _gpu_loads(spec: BoardSpec, sysfs: SysfsRoot) -> list[GpuLoad]:
     units = {u.domain: u.name for u in spec.units if u.domain}
     return [GpuLoad(sysfs, units.get(d.name, d.name), d.load_path) for d in spec.domains if d.load_path]
@@ -229,9 +237,7 @@ def open_board(spec: BoardSpec, sysfs: SysfsRoot, *, clock: Callable[[], float],
     """
     board = Board(spec, sysfs, clock)
     for dspec in _domain_specs(spec, sysfs):
-        backend = DOMAIN_BACKENDS[dspec.driver]
-        domain = backend(sysfs, dspec, mode=mode) if dspec.driver in _MODED else backend(sysfs, dspec)
-        board._admit(dspec.name, domain, lambda d: board.domains.__setitem__(d.name, d))
+        board._admit(dspec.name, _domain(spec, dspec, sysfs, mode), lambda d: board.domains.__setitem__(d.name, d))
     for device in spec.power:
         sensor = open_power_sensor(sysfs, device, clock=clock)
         board._admit(sensor.name, sensor, board.power.append)

@@ -11,22 +11,25 @@ The table comes from the catalogue. A host (no table in the catalogue) reads
 ``scaling_available_frequencies``; drivers without one (intel_pstate, amd-pstate) accept any
 value, so they get a 100 MHz grid between ``cpuinfo_min_freq`` and ``cpuinfo_max_freq``.
 When every CPU of a cluster is offline the policy directory stays but loses its attributes, so
-the probe says DEFER (it comes back with its CPUs).
+the probe says DEFER (it comes back with its CPUs). On pre-4.3 layouts (``cpuK/cpufreq`` only)
+the policy is reached through any online CPU of the cluster (``cpus``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from governor.core.board import Domain
-from governor.drivers._common import failed, ok, parse_int
+from governor.drivers._common import failed, first_match, ok, parse_int
 from governor.drivers._limits import LimitsDomain, Mode
 from governor.drivers._sysfs import SysfsRoot
 from governor.drivers.base import Probe, ProbeResult
 
 __all__ = ["POLICY_GLOB", "CpufreqPolicy", "Mode", "discover_policies", "parse_cpu_list"]
 
-POLICY_GLOB = "sys/devices/system/cpu/cpufreq/policy*"
+CPU_DIR = "sys/devices/system/cpu"
+POLICY_GLOB = f"{CPU_DIR}/cpufreq/policy*"
 _GRID_KHZ = 100_000
 
 
@@ -36,8 +39,18 @@ class CpufreqPolicy(LimitsDomain):
     CUR, MIN, MAX = "scaling_cur_freq", "scaling_min_freq", "scaling_max_freq"
     GOVERNOR, GOVERNORS, SETSPEED = "scaling_governor", "scaling_available_governors", "scaling_setspeed"
 
-    def __init__(self, sysfs: SysfsRoot, spec: Domain, *, mode: Mode = "limits") -> None:
-        super().__init__(sysfs, spec, mode=mode)
+    def __init__(self, sysfs: SysfsRoot, spec: Domain, *, mode: Mode = "limits", cpus: Iterable[int] = ()) -> None:
+        self._candidates = (*spec.paths, *(f"{CPU_DIR}/cpu{cpu}/cpufreq" for cpu in cpus))
+        super().__init__(sysfs, spec, first_match(sysfs, self._candidates) or spec.paths[0], mode=mode)
+
+    def _locate(self) -> None:
+        """Follow the policy to another CPU of its cluster when this CPU's ``cpufreq`` link went away.
+
+        Kernels before 4.3 hang the policy under each online CPU (``cpuK/cpufreq``) and drop the
+        link of a CPU that goes offline, while the cluster keeps running on the others.
+        """
+        if not self.sysfs.exists(self.dir):
+            self.dir = first_match(self.sysfs, self._candidates) or self.dir
 
     def probe(self) -> Probe:
         if not self.sysfs.exists(self.dir):

@@ -156,3 +156,21 @@ def test_discover_policies_orders_numerically(tmp_path):
 )
 def test_parse_cpu_list(text, cpus):
     assert parse_cpu_list(text) == cpus
+
+
+def test_old_layout_follows_the_policy_to_another_cpu_of_the_cluster(tmp_path):
+    """3.10 kernels hang the policy under cpuK/cpufreq and move it when the owner CPU goes offline."""
+    cpu4, cpu5 = "sys/devices/system/cpu/cpu4/cpufreq", "sys/devices/system/cpu/cpu5/cpufreq"
+    files = {rel.replace(POLICY, cpu4): text for rel, text in _policy_files(lo=345600, hi=652800).items()}
+    build(tmp_path, files)
+    root = SysfsRoot(tmp_path)
+    spec = _spec().model_copy(update={"paths": (cpu4,)})
+    policy = CpufreqPolicy(root, spec, cpus=(4, 5, 6, 7))
+    baseline = policy.snapshot()
+    (tmp_path / cpu5).parent.mkdir(parents=True)
+    (tmp_path / cpu4).rename(tmp_path / cpu5)
+    assert policy.pin(2_035_200_000).max_hz == 2_035_200_000
+    assert policy.dir == cpu5
+    policy.restore(baseline)
+    assert root.read(f"{cpu5}/scaling_max_freq") == "652800"
+    assert CpufreqPolicy(root, spec).probe().result is ProbeResult.FAIL

@@ -64,3 +64,28 @@ def test_hwmon_and_iio_numbers_are_never_assumed(spec, tmp_path):
     obs = board.sample()
     assert set(obs.power_mw) == {r.name for r in spec.rails if r.connected}, board.unavailable
     assert obs.total_power_mw is not None
+
+
+def _switchable_cluster(spec):
+    """A clocked cluster whose first CPU can go offline while others stay, or None."""
+    return next((u for u in spec.units if u.domain and len(u.cpus) > 1 and u.cpus[0] in spec.hotplug_cpus), None)
+
+
+HOTPLUG = [s for s in SPECS if _switchable_cluster(s)]
+
+
+@pytest.mark.parametrize("spec", HOTPLUG, ids=lambda s: s.name)
+def test_a_cluster_keeps_its_domain_while_its_first_cpu_is_offline(spec, tmp_path):
+    unit = _switchable_cluster(spec)
+    tree = make_fake_tree(spec, tmp_path / "root")
+    before = tree.snapshot_bytes()
+    board = open_board(spec, tree.sysfs, clock=_clock)
+    baselines = board.snapshot()
+    board.hotplug.set_online(set(board.hotplug.cpus) - {unit.cpus[0]})
+    obs = board.sample()
+    assert unit.domain in obs.domains, obs.unavailable
+    top = board.domains[unit.domain].available_hz()[-1]
+    applied = board.apply(Setpoints({unit.domain: top}))
+    assert applied[unit.domain].max_hz == top, applied.errors
+    board.restore(baselines)
+    assert tree.snapshot_bytes() == before
