@@ -28,7 +28,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add("--epochs", type=int, default=5, help="epochs per stage; there is one stage per group (default 5)")
     add("--width", type=float, default=1.0, help="width multiplier of the default layer widths")
     add("--batch-size", type=int, default=64)
-    add("--lr", type=float, default=3e-3, help="Adam learning rate, cosine-decayed within each stage")
+    add("--lr", type=float, default=1e-2, help="Adam learning rate, cosine-decayed within each stage")
     add("--weight-decay", type=float, default=5e-4)
     add("--seed", type=int, default=0)
     add("--val-fraction", type=float, default=0.2, help="validation share for digits (cifar10 uses test_batch)")
@@ -50,8 +50,9 @@ def _check(args: argparse.Namespace) -> None:
 class ProgressBar:
     """One self-rewriting line on a terminal; one line per finished epoch otherwise."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30):
-        self.stream, self.width, self.tty = stream, width, stream.isatty()
+    def __init__(self, stream: TextIO | None = None, width: int = 30):
+        self.stream = stream or sys.stderr
+        self.width, self.tty = width, self.stream.isatty()
         self.started = time.monotonic()
 
     def __call__(self, p: Any) -> None:

@@ -18,7 +18,7 @@ from governor.runtime.modelfile import describe, save_model
 from governor.runtime.training import TrainConfig, train_incremental
 
 DEFAULT_MODEL_NAME = "digits-resnet-small-g4.dgm"
-DEFAULT_CONFIG = TrainConfig(arch="resnet-small", groups=4, connectivity="grouped", epochs=4, width=1.0, seed=0)
+DEFAULT_CONFIG = TrainConfig(arch="resnet-small", groups=4, connectivity="grouped", epochs=4, width=1.0, lr=1e-2, seed=0)
 
 
 def _usable(path: Path) -> bool:

@@ -44,7 +44,7 @@ class TrainConfig:
     epochs: int = 5
     width: float = 1.0
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 5e-4
     seed: int = 0
     augment: bool = False
@@ -142,8 +142,13 @@ def _run_epoch(net: DynamicNet, stage: _Stage, opt: torch.optim.Optimizer, data:
 def train_incremental(
     config: TrainConfig, split: Split, *, checkpoint: Path | None = None,
     progress: Callable[[Progress], None] | None = None,
+    on_stage_end: Callable[[DynamicNet, int], None] | None = None,
 ) -> TrainedModel:
-    """Train G stages (see module docstring); resume from ``checkpoint`` if it exists and matches."""
+    """Train G stages (see module docstring); resume from ``checkpoint`` if it exists and matches.
+
+    ``on_stage_end(net, k)`` is called after stage k; it may run the net (it is put back in training
+    mode by the next stage) but must not change weights.
+    """
     net, rng = new_net(config, split), np.random.default_rng(config.seed)
     resume = _load_checkpoint(checkpoint, config, split, net, rng)
     stage0, epoch0, seconds = resume.get("stage", 1), resume.get("epoch", 0), resume.get("seconds", 0.0)
@@ -164,6 +169,8 @@ def train_incremental(
             if checkpoint is not None:
                 elapsed = seconds + time.perf_counter() - started
                 _save_checkpoint(checkpoint, config, split, net, opt, rng, k, epoch + 1, elapsed)
+        if on_stage_end:
+            on_stage_end(net, k)
     net.set_training_stage(None)
     accuracies = tuple(evaluate(net, split.val, k) for k in range(1, config.groups + 1))
     net.set_active_groups(config.groups)
