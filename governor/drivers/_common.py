@@ -27,12 +27,10 @@ __all__ = [
     "check_owner",
     "failed",
     "first_match",
-    "first_readable",
     "guarded",
     "nearest",
     "ok",
     "parse_int",
-    "restore_files",
     "save_files",
     "write_limits",
 ]
@@ -98,14 +96,6 @@ def save_files(sysfs: SysfsRoot, owner: str, rels: Iterable[str]) -> Baseline:
     return Baseline(owner=owner, files=tuple((rel, sysfs.read_bytes(rel).decode("utf-8", "replace")) for rel in rels))
 
 
-def restore_files(sysfs: SysfsRoot, baseline: Baseline, rels: Iterable[str] | None = None) -> None:
-    """Write saved texts back, in ``rels`` order (default: save order), skipping files not in the baseline."""
-    saved = dict(baseline.files)
-    for rel in rels if rels is not None else list(saved):
-        if rel in saved:
-            sysfs.write(rel, saved[rel].rstrip("\n"))
-
-
 def check_owner(baseline: Baseline, owner: str) -> dict[str, str]:
     """The baseline's files as a dict, after making sure it belongs to ``owner``."""
     if baseline.owner != owner:
@@ -120,11 +110,6 @@ def first_match(sysfs: SysfsRoot, patterns: Iterable[str]) -> str | None:
         if hits:
             return hits[0]
     return None
-
-
-def first_readable(sysfs: SysfsRoot, rels: Iterable[str]) -> str | None:
-    """The first of ``rels`` that exists, or None."""
-    return next((rel for rel in rels if sysfs.exists(rel)), None)
 
 
 def guarded(errors: dict[str, str], name: str, read: Callable[[], float]) -> float | None:
@@ -145,8 +130,8 @@ class DomainBase:
     def __init__(self, sysfs: SysfsRoot, spec: Domain, directory: str | None = None) -> None:
         self.sysfs = sysfs
         self.spec = spec
-        self.name = spec.name
-        self.kind = spec.kind
+        self.name: str = spec.name
+        self.kind: str = spec.kind
         self.owner = f"{spec.driver}:{spec.name}"
         self.dir = directory if directory is not None else first_match(sysfs, spec.paths) or spec.paths[0]
         self._table: tuple[int, ...] = tuple(spec.table)

@@ -41,7 +41,7 @@ from governor.drivers.thermal import ThermalZones
 
 __all__ = ["DOMAIN_BACKENDS", "Applied", "Board", "RestoreError", "open_board"]
 
-DOMAIN_BACKENDS: Mapping[str, Callable[..., FreqDomain]] = {
+DOMAIN_BACKENDS: Mapping[str, Callable[[SysfsRoot, Domain], FreqDomain]] = {
     "cpufreq": CpufreqPolicy,
     "devfreq": Devfreq,
     "tegra-emc-bpmp": BpmpEmc,
@@ -243,7 +243,8 @@ def open_board(spec: BoardSpec, sysfs: SysfsRoot, *, clock: Callable[[], float],
         board._admit(sensor.name, sensor, board.power.append)
     thermal = ThermalZones(sysfs)
     board._admit(thermal.name, thermal, board.thermal.append)
-    for load in (CpuLoad(sysfs, spec.units), *_gpu_loads(spec, sysfs)):
+    loads: list[CpuLoad | GpuLoad] = [CpuLoad(sysfs, spec.units), *_gpu_loads(spec, sysfs)]
+    for load in loads:
         board._admit(load.name, load, board.load.append)
     if spec.hotplug_cpus:
         hotplug = CpuHotplug(sysfs, spec.hotplug_cpus)

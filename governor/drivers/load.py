@@ -16,6 +16,7 @@ Jetson GPU: nvgpu's ``load`` file is per-mille (0..1000) of the last sampling wi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from governor.core.board import ComputeUnit
 from governor.drivers._common import Partial, failed, guarded, ok, parse_int
@@ -69,7 +70,7 @@ class CpuLoad:
         except (OSError, ValueError) as exc:
             return Partial({}, {u.name: str(exc) for u in self.units})
         before, self._last = self._last, now
-        util = {u.name: guarded(errors, u.name, lambda u=u: self._unit(u, before, now)) for u in self.units}
+        util = {u.name: guarded(errors, u.name, partial(self._unit, u, before, now)) for u in self.units}
         return Partial({k: v for k, v in util.items() if v is not None}, errors)
 
     @staticmethod

@@ -30,6 +30,7 @@ Board power follows the catalogue ``power_total`` (:func:`total_power_mw`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from posixpath import basename
 
 from governor.core.board import PowerDevice
@@ -109,6 +110,12 @@ class _Sensor:
                 wired.append((idx, rail.name))
         return wired
 
+    def _number(self, rel: str, scale: float = 1.0) -> float:
+        return self.sysfs.read_int(rel) * scale
+
+    def _mv_times_ma(self, volts: str, amps: str) -> float:
+        return self.sysfs.read_int(volts) * self.sysfs.read_int(amps) / 1000
+
     def _hwmon_interval(self, hwmon: str) -> None:
         rel = f"{hwmon}/update_interval"
         if self.sysfs.exists(rel):
@@ -122,7 +129,7 @@ class Ina3221Iio(_Sensor):
         iio = self._below("iio[:_]device*")
         reads: dict[str, Callable[[], float]] = {}
         for idx, rail in self._connected(f"{iio}/rail_name_{{}}", first=0):
-            reads[rail] = lambda rel=f"{iio}/in_power{idx}_input": float(self.sysfs.read_int(rel))
+            reads[rail] = partial(self._number, f"{iio}/in_power{idx}_input")
         return reads
 
 
@@ -134,8 +141,7 @@ class Ina3221Hwmon(_Sensor):
         self._hwmon_interval(hwmon)
         reads: dict[str, Callable[[], float]] = {}
         for idx, rail in self._connected(f"{hwmon}/in{{}}_label", first=1):
-            volts, amps = f"{hwmon}/in{idx}_input", f"{hwmon}/curr{idx}_input"
-            reads[rail] = lambda v=volts, a=amps: self.sysfs.read_int(v) * self.sysfs.read_int(a) / 1000
+            reads[rail] = partial(self._mv_times_ma, f"{hwmon}/in{idx}_input", f"{hwmon}/curr{idx}_input")
         return reads
 
 
@@ -180,7 +186,7 @@ class Ina2xxHwmon(_Sensor):
         self._hwmon_interval(hwmon)
         power = f"{hwmon}/power1_input"
         self.sysfs.read_int(power)
-        return {self.spec.channels[0].name: lambda: self.sysfs.read_int(power) / 1000}
+        return {self.spec.channels[0].name: partial(self._number, power, 1e-3)}
 
 
 class Rapl(_Sensor):
@@ -204,7 +210,7 @@ class Rapl(_Sensor):
             zone = named.get(rail.name) or (zones[idx] if idx < len(zones) else "")
             if zone:
                 self._last[rail.name] = (self.sysfs.read_int(f"{zone}/energy_uj"), self.clock(), 0.0)
-                reads[rail.name] = lambda r=rail.name, z=zone: self._power(r, z)
+                reads[rail.name] = partial(self._power, rail.name, zone)
         return reads
 
     def _power(self, rail: str, zone: str) -> float:

@@ -12,6 +12,7 @@ because either may be missing in a container. Jetson reports a powered-off zone 
 
 from __future__ import annotations
 
+from functools import partial
 from posixpath import basename
 
 from governor.drivers._common import Partial, failed, guarded, ok
@@ -63,10 +64,13 @@ class ThermalZones:
         errors: dict[str, str] = {}
         temps: dict[str, float] = {}
         for kind, zone in self._zones.items():
-            value = guarded(errors, kind, lambda z=zone: self.sysfs.read_int(f"{z}/temp") / 1000)
+            value = guarded(errors, kind, partial(self._celsius, zone))
             if value is not None and value > DISABLED_C:
                 temps[kind] = value
         return Partial(temps, errors)
+
+    def _celsius(self, zone: str) -> float:
+        return self.sysfs.read_int(f"{zone}/temp") / 1000
 
     def read_c(self) -> dict[str, float]:
         """°C by zone type, disabled zones left out."""
