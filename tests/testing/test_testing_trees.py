@@ -209,3 +209,32 @@ def test_variants(fake_dir):
         make_fake_tree(load_board("odroid-xu4"), tmp_path / "y", variant="railgated")
     with pytest.raises(ValueError, match="not empty"):
         make_fake_tree(nano, tmp_path / "bare")
+
+
+def test_rapl_and_mainline_ina231_layouts(fake_dir):
+    """Drivers the shipped catalogue does not use yet still get their real layout (site copies may list them)."""
+    data = load_board("host").model_dump(mode="json")
+    data["power"] = [
+        {
+            "driver": "rapl",
+            "path": "sys/class/powercap/intel-rapl:0",
+            "real_path": "sys/devices/virtual/powercap/intel-rapl/intel-rapl:0",
+            "channels": [{"name": "package", "label": "package-0"}],
+        },
+        {
+            "driver": "ina2xx-hwmon",
+            "path": "sys/bus/i2c/drivers/ina2xx/0-0040",
+            "real_path": "sys/devices/platform/i2c-0/0-0040",
+            "update_interval_ms": 2.2,
+            "channels": [{"name": "VDD_ARM", "supplies": ["cpu"]}],
+        },
+    ]
+    sysfs = make_fake_tree(type(load_board("host")).model_validate(data), fake_dir / "h", hwmon_base=4).sysfs
+    zone = "sys/class/powercap/intel-rapl:0"
+    assert sysfs.read(f"{zone}/name") == "package-0" and sysfs.read_int(f"{zone}/energy_uj") > 0
+    assert stat.S_IMODE(sysfs.path(f"{zone}/energy_uj").stat().st_mode) == 0o400
+    assert sysfs.read_int(f"{zone}/max_energy_range_uj") > sysfs.read_int(f"{zone}/energy_uj")
+    (hwmon,) = sysfs.glob("sys/bus/i2c/drivers/ina2xx/0-0040/hwmon/hwmon*")
+    assert hwmon.endswith("hwmon4") and sysfs.read(f"{hwmon}/name") == "ina231"
+    uw, mv, ma = (sysfs.read_int(f"{hwmon}/{f}") for f in ("power1_input", "in1_input", "curr1_input"))
+    assert uw == mv * ma and sysfs.read_int(f"{hwmon}/update_interval") == 2
