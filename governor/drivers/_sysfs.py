@@ -22,6 +22,8 @@ __all__ = [
     "SysfsPermission",
     "SysfsRejected",
     "SysfsRoot",
+    "read_denied",
+    "write_error",
 ]
 
 
@@ -84,11 +86,13 @@ class SysfsRoot:
             with open(self.path(rel), "rb") as fh:
                 return fh.read()
         except FileNotFoundError as exc:
-            raise SysfsMissing(errno.ENOENT, f"{rel} does not exist (sensor or driver missing on this kernel?)") from exc
+            missing = f"{rel} does not exist (sensor or driver missing on this kernel?)"
+            raise SysfsMissing(errno.ENOENT, missing) from exc
         except PermissionError as exc:
-            raise SysfsPermission(errno.EACCES, f"cannot read {rel}: {_PERMISSION_HINT}") from exc
+            raise read_denied(rel) from exc
         except OSError as exc:
-            raise SysfsRejected(exc.errno or errno.EIO, f"reading {rel} failed: {os.strerror(exc.errno or errno.EIO)}") from exc
+            code = exc.errno or errno.EIO
+            raise SysfsRejected(code, f"reading {rel} failed: {os.strerror(code)}") from exc
 
     def read(self, rel: str) -> str:
         """The file's text without the trailing newline."""
@@ -116,15 +120,30 @@ class SysfsRoot:
         self._write_text(rel, text)
 
     def _write_text(self, rel: str, text: str) -> None:
-        """The raw write; fake roots override this to add kernel semantics."""
         try:
-            with open(self.path(rel), "r+b" if self.path(rel).exists() else "wb") as fh:
-                fh.write(text.encode())
-                fh.truncate()
-        except FileNotFoundError as exc:
-            raise SysfsMissing(errno.ENOENT, f"{rel} does not exist; cannot write {text!r}") from exc
-        except PermissionError as exc:
-            raise SysfsPermission(errno.EACCES, f"cannot write {text!r} to {rel}: {_PERMISSION_HINT}") from exc
+            self._write_raw(rel, text)
+        except SysfsError:
+            raise
         except OSError as exc:
-            code = exc.errno or errno.EIO
-            raise SysfsRejected(code, f"the kernel rejected {text!r} for {rel}: {os.strerror(code)}") from exc
+            raise write_error(rel, text, exc) from exc
+
+    def _write_raw(self, rel: str, text: str) -> None:
+        """The raw write, raising plain OSError; fake roots override this to add kernel semantics."""
+        with open(self.path(rel), "r+b" if self.path(rel).exists() else "wb") as fh:
+            fh.write(text.encode())
+            fh.truncate()
+
+
+def read_denied(rel: str) -> SysfsPermission:
+    return SysfsPermission(errno.EACCES, f"cannot read {rel}: {_PERMISSION_HINT}")
+
+
+def write_error(rel: str, text: str, exc: OSError) -> SysfsError:
+    """Translate a failed write into the SysfsError that says what to do."""
+    if isinstance(exc, FileNotFoundError):
+        return SysfsMissing(errno.ENOENT, f"{rel} does not exist; cannot write {text!r}")
+    if isinstance(exc, PermissionError):
+        return SysfsPermission(errno.EACCES, f"cannot write {text!r} to {rel}: {_PERMISSION_HINT}")
+    code = exc.errno or errno.EIO
+    detail = f" ({exc.strerror})" if exc.strerror and exc.strerror != os.strerror(code) else ""
+    return SysfsRejected(code, f"the kernel rejected {text!r} for {rel}: {os.strerror(code)}{detail}")

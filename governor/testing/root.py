@@ -20,15 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from governor.core.board import BoardSpec
-from governor.drivers._sysfs import (
-    _PERMISSION_HINT,
-    SysfsMissing,
-    SysfsPermission,
-    SysfsRejected,
-    SysfsRoot,
-)
+from governor.drivers._sysfs import SysfsRoot, read_denied
 from governor.testing._fs import READ_ONLY, TreeFiles
-from governor.testing._kernel import Handler, KernelIO, KernelReject, resolve_rule
+from governor.testing._kernel import Handler, KernelIO, resolve_rule
 from governor.testing._kernel_cpu import cpu_online_write, cpufreq_write
 from governor.testing._kernel_dev import HANDLERS as DEVICE_HANDLERS
 from governor.testing._marker import MarkerCache, is_fake_root, locked, save
@@ -74,26 +68,13 @@ class FakeSysfsRoot(SysfsRoot):
     # -- reads ------------------------------------------------------------------------------
     def read_bytes(self, rel: str) -> bytes:
         if self._marker.get()["faults"]["denied"].get(self.canonical(rel)):
-            raise SysfsPermission(errno.EACCES, f"cannot read {rel}: {_PERMISSION_HINT}")
+            raise read_denied(rel)
         return super().read_bytes(rel)
 
     # -- writes -----------------------------------------------------------------------------
-    def _write_text(self, rel: str, text: str) -> None:
-        try:
-            with locked(self.root):
-                self._kernel_write(self.canonical(rel), text)
-        except KernelReject as exc:
-            code = exc.errno or errno.EINVAL
-            raise SysfsRejected(
-                code, f"the kernel rejected {text!r} for {rel}: {os.strerror(code)} ({exc.strerror})"
-            ) from exc
-        except FileNotFoundError as exc:
-            raise SysfsMissing(errno.ENOENT, f"{rel} does not exist; cannot write {text!r}") from exc
-        except PermissionError as exc:
-            raise SysfsPermission(errno.EACCES, f"cannot write {text!r} to {rel}: {_PERMISSION_HINT}") from exc
-        except OSError as exc:
-            code = exc.errno or errno.EIO
-            raise SysfsRejected(code, f"the kernel rejected {text!r} for {rel}: {os.strerror(code)}") from exc
+    def _write_raw(self, rel: str, text: str) -> None:
+        with locked(self.root):
+            self._kernel_write(self.canonical(rel), text)
 
     def _kernel_write(self, real: str, text: str) -> None:
         state = self._marker.get()
