@@ -89,3 +89,15 @@ def test_a_cluster_keeps_its_domain_while_its_first_cpu_is_offline(spec, tmp_pat
     assert applied[unit.domain].max_hz == top, applied.errors
     board.restore(baselines)
     assert tree.snapshot_bytes() == before
+
+
+def test_a_domain_whose_baseline_cannot_be_read_is_never_touched(tmp_path):
+    spec = load_board("jetson-tx2")
+    tree = make_fake_tree(spec, tmp_path / "root")
+    board = open_board(spec, tree.sysfs, clock=_clock)
+    emc = board.domains["emc"]
+    tree.deny(f"{emc.dir}/mrq_rate_locked", reads=True)
+    owners = {b.owner for b in board.snapshot()}
+    assert "emc" not in board.domains and emc.owner not in owners
+    assert "cannot save its baseline" in board.unavailable["emc"] and "root" in board.unavailable["emc"]
+    assert board.apply(Setpoints({"emc": emc.available_hz()[-1]})).errors["emc"] == board.unavailable["emc"]
