@@ -32,18 +32,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sklearn.ensemble import ExtraTreesRegressor
-from sklearn.linear_model import LinearRegression
 
 from governor.core.trainfeatures import FEATURE_NAMES, NetworkShape, network_features
 
+if TYPE_CHECKING:  # scikit-learn is imported when a model is fitted: reading profiles stays light
+    from sklearn.ensemble import ExtraTreesRegressor
+
 __all__ = [
     "LINEAR_FEATURES",
+    "PARAM_STATE_BYTES",
     "PROFILE_FORMAT",
     "PlanRow",
     "TrainingCostModel",
@@ -153,14 +155,22 @@ def samples_from_profile(profile: TrainingProfile, groups: Sequence[int] | None 
 
 Target = Literal["memory", "latency"]
 Method = Literal["hybrid", "trees"]
-# Physically motivated sums for the linear model. Memory: stored parameters (weights, gradients,
-# optimiser state), saved activations, im2col workspaces. Time: arithmetic, data touched, per-sample
-# overhead and the optimiser's pass over every stored parameter.
+# Physically motivated sums for the linear model. Memory (parameter state is subtracted exactly, see
+# below): layer outputs and their gradients, for which the saved activations of the normalisation
+# and activation layers after each convolution scale too, and the im2col workspace. Time: arithmetic,
+# data touched, per-sample overhead and the optimiser's pass over every stored parameter. A feature
+# that is constant over the profile cannot be told from the intercept and is left out of that fit.
 LINEAR_FEATURES: Mapping[Target, tuple[str, ...]] = {
-    "memory": ("params", "tensor-ifm", "tensor-ofm", "gemm-i2c-fwd"),
+    "memory": ("tensor-ofm", "gemm-i2c-fwd"),
     "latency": ("params", "gemm-ops-fwd", "tensor-sum", "batch"),
 }
 RANGE_TOLERANCE = 0.05
+# float32 bytes held per stored parameter at the peak of a step: the weight, its gradient and the
+# optimiser's state (SGD momentum: 1 buffer; Adam: 2). Known exactly, so subtracted before fitting:
+# a profile of one architecture has a constant parameter count, which no regression could separate
+# from the runtime's fixed cost.
+PARAM_STATE_BYTES: Mapping[str, float] = {"sgd": 12.0, "adam": 16.0}
+MB = 1024.0 * 1024.0
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,8 @@ class _Linear:
 
 
 def _fit_linear(X: FloatArray, y: FloatArray, columns: tuple[int, ...]) -> _Linear:
+    from sklearn.linear_model import LinearRegression
+
     A = X[:, columns]
     scale = np.where(A.max(axis=0) > 0, A.max(axis=0), 1.0)
     # Weights 1/y^2 minimise relative error, the figure of merit.
@@ -223,7 +235,10 @@ class _TargetModel:
 
 def _fit_target(X: FloatArray, y: FloatArray, target: Target, method: Method, seed: int,
                 n_estimators: int) -> _TargetModel:
+    from sklearn.ensemble import ExtraTreesRegressor
+
     columns = tuple(FEATURE_NAMES.index(name) for name in LINEAR_FEATURES[target])
+    columns = tuple(c for c in columns if np.ptp(X[:, c]) > 0) or columns
     linear = _fit_linear(X, y, columns)
     trees = ExtraTreesRegressor(n_estimators=n_estimators, random_state=seed)
     trees.fit(X, y / linear.predict(X) if method == "hybrid" else y)
@@ -231,12 +246,13 @@ def _fit_target(X: FloatArray, y: FloatArray, target: Target, method: Method, se
     return _TargetModel(method, linear, trees, A.min(axis=0), A.max(axis=0))
 
 
-def _folds(configs: IntArray) -> list[npt.NDArray[np.bool_]]:
-    """Held-out masks: leave one network configuration out when there are 3+, else leave one row out."""
-    keys = np.unique(configs) if len(np.unique(configs)) >= 3 else None
-    if keys is not None:
+def _folds(configs: IntArray, most: int = 5) -> list[npt.NDArray[np.bool_]]:
+    """Held-out masks: leave one network configuration out when there are 3+, else ``most`` row folds."""
+    keys = np.unique(configs)
+    if len(keys) >= 3:
         return [configs == key for key in keys]
-    return [np.arange(len(configs)) == i for i in range(len(configs))]
+    index = np.arange(len(configs))
+    return [index % most == i for i in range(min(most, len(configs)))]
 
 
 def _rms(values: list[float]) -> float:
@@ -262,13 +278,18 @@ class TrainingCostModel:
 
     MIN_SAMPLES = 3
 
-    def __init__(self, memory: _TargetModel, latency: _TargetModel) -> None:
-        self._memory, self._latency = memory, latency
+    def __init__(self, memory: _TargetModel, latency: _TargetModel, param_bytes: float) -> None:
+        self._memory, self._latency, self._param_bytes = memory, latency, param_bytes
 
     @classmethod
-    def fit(cls, samples: Sequence[TrainingSample], *, method: Method = "hybrid", seed: int = 0,
-            n_estimators: int = 300, estimate_errors: bool = True) -> TrainingCostModel:
-        """Fit both targets; ``estimate_errors`` refits per held-out configuration for the uncertainty."""
+    def fit(cls, samples: Sequence[TrainingSample], *, optimizer: str = "sgd", method: Method = "hybrid",
+            seed: int = 0, n_estimators: int = 300, estimate_errors: bool = True) -> TrainingCostModel:
+        """Fit both targets; ``estimate_errors`` refits per held-out configuration for the uncertainty.
+
+        ``optimizer`` (the profile's) sets the known parameter-state memory (:data:`PARAM_STATE_BYTES`).
+        """
+        if optimizer not in PARAM_STATE_BYTES:
+            raise ValueError(f"optimizer {optimizer!r} is not one of {sorted(PARAM_STATE_BYTES)}")
         if len(samples) < cls.MIN_SAMPLES:
             raise ValueError(f"{len(samples)} passed measurements are too few to fit (need {cls.MIN_SAMPLES}); "
                              "profile more batch sizes or group counts")
@@ -277,19 +298,22 @@ class TrainingCostModel:
         X = feature_matrix([(s.network, s.batch) for s in samples])
         networks = list(dict.fromkeys(s.network for s in samples))
         configs = np.array([networks.index(s.network) for s in samples])
+        param_bytes = PARAM_STATE_BYTES[optimizer]
         fitted = []
-        for target, y in (("memory", [s.memory_mb for s in samples]), ("latency", [s.latency_ms for s in samples])):
+        memory = [s.memory_mb - s.network.params * param_bytes / MB for s in samples]
+        for target, y in (("memory", memory), ("latency", [s.latency_ms for s in samples])):
             y_arr = np.asarray(y, dtype=np.float64)
             model = _fit_target(X, y_arr, target, method, seed, n_estimators)  # type: ignore[arg-type]
             if estimate_errors:
                 model = _with_errors(model, X, y_arr, configs, target, seed, n_estimators)  # type: ignore[arg-type]
             fitted.append(model)
-        return cls(*fitted)
+        return cls(*fitted, param_bytes)
 
     def predict_many(self, queries: Sequence[tuple[NetworkShape, int]]) -> list[TrainingPrediction]:
         """Predictions for (network, batch size) pairs, in order."""
         X = feature_matrix(queries)
         mem, mem_sd, mem_in = self._memory.predict(X)
+        mem = mem + X[:, FEATURE_NAMES.index("params")] * self._param_bytes / MB
         lat, lat_sd, lat_in = self._latency.predict(X)
         return [
             TrainingPrediction(float(m), float(ms), float(t), float(ts), bool(a and b))
