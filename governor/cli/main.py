@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "boards": ("governor.cli.boards", "list the board catalogue"),
     "status": ("governor.cli.status", "show a board's domains, frequencies, load, power and temperatures"),
     "train": ("governor.cli.train", "train a dynamic group-pruned network incrementally into a model file"),
+    "plan-training": ("governor.cli.plan_training", "which group counts and batch sizes fit a training budget"),
 }
 
 
