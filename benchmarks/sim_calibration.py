@@ -12,6 +12,7 @@ Usage::
    driver 5 times 20 ms apart and compare the median with the grid. Sensor noise, quantisation,
    the sensor refresh and the thermal state (leakage) are all in the loop.
 3. Print idle and full-load simulated power of every catalogue board next to the public figures.
+4. Print how fast virtual time runs: simulated inferences per wall second, virtual s per wall s.
 
 Every figure printed here is simulated except the grid values it is compared against.
 """
@@ -28,7 +29,7 @@ import numpy as np
 
 from governor.core.types import Setpoints
 from governor.drivers.catalogue import board_names, load_board
-from governor.sim import open_sim_board
+from governor.sim import SimExecutor, grouped_alexnet, open_sim_board
 from governor.sim.boards import TX2_FIT_RESOURCE, board_physics, load_tx2_fit
 from governor.sim.calibrate import RAILS, Grid, bench_ratio, fit_tx2, mape, predict_rails, read_grid
 from governor.sim.dvfs import DomainControl
@@ -102,7 +103,30 @@ def public_figures() -> None:
         engine.scenario = Scenario.constant([CoRunner(u.name, 1.0) for u in spec.units]
                                             + [CoRunner("memory", 0.0, traffic_bytes_per_s=0.4 * 32 * emc_top)])
         engine.advance(5.0)
-        print(f"  {name:18s} idle {idle:7.0f}  full {engine.truth().total_mw:7.0f}  ({'; '.join(physics.sources[1:])})")
+        print(f"  {name:18s} idle {idle:7.0f}  full {engine.truth().total_mw:7.0f}  ({physics.sources[-1]})")
+        if name == "jetson-nano":  # nvpmodel 5 W: cpu0-1 online, CPU <= 918 MHz, GPU <= 640 MHz
+            engine.online = frozenset({0, 1})
+            engine.controls = {"cpu": DomainControl("performance", max_hz=921.6e6),
+                               "gpu": DomainControl("performance", max_hz=614.4e6)}
+            engine.advance(10.0)
+            print(f"  {'  nano 5 W mode':18s}               full {engine.truth().total_mw:7.0f}  (budget 5 W)")
+
+
+def speed(runs: int = 500) -> None:
+    print("== 4. virtual-time speed (sim:jetson-tx2, AlexNet-CIFAR k=4 on the GPU at the idle clocks) ==")
+    with open_sim_board("sim:jetson-tx2") as sim:
+        board, executor = sim.open_drivers(), SimExecutor(sim, grouped_alexnet(4))
+        for label, read in (("runs only", False), ("runs + a driver sample each", True)):
+            started, t0 = time.perf_counter(), sim.engine.t
+            for _ in range(runs):
+                executor.run("gpu", k=4)
+                if read:
+                    board.sample()
+            wall = time.perf_counter() - started
+            print(f"  {label:28s} {runs / wall:7.0f} inferences/s wall, {(sim.engine.t - t0) / wall:6.2f}x real time")
+        started = time.perf_counter()
+        sim.advance(600.0)
+        print(f"  {'idle advance (600 s)':28s} {600.0 / (time.perf_counter() - started):7.0f}x real time")
 
 
 def main() -> None:
@@ -122,6 +146,7 @@ def main() -> None:
         print(f"  {grid.bench:9s} {cells}  ({len(range(0, len(grid), args.stride))} rows, "
               f"{time.perf_counter() - started:.1f} s wall)")
     public_figures()
+    speed()
 
 
 if __name__ == "__main__":

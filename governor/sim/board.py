@@ -65,6 +65,7 @@ class SimBoard:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._owned_dir: Path | None = None
+        self._dirty = False
         self.refresh()
 
     def __repr__(self) -> str:
@@ -88,6 +89,7 @@ class SimBoard:
             self.kernel.read_controls()
             self.engine.advance(t)
             self.kernel.publish()
+            self._dirty = False
             return self.engine.truth()
 
     def advance(self, dt_s: float) -> Truth:
@@ -109,6 +111,7 @@ class SimBoard:
             self.kernel.read_controls()
             self.engine.refresh()
             self.kernel.publish()
+            self._dirty = False
             return self.engine.truth()
 
     def truth(self) -> Truth:
@@ -132,7 +135,14 @@ class SimBoard:
             self.kernel.read_controls()
             self.engine.advance(self.engine.t + limit_s, stop=lambda: job.done)
             self.clock.advance(max(0.0, self.engine.t - self.clock()))
-            self.kernel.publish()
+            self._dirty = True  # published on the next read through the drivers, advance() or flush()
+
+    def flush(self) -> None:
+        """Publish what finished runs left unpublished (the driver bundle does this before each read)."""
+        with self.lock:
+            if self._dirty:
+                self.kernel.publish()
+                self._dirty = False
 
     # ---- real time in the background ---------------------------------------------------------
     @property
@@ -203,10 +213,12 @@ class SimDriverBoard:
         if isinstance(self.sim.clock, RealClock) and not self.sim.running:
             self.sim.sync()
         with self.sim.lock:
+            self.sim.flush()
             return dataclasses.replace(self.board.sample(), simulated=True)
 
     def apply(self, setpoints: Any) -> Applied:
         with self.sim.lock:
+            self.sim.flush()
             applied = self.board.apply(setpoints)
             self.sim.refresh()
             readings = {name: self.board.domains[name].read() for name in applied}
@@ -263,8 +275,10 @@ def _scenario(scenario: str | Scenario | None, spec: BoardSpec, seed: int) -> Sc
     if isinstance(scenario, Scenario):
         return scenario
     units = [u.name for u in spec.units]
-    named = {"idle": Scenario.idle, None: Scenario.idle, "demo": lambda: Scenario.demo(units),
-             "random": lambda: Scenario.random(units, seed=seed, duration_s=3600.0)}
-    if scenario not in named:
-        raise ValueError(f"unknown scenario {scenario!r}; use idle, demo, random or a Scenario object")
-    return named[scenario]()
+    if scenario in (None, "idle"):
+        return Scenario.idle()
+    if scenario == "demo":
+        return Scenario.demo(units)
+    if scenario == "random":
+        return Scenario.random(units, seed=seed, duration_s=3600.0)
+    raise ValueError(f"unknown scenario {scenario!r}; use idle, demo, random or a Scenario object")

@@ -75,7 +75,7 @@ class Grid:
 
     @property
     def a57_busy_cores(self) -> np.ndarray:
-        return np.minimum(self.cpu_util * GRID_CPUS, A57_CORES)
+        return np.asarray(np.minimum(self.cpu_util * GRID_CPUS, A57_CORES), dtype=float)
 
 
 def read_grid(path: str | Path, bench: str = "") -> Grid:
@@ -101,16 +101,16 @@ def read_grid(path: str | Path, bench: str = "") -> Grid:
 
 
 def _knee(f: np.ndarray, v_lo: float, v_hi: float, knee_hz: float, top_hz: float) -> np.ndarray:
-    return v_lo + (v_hi - v_lo) * np.clip((f - knee_hz) / (top_hz - knee_hz), 0.0, 1.0)
+    return np.asarray(v_lo + (v_hi - v_lo) * np.clip((f - knee_hz) / (top_hz - knee_hz), 0.0, 1.0), dtype=float)
 
 
 def _term(v: np.ndarray, f: np.ndarray, leak: float, c_clock: float, n_on: float, c_active: float,
           act: np.ndarray) -> np.ndarray:
-    return leak * v + v * v * (f / 1e9) * (c_clock * n_on + c_active * act)
+    return np.asarray(leak * v + v * v * (f / 1e9) * (c_clock * n_on + c_active * act), dtype=float)
 
 
 def _stall(ratio: float, unit_hz: np.ndarray, emc_hz: np.ndarray) -> np.ndarray:
-    return ratio * unit_hz / (ratio * unit_hz + emc_hz)
+    return np.asarray(ratio * unit_hz / (ratio * unit_hz + emc_hz), dtype=float)
 
 
 # Each rail: (parameter names, initial values, lower bounds, upper bounds, model).
@@ -123,7 +123,8 @@ def _cpu(p: Mapping[str, float], g: Grid) -> np.ndarray:
     act = g.a57_busy_cores * (1.0 - p["stall_saving"] * stall)
     v_idle = np.full_like(v, 0.80)
     denver = _term(v_idle, np.full_like(v, DENVER_IDLE_HZ), p["leak"], p["c_clock"], DENVER_CORES, 0.0, 0 * v)
-    return p["static"] + _term(v, g.cpu_hz, p["leak"], p["c_clock"], A57_CORES, p["c_active"], act) + denver
+    a57 = _term(v, g.cpu_hz, p["leak"], p["c_clock"], A57_CORES, p["c_active"], act)
+    return np.asarray(p["static"] + a57 + denver, dtype=float)
 
 
 def _gpu(p: Mapping[str, float], g: Grid) -> np.ndarray:
@@ -184,7 +185,7 @@ def _fit_rail(rail: str, grids: Sequence[Grid]) -> dict[str, float]:
         return {**fixed, **dict(zip(names, (float(v) for v in x * scale), strict=True))}
 
     def residual(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([model(values(x), g) for g in grids]) / measured - 1.0
+        return np.asarray(np.concatenate([model(values(x), g) for g in grids]) / measured - 1.0)
 
     result = least_squares(residual, x0 / scale, bounds=(lo / scale, hi / scale), x_scale="jac")
     return values(result.x)
@@ -193,7 +194,7 @@ def _fit_rail(rail: str, grids: Sequence[Grid]) -> dict[str, float]:
 def predict_rails(fit: Tx2Fit, grid: Grid) -> dict[str, np.ndarray]:
     """Model rails (and VDD_IN) in mW for every row of ``grid``."""
     out = {rail: _SPECS[rail][0](fit.rails[rail], grid) for rail in RAILS}
-    out["VDD_IN"] = fit.input_base_mw + fit.input_gain * sum(out[r] for r in RAILS)
+    out["VDD_IN"] = fit.input_base_mw + fit.input_gain * np.sum([out[r] for r in RAILS], axis=0)
     return out
 
 

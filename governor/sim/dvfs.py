@@ -60,9 +60,9 @@ def governed_hz(table: Sequence[float], control: DomainControl, load: float, cur
         return snap_within(table, math.inf, lo, hi)
     if governor == "powersave":
         return snap_within(table, 0.0, lo, hi)
-    if governor == "userspace" and control.setspeed_hz:
-        nearest = min(table, key=lambda f: abs(f - control.setspeed_hz))
-        return snap_within(table, nearest, lo, hi)
+    wanted = control.setspeed_hz
+    if governor == "userspace" and wanted:
+        return snap_within(table, min(table, key=lambda f: abs(f - wanted)), lo, hi)
     margin = _MARGIN.get(governor, _DEFAULT_MARGIN)
     return snap_within(table, margin * max(load, 0.0) * max(cur_hz, table[0]), lo, hi)
 

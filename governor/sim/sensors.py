@@ -7,8 +7,8 @@ A power monitor refreshes once per conversion period (INA3221: the catalogue's ~
 power since its previous refresh, from the engine's energy counters, plus seeded Gaussian noise
 (relative gain error and an absolute offset per chip family) quantised to the chip's printed
 resolution. Between refreshes the files keep their value, exactly as re-reading a real sensor
-faster than it converts returns the same number. Temperatures are quantised to the zone's step
-with a little noise; ``proc/stat`` counts jiffies (USER_HZ = 100) per online CPU from the busy
+faster than it converts returns the same number. Temperatures refresh every 100 ms, quantised
+to the zone's step with a little noise; ``proc/stat`` counts jiffies (USER_HZ = 100) per online CPU from the busy
 time the engine accounted, and the GPU ``load`` file holds per-mille of the last interval.
 """
 
@@ -28,6 +28,7 @@ from governor.sim.engine import Engine
 __all__ = ["NOISE", "Noise", "PowerPublisher", "StatPublisher", "ThermalPublisher", "kernel_view"]
 
 USER_HZ = 100
+THERMAL_PERIOD_S = 0.1  # zones are re-read at most this often (Tegra soctherm and Exynos TMU sample at ~10 Hz)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,10 @@ class PowerPublisher:
                 continue
             energy = engine.energy_mj.get(rail.name, 0.0)
             span = t - self.last_t if self.last_t is not None else 0.0
-            mean = (energy - self.last_mj.get(rail.name, 0.0)) / span if span > 0 else now[rail.name]
+            # The chip averages over its last conversion window: over a longer gap that is the latest
+            # engine step (constant power), over a shorter one the mean since the last refresh.
+            recent = 0 < span <= 2 * self.period_s
+            mean = (energy - self.last_mj.get(rail.name, 0.0)) / span if recent else now[rail.name]
             self._write(idx, rail.name, _noisy(self.rng, mean, self.noise), energy)
             self.last_mj[rail.name] = energy
         self.last_t = t
@@ -158,6 +162,7 @@ class ThermalPublisher:
         self.tree, self.sysfs = tree, kernel_view(tree)
         self.rng = random.Random(seed)
         self.step_mc = 500 if spec.board.family == "jetson" else 1000
+        self.due_t = -math.inf
         enabled = {z.type for z in spec.thermal if not z.disabled}
         self.zones: dict[str, str] = {}
         for pattern in ZONE_GLOBS:
@@ -173,6 +178,9 @@ class ThermalPublisher:
             return ""
 
     def publish(self, engine: Engine) -> None:
+        if engine.t < self.due_t - 1e-9:
+            return
+        self.due_t = engine.t + THERMAL_PERIOD_S
         for kind, zone in self.zones.items():
             celsius = engine.zone_temp(kind) + self.rng.gauss(0.0, 0.15)
             milli = round(celsius * 1000 / self.step_mc) * self.step_mc

@@ -8,6 +8,8 @@ activations: an upper bound that ignores cache reuse (the unit's ``efficiency`` 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from governor.core.modelmeta import LayerCost, ModelMeta, layer_cost
 from governor.core.physics import LayerWork, Workload
 
@@ -35,7 +37,7 @@ def workload_from_meta(meta: ModelMeta, *, batch: int = 1, overhead_ms: float = 
 
 
 # (name, kind, in channels, out channels, kernel, stride, padding, input size, pool after)
-_ALEXNET_CIFAR = (
+_ALEXNET_CIFAR: tuple[tuple[str, Literal["conv", "linear"], int, int, int, int, int, int, int], ...] = (
     ("conv1", "conv", 3, 64, 5, 1, 2, 32, 2),
     ("conv2", "conv", 64, 192, 5, 1, 2, 16, 2),
     ("conv3", "conv", 192, 384, 3, 1, 1, 8, 1),

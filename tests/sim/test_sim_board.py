@@ -185,3 +185,15 @@ def test_every_catalogue_board_runs_behind_its_drivers(name):
         obs = board.sample()
         assert obs.simulated and obs.domains and not obs.unavailable
         assert (obs.total_power_mw is not None) == bool(sim.spec.power)
+
+
+def test_a_run_loads_its_unit_and_shows_in_the_next_sample(tx2):
+    sim, board = tx2
+    _pin(board, gpu=1_300_500_000, emc=1_866_000_000)
+    idle = board.sample()
+    executor = SimExecutor(sim, grouped_alexnet(4, batch=64))
+    run = executor.run("gpu", k=4)
+    busy = board.sample()
+    assert busy.t == pytest.approx(idle.t + run.latency_ms / 1000)
+    assert busy.util["gpu"] > 0.9 and idle.util["gpu"] < 0.1
+    assert busy.power_mw["VDD_SYS_GPU"] > idle.power_mw["VDD_SYS_GPU"] + 500
