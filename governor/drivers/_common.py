@@ -32,6 +32,7 @@ __all__ = [
     "ok",
     "parse_int",
     "save_files",
+    "sweep",
     "write_limits",
 ]
 
@@ -110,6 +111,13 @@ def first_match(sysfs: SysfsRoot, patterns: Iterable[str]) -> str | None:
         if hits:
             return hits[0]
     return None
+
+
+def sweep(reads: Mapping[str, Callable[[], float]]) -> Partial:
+    """Run every named read; the ones that fail on sysfs are reported with their reason, not raised."""
+    errors: dict[str, str] = {}
+    values = {name: guarded(errors, name, read) for name, read in reads.items()}
+    return Partial({k: v for k, v in values.items() if v is not None}, errors)
 
 
 def guarded(errors: dict[str, str], name: str, read: Callable[[], float]) -> float | None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from governor.core.board import ComputeUnit
-from governor.drivers._common import Partial, failed, guarded, ok, parse_int
+from governor.drivers._common import Partial, failed, ok, parse_int, sweep
 from governor.drivers._sysfs import SysfsRoot
 from governor.drivers.base import Probe
 
@@ -64,14 +64,12 @@ class CpuLoad:
         return ok(f"units {', '.join(u.name for u in self.units)}")
 
     def read_partial(self) -> Partial:
-        errors: dict[str, str] = {}
         try:
             now = parse_proc_stat(self.sysfs.read(PROC_STAT))
         except (OSError, ValueError) as exc:
             return Partial({}, {u.name: str(exc) for u in self.units})
         before, self._last = self._last, now
-        util = {u.name: guarded(errors, u.name, partial(self._unit, u, before, now)) for u in self.units}
-        return Partial({k: v for k, v in util.items() if v is not None}, errors)
+        return sweep({u.name: partial(self._unit, u, before, now) for u in self.units})
 
     @staticmethod
     def _unit(unit: ComputeUnit, before: Jiffies, now: Jiffies) -> float:
@@ -102,9 +100,10 @@ class GpuLoad:
         return ok(self.load_path)
 
     def read_partial(self) -> Partial:
-        errors: dict[str, str] = {}
-        value = guarded(errors, self.unit, lambda: parse_int(self.sysfs.read(self.load_path)) / 1000)
-        return Partial({} if value is None else {self.unit: min(max(value, 0.0), 1.0)}, errors)
+        return sweep({self.unit: self._fraction})
+
+    def _fraction(self) -> float:
+        return min(max(parse_int(self.sysfs.read(self.load_path)) / 1000, 0.0), 1.0)
 
     def read_util(self) -> dict[str, float]:
         return dict(self.read_partial().values)

@@ -34,7 +34,7 @@ from functools import partial
 from posixpath import basename
 
 from governor.core.board import PowerDevice
-from governor.drivers._common import Partial, failed, first_match, guarded, ok, parse_int
+from governor.drivers._common import Partial, failed, first_match, ok, parse_int, sweep
 from governor.drivers._sysfs import SysfsError, SysfsRoot
 from governor.drivers.base import Baseline, Probe
 
@@ -86,9 +86,7 @@ class _Sensor:
         return tuple(self._reads)
 
     def read_partial(self) -> Partial:
-        errors: dict[str, str] = {}
-        values = {name: guarded(errors, name, read) for name, read in self._reads.items()}
-        return Partial({k: v for k, v in values.items() if v is not None}, errors)
+        return sweep(self._reads)
 
     def read_mw(self) -> dict[str, float]:
         return dict(self.read_partial().values)

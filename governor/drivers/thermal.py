@@ -15,7 +15,7 @@ from __future__ import annotations
 from functools import partial
 from posixpath import basename
 
-from governor.drivers._common import Partial, failed, guarded, ok
+from governor.drivers._common import Partial, failed, ok, sweep
 from governor.drivers._sysfs import SysfsError, SysfsRoot
 from governor.drivers.base import Probe
 
@@ -61,13 +61,8 @@ class ThermalZones:
         return tuple(self._zones)
 
     def read_partial(self) -> Partial:
-        errors: dict[str, str] = {}
-        temps: dict[str, float] = {}
-        for kind, zone in self._zones.items():
-            value = guarded(errors, kind, partial(self._celsius, zone))
-            if value is not None and value > DISABLED_C:
-                temps[kind] = value
-        return Partial(temps, errors)
+        part = sweep({kind: partial(self._celsius, zone) for kind, zone in self._zones.items()})
+        return Partial({k: c for k, c in part.values.items() if c > DISABLED_C}, part.errors)
 
     def _celsius(self, zone: str) -> float:
         return self.sysfs.read_int(f"{zone}/temp") / 1000
