@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from governor.runtime.data import Split
 from governor.runtime.nets import DynamicNet, build_net, scaled_widths
 from governor.runtime.training import TrainConfig, TrainedModel
 
-__all__ = ["LoadedModel", "describe", "load_model", "save_model"]
+__all__ = ["LoadedModel", "describe", "levels", "load_model", "save_model", "stored_bytes"]
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,20 @@ def _state_bytes_at(net: DynamicNet, k: int) -> int:
     return sum(grouped.get(name, t.numel()) * t.element_size() for name, t in net.state_dict().items())
 
 
-def _level(net: DynamicNet, k: int, accuracy: float | None) -> KLevel:
-    layers = tuple(net.layer_costs(k))
-    return KLevel(k=k, accuracy=accuracy, macs=sum(layer.macs for layer in layers),
-                  params=_params_at(net, k), state_bytes=_state_bytes_at(net, k),
-                  layers=layers)
+def levels(net: DynamicNet, accuracies: Sequence[float | None] | None = None) -> tuple[KLevel, ...]:
+    """Costs of every k-group sub-network (traced), with the given accuracies (None: not measured)."""
+    accuracies = accuracies or [None] * net.groups
+    out = []
+    for k in range(1, net.groups + 1):
+        layers = tuple(net.layer_costs(k))
+        out.append(KLevel(k=k, accuracy=accuracies[k - 1], macs=sum(layer.macs for layer in layers),
+                          params=_params_at(net, k), state_bytes=_state_bytes_at(net, k), layers=layers))
+    return tuple(out)
+
+
+def stored_bytes(net: DynamicNet) -> int:
+    """Bytes of every tensor the dynamic model stores (all groups)."""
+    return sum(t.numel() * t.element_size() for t in net.state_dict().values())
 
 
 def describe(trained: TrainedModel, config: TrainConfig, split: Split) -> ModelMeta:
@@ -70,9 +80,7 @@ def describe(trained: TrainedModel, config: TrainConfig, split: Split) -> ModelM
         arch=config.arch, widths=widths, fc_widths=fc_widths, groups=net.groups, connectivity=config.connectivity,
         input_shape=split.train.input_shape, input_mean=mean, input_std=std, classes=split.train.classes,
         total_params=sum(p.numel() for p in net.parameters()),
-        total_state_bytes=sum(t.numel() * t.element_size() for t in net.state_dict().values()),
-        training=info,
-        levels=tuple(_level(net, k, trained.accuracies[k - 1]) for k in range(1, net.groups + 1)),
+        total_state_bytes=stored_bytes(net), training=info, levels=levels(net, trained.accuracies),
     )
 
 
