@@ -1,0 +1,172 @@
+"""Feature maps of the performance models: operating points -> regression columns.
+
+Theory of operation
+-------------------
+An operating point of one mapping is a grid row ``[f_1 .. f_D (Hz), k]``. Frequencies are normalised
+by the domain's top frequency (``g = f / f_max``, in (0, 1]) so coefficients are comparable across
+boards. A model *candidate* is a form plus the basis its coefficients use along the group axis k:
+
+- ``roofline``  ``t = T0(k) + sum_d A_d(k) / g_d``: compute time scales with the executing unit's
+  clock, memory time with the EMC clock, dispatch overhead with the host CPU clock, and a fixed part
+  scales with nothing. Coefficients are non-negative (fitted by NNLS).
+- ``saturated`` ``t = T0(k) + (sum_d (A_d(k) / g_d)^p)^(1/p)``: the same terms overlapping; p = 1 is
+  ``roofline`` and p -> inf the roofline max (compute and memory fully hidden behind each other).
+- ``poly``      ``P = c + sum_d sum_e a_de g_d^e (+ sum_{i<j} b_ij g_i g_j)``: dynamic power
+  ``C V^2 f`` with V roughly linear in f gives f, f^2, f^3 terms per domain; the pair products model
+  one clock changing another unit's utilisation (a CPU stalled on slow DRAM switches less).
+- ``logpoly``   ``log y = c + sum_d (a_d L_d + b_d L_d^2) (+ pairs)``, ``L = log g``: a smooth,
+  data-driven fallback that the cross-validation may prefer.
+
+Each coefficient depends on k through a :class:`KBasis` (the columns are the Kronecker product of the
+form's columns and the basis's): constant; linear; Blackthorn's step ``floor((k c - 1) / w)`` (tile
+quantisation, w channels per tile, c channels per group); a hybrid of both; one level per k
+(categorical, only when every k was measured); or a curve given from outside (MACs(k), bytes(k), a
+layer-wise model's network prediction). Everything is vectorised over rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["FORMS", "Axes", "CandidateSpec", "KBasis", "kron_columns"]
+
+FloatArray = npt.NDArray[np.float64]
+Form = Literal["roofline", "saturated", "poly", "logpoly"]
+KKind = Literal["const", "linear", "step", "hybrid", "onehot", "curve"]
+FORMS: tuple[str, ...] = ("roofline", "saturated", "poly", "logpoly")
+
+
+@dataclass(frozen=True)
+class Axes:
+    """The coordinates of one model: domain names, their top frequencies (Hz) and the largest k."""
+
+    domains: tuple[str, ...]
+    fmax_hz: tuple[float, ...]
+    kmax: int = 1
+
+    def __post_init__(self) -> None:
+        if len(self.domains) != len(self.fmax_hz):
+            raise ValueError(f"{len(self.domains)} domains but {len(self.fmax_hz)} top frequencies")
+        if any(f <= 0 for f in self.fmax_hz) or self.kmax < 1:
+            raise ValueError("top frequencies must be positive and kmax >= 1")
+
+    def normalise(self, grid: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Split grid rows ``[f_1..f_D (Hz), k]`` into g = f / f_max (n x D) and k (n)."""
+        grid = np.asarray(grid, dtype=np.float64)
+        if grid.ndim != 2 or grid.shape[1] != len(self.domains) + 1:
+            raise ValueError(f"grid must have {len(self.domains) + 1} columns ({', '.join(self.domains)}, k)")
+        g = grid[:, :-1] / np.asarray(self.fmax_hz)
+        if np.any(g <= 0):
+            raise ValueError("frequencies must be positive")
+        return g, grid[:, -1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"domains": list(self.domains), "fmax_hz": list(self.fmax_hz), "kmax": self.kmax}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Axes:
+        return cls(tuple(data["domains"]), tuple(float(f) for f in data["fmax_hz"]), int(data["kmax"]))
+
+
+@dataclass(frozen=True)
+class KBasis:
+    """How a coefficient varies with the active group count k (columns are >= 0)."""
+
+    kind: KKind = "const"
+    width: float = 0.0  # step/hybrid: channels per tile
+    channels: float = 1.0  # step/hybrid: channels per group
+    values: tuple[float, ...] = ()  # onehot: the k levels; curve: value for k = 1, 2, ...
+    name: str = ""  # curve: what the curve is (e.g. "macs")
+
+    @property
+    def label(self) -> str:
+        if self.kind in ("step", "hybrid"):
+            return f"{self.kind}(w={self.width:g},c={self.channels:g})"
+        return f"curve({self.name})" if self.kind == "curve" else self.kind
+
+    def _step(self, k: FloatArray) -> FloatArray:
+        return np.floor((k * self.channels - 1.0) / self.width)
+
+    def columns(self, k: FloatArray, kmax: int) -> FloatArray:
+        """Basis columns for group counts k (n x nb); scaled so each column is at most about 1."""
+        k = np.asarray(k, dtype=np.float64)
+        one = np.ones_like(k)
+        if self.kind == "const":
+            return one[:, None]
+        if self.kind == "linear":
+            return np.stack([one, k / kmax], axis=1)
+        if self.kind == "onehot":
+            return np.stack([(k == level).astype(np.float64) for level in self.values], axis=1)
+        if self.kind == "curve":
+            table = np.asarray(self.values, dtype=np.float64)
+            idx = np.clip(np.rint(k).astype(np.int64) - 1, 0, len(table) - 1)
+            return np.stack([one, table[idx] / table.max()], axis=1)
+        top = max(float(self._step(np.array([float(kmax)]))[0]), 1.0)
+        step = np.maximum(self._step(k), 0.0) / top
+        if self.kind == "step":
+            return np.stack([one, step], axis=1)
+        return np.stack([one, k / kmax, step], axis=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "width": self.width, "channels": self.channels,
+                "values": list(self.values), "name": self.name}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KBasis:
+        return cls(data["kind"], float(data["width"]), float(data["channels"]),
+                   tuple(float(v) for v in data["values"]), str(data["name"]))
+
+
+def kron_columns(base: FloatArray, kcols: FloatArray) -> FloatArray:
+    """Row-wise Kronecker product: every base column times every k-basis column."""
+    return (base[:, :, None] * kcols[:, None, :]).reshape(base.shape[0], -1)
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """One candidate model: a form, its per-domain terms and the k-basis of its coefficients."""
+
+    form: Form
+    kbasis: KBasis = field(default_factory=KBasis)
+    powers: tuple[float, ...] = ()  # poly: exponents of g per domain
+    pairs: bool = False  # poly/logpoly: add products of two domains
+
+    @property
+    def label(self) -> str:
+        terms = f"[{','.join(f'{p:g}' for p in self.powers)}]" if self.powers else ""
+        return f"{self.form}{terms}{'+pairs' if self.pairs else ''}/{self.kbasis.label}"
+
+    def base_columns(self, g: FloatArray) -> FloatArray:
+        """The form's columns before the k-basis product (linear forms; saturated uses roofline's)."""
+        n, d = g.shape
+        cols: list[FloatArray] = [np.ones(n)]
+        if self.form in ("roofline", "saturated"):
+            cols += [1.0 / g[:, j] for j in range(d)]
+        elif self.form == "poly":
+            cols += [g[:, j] ** p for j in range(d) for p in self.powers]
+            if self.pairs:
+                cols += [g[:, i] * g[:, j] for i in range(d) for j in range(i + 1, d)]
+        else:
+            logs = np.log(g)
+            cols += [logs[:, j] ** p for j in range(d) for p in (1, 2)]
+            if self.pairs:
+                cols += [logs[:, i] * logs[:, j] for i in range(d) for j in range(i + 1, d)]
+        return np.stack(cols, axis=1)
+
+    def columns(self, g: FloatArray, k: FloatArray, kmax: int) -> FloatArray:
+        return kron_columns(self.base_columns(g), self.kbasis.columns(k, kmax))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"form": self.form, "kbasis": self.kbasis.to_dict(), "powers": list(self.powers),
+                "pairs": self.pairs}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CandidateSpec:
+        if data["form"] not in FORMS:
+            raise ValueError(f"unknown model form {data['form']!r}; known: {', '.join(FORMS)}")
+        return cls(data["form"], KBasis.from_dict(data["kbasis"]),
+                   tuple(float(p) for p in data["powers"]), bool(data["pairs"]))
