@@ -13,6 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from governor import __version__
+from governor.cli import CliError
+
+__all__ = ["COMMANDS", "CliError", "build_parser", "main"]
 
 # name -> (module, one-line help). Order is the order `governor --help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -21,10 +24,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("governor.cli.train", "train a dynamic group-pruned network incrementally into a model file"),
     "plan-training": ("governor.cli.plan_training", "which group counts and batch sizes fit a training budget"),
 }
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

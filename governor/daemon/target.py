@@ -1,0 +1,86 @@
+"""Opening the board a command works on: a catalogue name, ``auto``, or ``sim:NAME``.
+
+This is composition, so it lives above the drivers and the simulator: it picks the root (the real
+``/``, a fake tree, or a simulated board's tree), detects or checks the board, and opens the real
+drivers on it. Every command that touches a board (status, serve, profile, evaluate) goes through
+:func:`open_target`, so they all accept the same ``--board`` and ``--sysfs-root`` values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from governor.core.board import BoardSpec, CatalogueError
+from governor.drivers.board import open_board
+from governor.drivers.detect import DetectionError, detect_board
+from governor.sim import SIM_PREFIX, SimBoard, open_sim_board
+from governor.testing import open_root
+
+__all__ = ["Target", "TargetError", "open_target"]
+
+
+class TargetError(RuntimeError):
+    """The board cannot be opened; the message says what to do."""
+
+
+@dataclass
+class Target:
+    """An opened board: the drivers (``board``), its description and whether it is simulated."""
+
+    spec: BoardSpec
+    board: Any  # governor.drivers.board.Board, or the simulator's wrapper of it
+    simulated: bool
+    root: str
+    sim: SimBoard | None = None
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name} (SIMULATED)" if self.simulated else self.spec.name
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
+
+
+def open_target(
+    board: str = "auto",
+    sysfs_root: str = "/",
+    *,
+    clock: str = "real",
+    scenario: str | None = None,
+    seed: int = 0,
+    mode: str = "limits",
+) -> Target:
+    """Open ``board`` (catalogue name, ``auto`` or ``sim:NAME``) on ``sysfs_root``."""
+    board = board or "auto"
+    try:
+        if board.startswith(SIM_PREFIX):
+            return _open_sim(board, clock=clock, scenario=scenario, seed=seed, mode=mode)
+        return _open_real(board, sysfs_root, mode=mode)
+    except (CatalogueError, DetectionError) as exc:
+        raise TargetError(str(exc)) from exc
+
+
+def _open_sim(board: str, *, clock: str, scenario: str | None, seed: int, mode: str) -> Target:
+    sim = open_sim_board(board, clock=clock, seed=seed, scenario=scenario)
+    if clock == "real":
+        sim.start()
+    drivers = sim.open_drivers(mode=mode)
+    target = Target(sim.catalogue_spec, drivers, True, str(sim.root), sim)
+    target._closers.append(sim.close)
+    return target
+
+
+def _open_real(board: str, sysfs_root: str, *, mode: str) -> Target:
+    root = Path(sysfs_root)
+    if not root.is_dir():
+        raise TargetError(f"--sysfs-root {sysfs_root} is not a directory; give / on a board or a fake tree")
+    sysfs = open_root(root)
+    spec = detect_board(sysfs, requested=None if board == "auto" else board)
+    drivers = open_board(spec, sysfs, clock=time.monotonic, mode=mode)  # type: ignore[arg-type]
+    return Target(spec, drivers, False, str(root))
