@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("governor.cli.status", "show a board's domains, frequencies, load, power and temperatures"),
     "train": ("governor.cli.train", "train a dynamic group-pruned network incrementally into a model file"),
     "plan-training": ("governor.cli.plan_training", "which group counts and batch sizes fit a training budget"),
+    "profile": ("governor.cli.profile", "fit a network's latency/power/energy models from few measurements"),
+    "predict": ("governor.cli.predict", "predict latency/power/energy with uncertainty over a grid CSV"),
 }
 
 

@@ -1,0 +1,184 @@
+"""`governor profile`: fit a network's latency, power and energy models from few measurements.
+
+The active sampler (governor.core.sampling) chooses each point; a measurement source measures it:
+a recorded table (``--source replay:TABLE.csv``) or a board (``--board NAME|auto|sim:NAME``). The
+result is a profile file (governor.core.profile_schema), by default
+``profiles/models/<model>/<board>.json``. No decision logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from governor import __version__
+from governor.cli.main import CliError
+from governor.core.profile_schema import Provenance, build_profile_doc, dump_profile
+from governor.core.sampling import ActiveSampler, SamplerSettings
+from governor.core.sampling_space import MeasurementSource, Space
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _groups(text: str) -> tuple[int, ...]:
+    """``1,2,4`` or ``1-8`` (or both: ``1-4,8``)."""
+    out: list[int] = []
+    try:
+        for part in _names(text):
+            lo, _, hi = part.partition("-")
+            out += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give group counts like 1,2,4 or 1-8") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: group counts are whole numbers >= 1")
+    return tuple(sorted(set(out)))
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="the network: a model file, or just a name when replaying")
+    parser.add_argument("--board", metavar="NAME|auto|sim:NAME",
+                        help="measure on this board (with --source: only labels the profile)")
+    parser.add_argument("--source", metavar="replay:TABLE.csv", help="answer measurements from a recorded table")
+    parser.add_argument("--mappings", type=_names, default=(), help="compute units to profile, e.g. gpu,a57")
+    parser.add_argument("--groups", type=_groups, default=(), help="active group counts, e.g. 1-8 or 1,2,4")
+    parser.add_argument("--max-points", type=int, default=48, metavar="N", help="measure at most N points")
+    parser.add_argument("--target-mape", type=float, default=2.0, metavar="PCT",
+                        help="stop once every model's estimated error is below PCT %% (default 2)")
+    parser.add_argument("--targets", type=_names, default=(),
+                        help="quantities that steer sampling, e.g. power_mw (default: all measured)")
+    parser.add_argument("--out", metavar="PROFILE.json", help="default: profiles/models/<MODEL>/<board>.json")
+    parser.add_argument("--force", action="store_true", help="replace an existing profile file")
+    parser.add_argument("--kernel", default="unknown", help="provenance: kernel of the measured board")
+    parser.add_argument("--jetpack", default="unknown", help="provenance: JetPack/L4T release")
+    parser.add_argument("--sensor", default="unknown", help="provenance: power sensor and rail")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
+    parser.add_argument("--profiles", metavar="DIR", help="profiles directory (default: the bundled one)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.set_defaults(func=run)
+
+
+def _model_name(model: str) -> str:
+    name = Path(model).stem if ("/" in model or os.sep in model or Path(model).suffix) else model
+    if not name or set(name) - _NAME_CHARS or name[0] in "._-":
+        raise CliError(f"model name {name!r} must be letters, digits, '.', '_' or '-' (it names the profile file)")
+    return name
+
+
+def _board_label(args: argparse.Namespace, fallback: str) -> str:
+    board = args.board or fallback
+    return "sim-" + board[4:] if board.startswith("sim:") else board
+
+
+def _open_replay(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dict[str, str]]:
+    from governor.drivers.replay import ReplayError, ReplaySource, read_table
+
+    path = args.source.split(":", 1)[1]
+    try:
+        table = read_table(path)
+        space, _ = table.space(args.mappings, args.groups)
+    except ReplayError as exc:
+        raise CliError(str(exc)) from exc
+    if table.ignored and not args.quiet:
+        print(f"governor profile: ignoring columns {', '.join(table.ignored)}", file=sys.stderr)
+    label = _board_label(args, Path(path).stem)
+    info = {"board": label, "source": f"replay:{path}", "simulated": str(label.startswith("sim-"))}
+    return ReplaySource(table), space, info
+
+
+def _open_board(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dict[str, str]]:
+    raise CliError(
+        f"measuring on a board (--board {args.board}) is not connected yet in this build; "
+        "profile from a recorded table with --source replay:TABLE.csv"
+    )
+
+
+def _open_source(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dict[str, str]]:
+    if args.source:
+        if not args.source.startswith("replay:") or not args.source[7:]:
+            raise CliError(f"unknown source {args.source!r}; use --source replay:TABLE.csv")
+        return _open_replay(args)
+    if not args.board:
+        raise CliError("say where to measure: --board NAME|auto|sim:NAME, or --source replay:TABLE.csv")
+    return _open_board(args)
+
+
+def _out_path(args: argparse.Namespace, model: str, board: str) -> Path:
+    if args.out:
+        return Path(args.out)
+    from governor.drivers.catalogue import CatalogueError, profiles_dir
+
+    try:
+        return profiles_dir(args.profiles) / "models" / model / f"{board}.json"
+    except CatalogueError as exc:
+        raise CliError(f"{exc}; or pass --out PROFILE.json") from exc
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def single_threaded_blas() -> contextlib.AbstractContextManager[object]:
+    # many tiny least-squares problems: BLAS threads only contend (50x slower on a loaded 2-core box)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
+
+
+def _progress(sampler: ActiveSampler, quiet: bool) -> None:
+    if quiet:
+        return
+    status = sampler.status()
+    est = ", ".join(f"{k} {v:.2f}%" for k, v in status.estimated_mape_pct.items())
+    print(f"governor profile: {status.measured}/{status.candidates} points measured; est. MAPE {est}",
+          file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_points < 2 or not 0 < args.target_mape < 100:
+        raise CliError("--max-points must be >= 2 and --target-mape a percentage in (0, 100)")
+    model = _model_name(args.model)
+    source, space, info = _open_source(args)
+    out = _out_path(args, model, info["board"])
+    if out.exists() and not args.force:
+        raise CliError(f"{out} exists; pass --force to replace it (or --out another path)")
+    settings = SamplerSettings(max_points=args.max_points, target_mape_pct=args.target_mape,
+                               targets=args.targets, seed=args.seed)
+    sampler = ActiveSampler(space, settings)
+    with single_threaded_blas():
+        while batch := sampler.next_batch():
+            for index in batch:
+                sampler.record(index, source.measure(space.point(index)))
+            _progress(sampler, args.quiet)
+        fitted = sampler.model()
+        status = sampler.status()
+    simulated = fitted.simulated or info.get("simulated") == "True"
+    provenance = Provenance(board=info["board"], kernel=args.kernel, jetpack=args.jetpack, sensor=args.sensor,
+                            date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                            simulated=simulated, source=info["source"], tool=f"dnn-governor {__version__}")
+    doc = build_profile_doc(model, provenance, space, settings, status, sampler.measured, fitted)
+    write_atomically(out, dump_profile(doc))
+    est = ", ".join(f"{k} {v:.2f}%" for k, v in status.estimated_mape_pct.items()) or "none"
+    label = " (SIMULATED measurements)" if provenance.simulated else ""
+    print(f"wrote {out}{label}")
+    print(f"measured {status.measured} of {status.candidates} points; stopped: {status.stopped}; "
+          f"estimated MAPE: {est}")
+    return 0
