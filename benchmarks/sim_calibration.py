@@ -56,8 +56,9 @@ def fit_report(grids: list[Grid], write: bool) -> None:
 def _replay_load(grid: Grid, i: int) -> Scenario:
     fit = load_tx2_fit()
     return Scenario.constant([
-        CoRunner("a57", float(grid.a57_busy_cores[i]) / 4, stall_ratio=bench_ratio(fit, grid.bench)),
-        CoRunner("gpu", float(grid.gpu_util[i]), stall_ratio=fit.rails["VDD_SYS_GPU"]["ratio_display"]),
+        CoRunner("a57", float(grid.a57_busy_cores[i]) / 4, stall_ratio=bench_ratio(fit, grid.bench), fixed_work=False),
+        CoRunner("gpu", float(grid.gpu_util[i]), stall_ratio=fit.rails["VDD_SYS_GPU"]["ratio_display"],
+                 fixed_work=False),
         CoRunner("memory", 0.0, traffic_bytes_per_s=float(grid.emc_util[i]) * 32 * float(grid.emc_hz[i])),
     ], name=f"{grid.bench}-row{i}")
 

@@ -146,6 +146,11 @@ class Engine:
             return sum(f * n for f, n in weights) / online if online else 0.0
         return freqs.get(unit.domain, 0.0) if unit.domain else _UNCLOCKED_HZ
 
+    def _unit_top_hz(self, unit_name: str, f: float) -> float:
+        """The highest clock a unit's domains offer (``f`` for a unit without a table)."""
+        tops = [self.tables[d][-1] for d, _ in self.pieces[unit_name] if d in self.tables]
+        return max(tops, default=f)
+
     def _emc_hz(self, freqs: Mapping[str, float]) -> float:
         return freqs.get(self.phys.emc_domain, 0.0) or self.phys.fixed_emc_hz
 
@@ -159,9 +164,11 @@ class Engine:
             if f <= 0 or width <= 0:
                 continue
             mine = [r for r in runners if r.unit == unit.name]
-            taken = min(sum(r.share for r in mine), 0.95)
-            for r in mine:
-                busy = r.share * width
+            top = self._unit_top_hz(unit.name, f)
+            shares = [min(1.0, r.share * top / f) if r.fixed_work else r.share for r in mine]
+            taken = min(sum(shares), 0.95)
+            for r, share in zip(mine, shares, strict=True):
+                busy = share * width
                 load.busy += busy
                 load.stall_busy += busy * r.stall_ratio * f / (r.stall_ratio * f + emc_hz)
                 load.traffic += r.traffic_bytes_per_s

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 A co-runner on a unit takes ``share`` of every online core of it (or of the GPU) by time-sharing,
-so a simulated inference there progresses at ``1 - share`` of its own speed. It also loads the
+so a simulated inference there progresses at ``1 - share`` of its own speed (``share`` is of the
+unit at its top clock; a slower clock stretches the co-runner's busy time, see :class:`CoRunner`). It also loads the
 unit (power rises), stalls on memory by its ``stall_ratio`` r (stall = r f / (r f + f_emc), the
 same form the TX2 fit uses for its benchmarks) and moves ``traffic_bytes_per_s`` through DRAM.
 A :class:`Scenario` is a list of phases, each a time window with its co-runners; it can repeat
@@ -22,12 +23,19 @@ __all__ = ["CoRunner", "Phase", "Scenario"]
 
 @dataclass(frozen=True)
 class CoRunner:
-    """Another program on ``unit`` (a compute unit name) taking ``share`` (0..1) of it."""
+    """Another program on ``unit`` (a compute unit name) taking ``share`` (0..1) of it.
+
+    With ``fixed_work`` (the default) the share is what it needs at the unit's top clock, so at
+    a lower clock it needs more time: min(1, share x f_top / f); a load-following governor then
+    settles where real background work would put it. Without, ``share`` is a fixed duty cycle
+    whatever the clock (a measured busy fraction, as the calibration replay uses).
+    """
 
     unit: str
     share: float
     stall_ratio: float = 0.1
     traffic_bytes_per_s: float = 0.0
+    fixed_work: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.share <= 1.0:
@@ -119,15 +127,8 @@ class Scenario:
 
     @classmethod
     def demo(cls, units: Sequence[str], step_s: float = 4.0) -> Scenario:
-        """A repeating cycle for the live demo: quiet, then each unit busy in turn, then all of them."""
-        shares = [0.0, *([0.6] * len(units)), 0.9]
-        phases = []
-        for i, share in enumerate(shares):
-            if i == 0:
-                runners: tuple[CoRunner, ...] = ()
-            elif i <= len(units):
-                runners = (CoRunner(units[i - 1], share, stall_ratio=0.2),)
-            else:
-                runners = tuple(CoRunner(u, share, stall_ratio=0.2) for u in units)
-            phases.append(Phase(i * step_s, (i + 1) * step_s, runners))
-        return cls(tuple(phases), period_s=len(shares) * step_s, name="demo")
+        """A repeating cycle for the live demo: each unit busy in turn, then all of them, then quiet."""
+        steps: list[tuple[CoRunner, ...]] = [(CoRunner(u, 0.6, stall_ratio=0.2),) for u in units]
+        steps += [tuple(CoRunner(u, 0.9, stall_ratio=0.2) for u in units), ()]
+        phases = tuple(Phase(i * step_s, (i + 1) * step_s, runners) for i, runners in enumerate(steps))
+        return cls(phases, period_s=len(steps) * step_s, name="demo")

@@ -17,8 +17,8 @@ def test_phases_are_active_in_their_window_and_changes_are_announced():
 def test_periodic_scenarios_repeat():
     sc = Scenario.demo(["a57", "gpu"], step_s=1.0)
     assert sc.period_s == 4.0
-    assert sc.active(1.5) == sc.active(5.5) and sc.active(1.5)[0].unit == "a57"
-    assert sc.active(0.5) == () and len(sc.active(3.5)) == 2
+    assert sc.active(0.5) == sc.active(4.5) and sc.active(0.5)[0].unit == "a57"
+    assert sc.active(1.5)[0].unit == "gpu" and len(sc.active(2.5)) == 2 and sc.active(3.5) == ()
     assert sc.next_change(3.5) == 4.0
 
 
