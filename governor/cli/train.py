@@ -82,14 +82,10 @@ def _table(meta: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
-    import torch
-
     from governor.runtime.data import DatasetError, load_split
     from governor.runtime.modelfile import describe, save_model
     from governor.runtime.training import CheckpointMismatch, TrainConfig, train_incremental
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         split = load_split(args.dataset, val_fraction=args.val_fraction, seed=args.seed)
     except DatasetError as exc:
@@ -105,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     elif checkpoint.exists():
         print(f"resuming from {checkpoint}", file=sys.stderr)
     try:
-        trained = train_incremental(config, split, checkpoint=checkpoint, progress=ProgressBar())
+        trained = train_incremental(config, split, checkpoint=checkpoint, progress=ProgressBar(),
+                                    threads=args.threads)
     except CheckpointMismatch as exc:
         raise CliError(f"{exc} (or pass --restart)") from exc
     except KeyboardInterrupt:

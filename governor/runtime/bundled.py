@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from governor.core.modelmeta import ModelFileError, read_model_meta
 from governor.runtime.data import load_digits_split
 from governor.runtime.modelfile import describe, save_model
 from governor.runtime.training import TrainConfig, train_incremental
 
 DEFAULT_MODEL_NAME = "digits-resnet-small-g4.dgm"
-DEFAULT_CONFIG = TrainConfig(arch="resnet-small", groups=4, connectivity="grouped", epochs=4, width=1.0, lr=1e-2, seed=0)
+DEFAULT_CONFIG = TrainConfig(
+    arch="resnet-small", groups=4, connectivity="grouped", epochs=4, width=1.0, lr=1e-2, seed=0,
+)
 
 
 def _usable(path: Path) -> bool:
@@ -32,13 +32,8 @@ def _usable(path: Path) -> bool:
 
 def train_default_model(path: Path, config: TrainConfig = DEFAULT_CONFIG) -> Path:
     """Train ``config`` on digits with one intra-op thread and write the model file to ``path``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        split = load_digits_split(seed=config.seed)
-        trained = train_incremental(config, split)
-    finally:
-        torch.set_num_threads(threads)
+    split = load_digits_split(seed=config.seed)
+    trained = train_incremental(config, split, threads=1)
     save_model(path, trained.net, describe(trained, config, split))
     return path
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,7 +44,7 @@ def _thread_ids() -> list[int]:
         return [0]
 
 
-def set_process_affinity(cpus: Sequence[int] | set[int]) -> None:
+def set_process_affinity(cpus: Iterable[int]) -> None:
     """Pin every thread of this process to ``cpus`` (threads that exit meanwhile are skipped)."""
     mask = set(cpus)
     for tid in _thread_ids():
@@ -99,7 +99,7 @@ class Executor:
         return RunResult(logits.float().cpu().numpy(), elapsed_ns / 1e6)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
+        out: torch.Tensor = self.net(x)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return out

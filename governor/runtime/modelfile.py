@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -129,9 +130,9 @@ def _build(meta: ModelMeta) -> DynamicNet:
         raise ModelFileError(f"cannot rebuild the network from its metadata ({exc}); retrain it") from exc
 
 
-def _load_tensors(stream: object, net: DynamicNet) -> None:
+def _load_tensors(stream: BinaryIO, net: DynamicNet) -> None:
     expected = net.state_dict()
-    with zipfile.ZipFile(stream) as archive:  # type: ignore[arg-type]
+    with zipfile.ZipFile(stream) as archive:
         stored = {n[len(TENSOR_PREFIX) : -4]: n for n in archive.namelist() if n.startswith(TENSOR_PREFIX)}
         missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
         if missing or extra:

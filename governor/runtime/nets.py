@@ -16,7 +16,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from governor.core.modelmeta import LayerCost
-from governor.runtime.layers import GroupBatchNorm2d, GroupConv2d, GroupedTensor, GroupHead, GroupState
+from governor.runtime.layers import (
+    Connectivity,
+    GroupBatchNorm2d,
+    GroupConv2d,
+    GroupedTensor,
+    GroupHead,
+    GroupState,
+)
 
 ARCHS = ("alexnet-cifar", "resnet-small")
 # arch -> (conv widths, hidden fully connected widths) at width 1.0
@@ -132,7 +139,7 @@ class AlexNetCifar(DynamicNet):
                  std: Sequence[float], gen: torch.Generator | None = None):
         super().__init__(groups, input_shape, mean, std)
         st, convs, norms = self.group_state, nn.ModuleList(), nn.ModuleList()
-        in_ch, hw = input_shape[0], input_shape[1:]
+        in_ch, hw = input_shape[0], tuple(input_shape[1:])
         for i, (w, kk) in enumerate(zip(widths, ALEXNET_KERNELS, strict=True)):
             conv = "dense" if i == 0 else connectivity
             convs.append(GroupConv2d(in_ch, w, kk, padding=kk // 2, state=st, connectivity=conv, gen=gen))
@@ -164,7 +171,8 @@ class AlexNetCifar(DynamicNet):
 
 
 class _BasicBlock(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, stride: int, st: GroupState, conn: str, gen: torch.Generator | None):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, st: GroupState, conn: Connectivity,
+                 gen: torch.Generator | None):
         super().__init__()
         self.conv1 = GroupConv2d(in_ch, out_ch, 3, stride=stride, padding=1, state=st, connectivity=conn, gen=gen)
         self.bn1 = GroupBatchNorm2d(out_ch, state=st)
@@ -207,7 +215,9 @@ class ResNetSmall(DynamicNet):
 
 def build_net(arch: str, **kwargs: object) -> DynamicNet:
     """Build ``arch`` ("alexnet-cifar" | "resnet-small") with the keyword arguments of its class."""
-    classes = {"alexnet-cifar": AlexNetCifar, "resnet-small": ResNetSmall}
+    classes: dict[str, type[AlexNetCifar] | type[ResNetSmall]] = {
+        "alexnet-cifar": AlexNetCifar, "resnet-small": ResNetSmall,
+    }
     if arch not in classes:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     return classes[arch](**kwargs)  # type: ignore[arg-type]

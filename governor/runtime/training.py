@@ -114,6 +114,7 @@ class _Stage:
 
     def _mask_one(self, group: GroupedTensor, decay: bool) -> None:
         lo, hi = group.offsets[self.k - 1], group.offsets[self.k]
+        assert group.tensor.grad is not None
         grad = group.tensor.grad.view(-1)
         grad[:lo].zero_()
         grad[hi:].zero_()
@@ -122,7 +123,8 @@ class _Stage:
 
 
 def _run_epoch(net: DynamicNet, stage: _Stage, opt: torch.optim.Optimizer, data: Dataset, config: TrainConfig,
-               rng: np.random.Generator, step0: int, total_steps: int, report: Callable[[int, int, float], None]):
+               rng: np.random.Generator, step0: int, total_steps: int,
+               report: Callable[[int, int, float], None]) -> None:
     net.train()
     order = rng.permutation(len(data.y))
     batches = math.ceil(len(order) / config.batch_size)
@@ -143,12 +145,27 @@ def train_incremental(
     config: TrainConfig, split: Split, *, checkpoint: Path | None = None,
     progress: Callable[[Progress], None] | None = None,
     on_stage_end: Callable[[DynamicNet, int], None] | None = None,
+    threads: int | None = None,
 ) -> TrainedModel:
     """Train G stages (see module docstring); resume from ``checkpoint`` if it exists and matches.
 
     ``on_stage_end(net, k)`` is called after stage k; it may run the net (it is put back in training
-    mode by the next stage) but must not change weights.
+    mode by the next stage) but must not change weights. ``threads`` sets torch's intra-op threads
+    for the duration of training (None: leave them).
     """
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _train(config, split, checkpoint, progress, on_stage_end)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(
+    config: TrainConfig, split: Split, checkpoint: Path | None, progress: Callable[[Progress], None] | None,
+    on_stage_end: Callable[[DynamicNet, int], None] | None,
+) -> TrainedModel:
     net, rng = new_net(config, split), np.random.default_rng(config.seed)
     resume = _load_checkpoint(checkpoint, config, split, net, rng)
     stage0, epoch0, seconds = resume.get("stage", 1), resume.get("epoch", 0), resume.get("seconds", 0.0)
