@@ -9,9 +9,9 @@ in ``docs/simulator.md``.
 from governor.core.physics import LayerWork, Workload
 from governor.sim.board import SIM_PREFIX, SimBoard, SimDriverBoard, open_sim_board, sim_board_name
 from governor.sim.clock import RealClock, VirtualClock
-from governor.sim.engine import Truth
 from governor.sim.executor import SimExecutor, SimRun
 from governor.sim.scenario import CoRunner, Phase, Scenario
+from governor.sim.values import Truth
 from governor.sim.workloads import grouped_alexnet, workload_from_meta
 
 __all__ = [

@@ -32,9 +32,10 @@ from governor.drivers.board import Applied, Board, open_board
 from governor.drivers.catalogue import load_board
 from governor.sim.boards import BoardPhysics, board_physics
 from governor.sim.clock import RealClock, SimClock, VirtualClock
-from governor.sim.engine import Engine, Job, Truth
+from governor.sim.engine import Engine
 from governor.sim.kernel import KernelIO, discovered_spec
 from governor.sim.scenario import Scenario
+from governor.sim.values import Job, Truth
 from governor.testing import FakeTree, make_fake_tree
 
 __all__ = ["SIM_PREFIX", "SimBoard", "SimDriverBoard", "open_sim_board", "sim_board_name"]

@@ -22,7 +22,7 @@ from governor.core.physics import Workload
 from governor.core.types import OperatingPoint, Sample
 from governor.sim.board import SimBoard
 from governor.sim.clock import VirtualClock
-from governor.sim.engine import Job
+from governor.sim.values import Job
 
 __all__ = ["SimExecutor", "SimRun"]
 
