@@ -1,7 +1,6 @@
 """`governor train`: end to end on digits, with the final table, checkpoints and clear errors."""
 
 import pytest
-import torch
 
 from governor.cli.main import main
 from governor.runtime.data import load_digits_split
@@ -11,13 +10,6 @@ from governor.runtime.training import TrainConfig, train_incremental
 TINY = ["train", "--arch", "resnet-small", "--dataset", "digits", "--groups", "2", "--epochs", "1",
         "--width", "0.25", "--threads", "1"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_trains_writes_a_model_and_prints_the_table(tmp_path, capsys):

@@ -8,14 +8,6 @@ from governor.runtime.layers import GroupConv2d, GroupState
 from governor.runtime.nets import ARCHS, build_net, scaled_widths
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_net(arch, connectivity="grouped", shape=(1, 8, 8), groups=4, width=0.25, classes=10, seed=0):
     widths, fcs = scaled_widths(arch, width, groups)
     return build_net(

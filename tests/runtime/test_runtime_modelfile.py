@@ -20,14 +20,11 @@ CONFIG = TrainConfig(arch="alexnet-cifar", groups=2, connectivity="nested", epoc
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     split = load_digits_split()
-    trained = train_incremental(CONFIG, split)
+    trained = train_incremental(CONFIG, split, threads=1)
     path = tmp_path_factory.mktemp("model") / "digits.dgm"
     save_model(path, trained.net, describe(trained, CONFIG, split))
-    yield path, trained, split
-    torch.set_num_threads(threads)
+    return path, trained, split
 
 
 def rewrite(src, dst, *, meta=None, drop=None, replace=None):

@@ -11,13 +11,6 @@ from governor.runtime.training import CheckpointMismatch, TrainConfig, evaluate,
 TINY = TrainConfig(arch="resnet-small", groups=3, epochs=1, width=0.25, batch_size=32, lr=1e-2, seed=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def split():
