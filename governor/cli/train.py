@@ -34,6 +34,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add("--val-fraction", type=float, default=0.2, help="validation share for digits (cifar10 uses test_batch)")
     add("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     add("--restart", action="store_true", help="ignore an existing checkpoint and start from scratch")
+    add("--force", action="store_true", help="replace MODEL if it already exists")
     add("--out", required=True, type=Path, metavar="MODEL", help="model file to write (suffix .dgm suggested)")
     parser.set_defaults(func=run)
 
@@ -45,6 +46,8 @@ def _check(args: argparse.Namespace) -> None:
         raise CliError("--width and --lr must be positive")
     if not args.out.parent.is_dir():
         raise CliError(f"directory {args.out.parent} does not exist; create it or choose another --out")
+    if args.out.exists() and not args.force:
+        raise CliError(f"{args.out} already exists; pass --force to replace it or choose another --out")
 
 
 class ProgressBar:

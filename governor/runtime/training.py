@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from governor.runtime.data import Dataset, Split, augment
+from governor.runtime.data import Dataset, Split, as_float_batch, augment
 from governor.runtime.layers import GroupConv2d, GroupedTensor, GroupHead
 from governor.runtime.nets import DynamicNet, build_net, scaled_widths
 
@@ -91,7 +91,7 @@ def evaluate(net: DynamicNet, data: Dataset, k: int, batch_size: int = 512) -> f
     correct = 0
     with torch.inference_mode():
         for start in range(0, len(data.y), batch_size):
-            logits = net(torch.from_numpy(data.x[start : start + batch_size]))
+            logits = net(torch.from_numpy(as_float_batch(data.x[start : start + batch_size])))
             correct += int((logits.argmax(1).numpy() == data.y[start : start + batch_size]).sum())
     return correct / max(1, len(data.y))
 
@@ -134,7 +134,7 @@ def _run_epoch(net: DynamicNet, stage: _Stage, opt: torch.optim.Optimizer, data:
         for group in opt.param_groups:
             group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (step0 + b) / total_steps))
         net.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(net(torch.from_numpy(np.ascontiguousarray(x))), torch.from_numpy(data.y[index]))
+        loss = F.cross_entropy(net(torch.from_numpy(as_float_batch(x))), torch.from_numpy(data.y[index]))
         loss.backward()
         stage.mask_gradients()
         opt.step()

@@ -26,6 +26,9 @@ def test_trains_writes_a_model_and_prints_the_table(tmp_path, capsys):
         assert cells[1] == f"{100 * level.accuracy:.2f}%"
     assert "separate models" in stdout
     assert not (tmp_path / "m.dgm.ckpt").exists()
+    stamp = out.stat().st_mtime_ns
+    assert main([*TINY, "--out", str(out)]) == 2  # an existing model is never overwritten by accident
+    assert "--force" in capsys.readouterr().err and out.stat().st_mtime_ns == stamp
 
 
 def test_foreign_checkpoint_is_refused_unless_restarted(tmp_path, capsys):
@@ -37,6 +40,16 @@ def test_foreign_checkpoint_is_refused_unless_restarted(tmp_path, capsys):
     assert not out.exists()
     assert main([*TINY, "--restart", "--out", str(out)]) == 0
     assert load_model(out).meta.groups == 2
+
+
+def test_trains_on_a_cifar10_directory(tmp_path, cifar_dir, capsys):
+    out = tmp_path / "c.dgm"
+    args = ["train", "--arch", "alexnet-cifar", "--dataset", f"cifar10:{cifar_dir}", "--groups", "2",
+            "--epochs", "1", "--width", "0.0625", "--batch-size", "4", "--out", str(out)]
+    assert main(args) == 0
+    meta = load_model(out).meta
+    assert (meta.input_shape, meta.training.dataset, meta.training.val_samples) == ((3, 32, 32), "cifar10", 5)
+    assert meta.classes[0] == "airplane" and len(meta.level(2).layers) == 8
 
 
 @pytest.mark.parametrize(
