@@ -41,6 +41,7 @@ _KEEP_RATIO = 1.5  # members whose CV error is within this factor of the best st
 _KEEP_SLACK = 0.001  # ... or within 0.1 percentage point of it
 _MAX_MEMBERS = 4
 _LOO_UP_TO = 40  # points; above this, K-fold cross-validation
+_UNIDENTIFIED = 1.0  # cv_mape reported while no candidate has enough points to be pinned down
 _BLACKTHORN_WIDTHS = tuple(range(8, 513, 8))  # channels per tile tried by Blackthorn's step core
 _MAX_STEP_PATTERNS = 8
 
@@ -182,9 +183,9 @@ class TargetModel:
                    float(data["noise_rel"]), int(data["n_points"]))
 
 
-def _fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
+def _fold_ids(n: int, folds: int, seed: int, loo: bool) -> np.ndarray:
     # leave-one-out while it is affordable: with few points, which points share a fold decides too much
-    return np.random.default_rng(seed).permutation(n) % (n if n <= _LOO_UP_TO else folds)
+    return np.random.default_rng(seed).permutation(n) % (n if loo and n <= _LOO_UP_TO else folds)
 
 
 def _score(spec: CandidateSpec, g: FloatArray, k: FloatArray, y: FloatArray, kmax: int,
@@ -222,12 +223,13 @@ def _identifiable(spec: CandidateSpec, g: FloatArray, k: FloatArray, kmax: int) 
     return True
 
 
-def _eligible(specs: Sequence[CandidateSpec], g: FloatArray, k: FloatArray, kmax: int) -> list[CandidateSpec]:
+def _eligible(specs: Sequence[CandidateSpec], g: FloatArray, k: FloatArray,
+              kmax: int) -> tuple[list[CandidateSpec], bool]:
+    """The identifiable candidates, or (if none is yet) the smallest one and False."""
     ok = [s for s in specs if _identifiable(s, g, k, kmax)]
     if ok:
-        return ok
-    # nothing is pinned down yet: keep the smallest candidate so there is some model to steer by
-    return [min(specs, key=lambda s: n_params(s, g.shape[1], kmax))]
+        return ok, True
+    return [min(specs, key=lambda s: n_params(s, g.shape[1], kmax))], False
 
 
 def _ensemble(scored: Sequence[_Scored], y: FloatArray) -> tuple[tuple[Member, ...], float]:
@@ -259,14 +261,18 @@ def fit_target(target: str, mapping: str, axes: Axes, grid: FloatArray, y: Float
     y = np.asarray(y, dtype=np.float64)
     g, k = axes.normalise(grid)
     kind = target_kind(target)
-    fold_ids = _fold_ids(len(y), folds, seed)
-    specs = _eligible(candidates_for(kind, bases), g, k, axes.kmax)
+    fold_ids = _fold_ids(len(y), folds, seed, loo=True)
+    specs, identified = _eligible(candidates_for(kind, bases), g, k, axes.kmax)
     scored = [_score(s, g, k, y, axes.kmax, fold_ids) for s in specs]
     if kind == "latency":
         rooflines = sorted((s for s in scored if s.member.spec.form == "roofline"),
                            key=lambda s: s.member.cv_mape)
         stage2 = [CandidateSpec("saturated", s.member.spec.kbasis) for s in rooflines[:2]]
         stage2 = [s for s in stage2 if _identifiable(s, g, k, axes.kmax)]
-        scored += [_score(s, g, k, y, axes.kmax, fold_ids) for s in stage2]
+        # non-linear fits cost 20-50x more: K folds even while leave-one-out is affordable for the rest
+        kfold = _fold_ids(len(y), folds, seed, loo=False)
+        scored += [_score(s, g, k, y, axes.kmax, kfold) for s in stage2]
     members, cv = _ensemble(scored, y)
+    if not identified:
+        cv = max(cv, _UNIDENTIFIED)  # a model that only steers the sampler must never satisfy its target
     return TargetModel(target, mapping, axes, members, cv, _noise(members[0], g, k, y, axes.kmax), len(y))
