@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dnn-governor {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        # No -h here: `governor CMD --help` must reach the command's own parser, which knows its flags.
+        sub = subparsers.add_parser(name, help=help_text, description=help_text, add_help=False)
         sub.set_defaults(_module=module)
     return parser
 

@@ -68,3 +68,11 @@ def test_boards_lists_the_catalogue(capsys):
     assert main(["boards", "--json"]) == 0
     names = [b["board"]["name"] for b in json.loads(capsys.readouterr().out)]
     assert names == board_names() and len(names) == 8
+
+
+def test_subcommand_help_lists_its_own_flags(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["status", "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "--sysfs-root" in out and "--board" in out
