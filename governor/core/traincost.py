@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 PROFILE_FORMAT = "dnn-governor-training-profile"
+Clock = Literal["wall", "cpu"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -85,7 +86,8 @@ class TrainingRow(_Frozen):
     memory_passes_mb: tuple[float, ...] = ()  # one per measurement pass
     latency_passes_ms: tuple[float, ...] = ()  # median step time of each pass
     idle_rss_mb: float | None = None  # the worker's resident set before the model was built
-    contention: float | None = None  # share of the CPUs other processes used while timing, 0..1
+    contention: float | None = None  # share of the step's cores other processes took while timing, 0..1
+    cpu_ms: float | None = None  # single-threaded runs: CPU time of the step (time it held a core), ms
 
     @field_validator("latency_ms")
     @classmethod
@@ -141,14 +143,20 @@ class TrainingSample:
     latency_ms: float
 
 
-def samples_from_profile(profile: TrainingProfile, groups: Sequence[int] | None = None) -> list[TrainingSample]:
-    """The passed rows of ``profile`` (optionally only those whose k is in ``groups``)."""
-    return [
-        TrainingSample(profile.configs[row.groups], row.batch, row.memory_mb, row.latency_ms)
-        for row in profile.rows
-        if row.passed and row.memory_mb is not None and row.latency_ms is not None
-        and (groups is None or row.groups in groups)
-    ]
+def samples_from_profile(profile: TrainingProfile, groups: Sequence[int] | None = None,
+                         clock: Clock = "wall") -> list[TrainingSample]:
+    """The passed rows of ``profile`` (optionally only those whose k is in ``groups``).
+
+    ``clock="cpu"`` takes the step's CPU time as its latency (profiles measured with one thread):
+    the step time on a core of its own, which other processes on a shared host do not inflate.
+    """
+    chosen = [row for row in profile.rows if row.passed and (groups is None or row.groups in groups)]
+    samples = []
+    for row in chosen:
+        latency = row.latency_ms if clock == "wall" else row.cpu_ms
+        if row.memory_mb is not None and latency is not None:
+            samples.append(TrainingSample(profile.configs[row.groups], row.batch, row.memory_mb, latency))
+    return samples
 
 
 # --- regressors ----------------------------------------------------------------------------------
@@ -299,7 +307,7 @@ class TrainingCostModel:
         networks = list(dict.fromkeys(s.network for s in samples))
         configs = np.array([networks.index(s.network) for s in samples])
         param_bytes = PARAM_STATE_BYTES[optimizer]
-        fitted = []
+        fitted: list[_TargetModel] = []
         memory = [s.memory_mb - s.network.params * param_bytes / MB for s in samples]
         for target, y in (("memory", memory), ("latency", [s.latency_ms for s in samples])):
             y_arr = np.asarray(y, dtype=np.float64)
@@ -307,7 +315,7 @@ class TrainingCostModel:
             if estimate_errors:
                 model = _with_errors(model, X, y_arr, configs, target, seed, n_estimators)  # type: ignore[arg-type]
             fitted.append(model)
-        return cls(*fitted, param_bytes)
+        return cls(fitted[0], fitted[1], param_bytes)
 
     def predict_many(self, queries: Sequence[tuple[NetworkShape, int]]) -> list[TrainingPrediction]:
         """Predictions for (network, batch size) pairs, in order."""

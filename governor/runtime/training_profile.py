@@ -5,26 +5,33 @@ Theory of operation
 One measured point is one training step, perf4sight style: forward, cross-entropy loss, backward,
 optimiser step (SGD lr 0.01, momentum 0.9, weight decay 5e-4, or Adam), on random inputs.
 
-Every point runs in a fresh worker process forked from a server that has imported torch and done
-nothing else (multiprocessing "forkserver"), so no allocator state, oneDNN cache or thread pool
-leaks from one point to the next and an out-of-memory failure kills a worker, never the caller.
+Every point runs in a fresh worker process forked from a server that has imported torch and this
+module and done nothing else (multiprocessing "forkserver"), so no allocator state, oneDNN cache or
+thread pool leaks from one point to the next, and an out-of-memory failure kills a worker, never
+the caller.
 
 Memory on CPU is *measured*: the worker reads its resident set (VmRSS) while idle (torch imported,
-model not yet built), builds model, optimiser and batch, resets the kernel's high-water mark
-(``/proc/self/clear_refs`` <- 5), runs the steps and reads VmHWM. The figure kept is
-``VmHWM - idle VmRSS`` in MB: weights, input batch, gradients, optimiser state, activations and
-workspaces, without the torch runtime (perf4sight's "minus idle used memory"). Where clear_refs is
-unavailable a 1 ms sampling thread gives the peak (a lower bound). On CUDA the figure is the
-caching allocator's peak reserved memory (peak allocated is kept too).
+model not yet built), builds model, optimiser and batch, runs the steps and reads the kernel's
+high-water mark VmHWM. The worker only grows from its idle point on, so VmHWM is the steps' peak
+(no reset through ``/proc/self/clear_refs`` is needed; on this VM that write took 2 s). The figure
+kept is ``VmHWM - idle VmRSS`` in MB: weights, input batch, gradients, optimiser state,
+activations, workspaces and the runtime pages the first step touches, without the idle torch
+process (perf4sight's "minus idle used memory"). On CUDA it is the caching allocator's peak
+reserved memory (peak allocated is kept too).
 
 The memory cap (MB, same basis) is enforced twice: a watchdog thread ends the worker as soon as the
 increment passes the cap, and RLIMIT_AS (address space at the idle point + cap + 1 GiB of slack for
 thread stacks and arenas) makes allocations beyond it fail. Either way, like a kernel OOM kill or a
 torch "can't allocate memory", the point becomes a row with ``passed=False`` and the sweep of that
-k stops at it. Latency is the median of the timed steps after warm-up, with torch's thread count
-fixed (all CPUs of the affinity mask unless told); ``passes`` > 1 re-measures every passed point in
-later sweeps and keeps the least-contended pass (the smallest median), since on shared 2-core
-hosts contention comes in bursts lasting seconds.
+k stops at it.
+
+Latency is the median wall time of the timed steps after warm-up, with torch's thread count fixed
+(all CPUs of the affinity mask unless told); single-threaded runs also keep the median CPU time of
+the step (the time it held a core). Contention is measured, not guessed: from /proc/stat, the share
+of the step's cores that other processes took while it was timed. A point measured under more than
+``max_contention`` is measured again after a pause (``retries``) and the quietest run is kept;
+``passes`` > 1 repeats the whole sweep and keeps each point's quietest pass (smallest median),
+because on a shared host contention comes in bursts of seconds to minutes.
 """
 
 from __future__ import annotations
@@ -165,32 +172,21 @@ def _rss_kb() -> int:
         return int(statm.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
 
 
-class _PeakWatch:
-    """Peak resident set since ``start`` (kernel high-water mark, else sampled) and the cap watchdog."""
+class _CapWatchdog:
+    """Samples the resident set every millisecond and calls ``on_cap`` once the increment passes the cap."""
 
-    def __init__(self, idle_kb: int, cap_mb: float | None, on_cap: Callable[[float], None]) -> None:
-        self.idle_kb, self.cap_mb, self.on_cap = idle_kb, cap_mb, on_cap
-        self.sampled_kb, self.kernel_hwm, self._stop = 0, True, threading.Event()
-
-    def start(self) -> None:
-        try:
-            with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
-                clear.write("5")
-        except OSError:
-            self.kernel_hwm = False
-        if self.cap_mb is not None or not self.kernel_hwm:
-            threading.Thread(target=self._sample, daemon=True).start()
+    def __init__(self, idle_kb: int, cap_mb: float, on_cap: Callable[[float], None]) -> None:
+        self.idle_kb, self.cap_mb, self.on_cap, self._stop = idle_kb, cap_mb, on_cap, threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
 
     def _sample(self) -> None:
         while not self._stop.wait(0.001):
-            self.sampled_kb = max(self.sampled_kb, _rss_kb())
-            if self.cap_mb is not None and (self.sampled_kb - self.idle_kb) / 1024.0 > self.cap_mb:
-                self.on_cap((self.sampled_kb - self.idle_kb) / 1024.0)
+            increment_mb = (_rss_kb() - self.idle_kb) / 1024.0
+            if increment_mb > self.cap_mb:
+                self.on_cap(increment_mb)
 
-    def stop_mb(self) -> float:
+    def stop(self) -> None:
         self._stop.set()
-        peak_kb = _status_kb("VmHWM") if self.kernel_hwm else self.sampled_kb
-        return (peak_kb - self.idle_kb) / 1024.0
 
 
 def _optimizer(model: nn.Module, name: str) -> torch.optim.Optimizer:
@@ -208,21 +204,31 @@ def _cpu_seconds() -> tuple[float, float]:
     return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
 
 
-def _timed_steps(step: Callable[[], None], options: StepOptions, sync: Callable[[], None]) -> tuple[list[float], float]:
-    """Step times in ms after warm-up, and the share of the CPUs other processes used meanwhile (0..1)."""
+def _timed_steps(step: Callable[[], None], options: StepOptions,
+                 sync: Callable[[], None]) -> tuple[list[float], list[float], float]:
+    """Wall and calling-thread CPU times of each step in ms after warm-up, and the contention."""
     for _ in range(options.warmup):
         step()
-    times: list[float] = []
+    wall: list[float] = []
+    cpu: list[float] = []
     busy0, own0 = _cpu_seconds()
-    while len(times) < options.max_repeats and (len(times) < options.repeats or sum(times) < options.min_seconds):
+    while len(wall) < options.max_repeats and (len(wall) < options.repeats or sum(wall) < options.min_seconds):
         sync()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         step()
         sync()
-        times.append(time.perf_counter() - start)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.thread_time() - start_cpu)
     busy1, own1 = _cpu_seconds()
-    others = max(0.0, (busy1 - busy0) - (own1 - own0)) / (sum(times) * (os.cpu_count() or 1))
-    return [t * 1000.0 for t in times], min(1.0, others)
+    return [t * 1000.0 for t in wall], [t * 1000.0 for t in cpu], _contention(
+        (busy1 - busy0) - (own1 - own0), sum(wall), torch.get_num_threads())
+
+
+def _contention(others_cpu_s: float, wall_s: float, threads: int) -> float:
+    """Share (0..1) of the cores the step could use that other processes took, assuming the
+    scheduler first gives them the cores the step leaves idle."""
+    spare = max(0, (os.cpu_count() or 1) - threads)
+    return min(1.0, max(0.0, others_cpu_s / max(wall_s, 1e-9) - spare) / threads)
 
 
 def _measure(factory: ModelFactory, input_shape: Sequence[int], classes: int, batch: int,
@@ -248,14 +254,18 @@ def _measure(factory: ModelFactory, input_shape: Sequence[int], classes: int, ba
         report({"passed": False, "reason": f"memory cap {options.memory_cap_mb:.0f} MB exceeded ({mb:.0f} MB)"})
         os._exit(_EXIT_CAP)
 
-    watch = _PeakWatch(idle_kb, options.memory_cap_mb, over_cap)
+    watchdog = None if options.memory_cap_mb is None else _CapWatchdog(idle_kb, options.memory_cap_mb, over_cap)
     if cuda:
         torch.cuda.reset_peak_memory_stats(options.device)
-    watch.start()
     sync = functools.partial(torch.cuda.synchronize, options.device) if cuda else (lambda: None)
-    times, contention = _timed_steps(step, options, sync)
-    memory_mb = watch.stop_mb()
+    times, cpu_times, contention = _timed_steps(step, options, sync)
+    if watchdog is not None:
+        watchdog.stop()
+    # The worker is fresh and only grew since it was idle, so its lifetime peak is the steps' peak.
+    memory_mb = (_status_kb("VmHWM") - idle_kb) / 1024.0
+    single = torch.get_num_threads() == 1 and not cuda  # else the caller's CPU time is not the step's
     result: dict[str, Any] = {"passed": True, "latency_ms": statistics.median(times), "samples_ms": times,
+                              "cpu_ms": statistics.median(cpu_times) if single else None,
                               "contention": contention, "idle_rss_mb": idle_kb / 1024.0}
     if cuda:
         memory_mb = torch.cuda.max_memory_reserved(options.device) / MB
@@ -288,7 +298,8 @@ def _worker(conn: Any, factory: ModelFactory, input_shape: Sequence[int], classe
 
 def _context() -> Any:
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", __name__])
+    # torch._dynamo is what the first optimiser pulls in (800 modules, 1.4 s): import it once, here.
+    ctx.set_forkserver_preload(["torch", "torch._dynamo", __name__])
     return ctx
 
 
@@ -347,6 +358,7 @@ def _row(k: int, batch: int, results: Sequence[dict[str, Any]]) -> TrainingRow:
         groups=k, batch=batch, passed=True, memory_mb=statistics.median(memories), latency_ms=quietest["latency_ms"],
         memory_passes_mb=memories, latency_passes_ms=tuple(r["latency_ms"] for r in results),
         idle_rss_mb=results[0]["idle_rss_mb"], contention=quietest["contention"],
+        cpu_ms=None if quietest["cpu_ms"] is None else min(r["cpu_ms"] for r in results),
     )
 
 
