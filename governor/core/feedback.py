@@ -68,6 +68,10 @@ class ResidualTracker:
     _errors: deque[float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything learned (e.g. after a new profile is loaded)."""
         self._log_bias = np.zeros(self.n_groups)
         self._seen = np.zeros(self.n_groups, dtype=np.int64)
         self._errors = deque(maxlen=self.window)

@@ -115,8 +115,17 @@ class Scheduler:
         contention = contention_multiplier(table.groups, self.others_util, self.unit_kind, self.unit_cores)
         return contention * self.residuals.multiplier()
 
-    def decide(self, budget: Budget, *, now: float | None = None, arrival_t: float | None = None) -> Decision:
-        """Choose a point; time waited since ``arrival_t`` (seconds) is taken off the deadline."""
+    @property
+    def current_setpoints(self) -> int | None:
+        """``table.setpoint_id`` of the setpoints applied last (None before the first apply)."""
+        return self._current_setpoints
+
+    def decide(
+        self, budget: Budget, *, now: float | None = None, arrival_t: float | None = None, remember: bool = True
+    ) -> Decision:
+        """Choose a point; time waited since ``arrival_t`` (seconds) is taken off the deadline.
+
+        ``remember=False`` (advice only) leaves the hysteresis anchor where it was."""
         if budget.deadline_ms is not None and now is not None and arrival_t is not None:
             waited_ms = max(0.0, (now - arrival_t) * 1000.0)
             budget = replace(budget, deadline_ms=max(budget.deadline_ms - waited_ms, 1e-6))
@@ -128,7 +137,8 @@ class Scheduler:
             current_setpoints=self._current_setpoints,
             previous=self._previous,
         )
-        self._previous = decision.index
+        if remember:
+            self._previous = decision.index
         return decision
 
     def feedback(self, decision: Decision, measured_latency_ms: float) -> None:

@@ -1,0 +1,47 @@
+"""`governor serve`: the daemon. With no board it serves the host with the bundled digits model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from governor.cli import CliError
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML config (systemd/governor.toml documents every key)")
+    parser.add_argument("--endpoint", help="ipc://PATH or tcp://HOST:PORT (default: ipc socket in the runtime dir)")
+    parser.add_argument("--board", help="catalogue name, 'auto' (default) or 'sim:NAME' (simulated)")
+    parser.add_argument("--sysfs-root", metavar="DIR", help="root standing in for / (fake trees in tests)")
+    parser.add_argument("--model", metavar="MODEL", help="model file from `governor train` (default: bundled)")
+    parser.add_argument("--state-file", metavar="FILE", help="where the board's baseline is kept")
+    parser.add_argument("--tick-hz", type=float, help="sensor sampling rate, Hz (default 10)")
+    parser.add_argument("--dump-config", action="store_true", help="print the effective config as JSON and exit")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from governor.daemon.config import ConfigError, load_config
+    from governor.daemon.statefile import StateFileError
+    from governor.daemon.target import TargetError
+    from governor.transport.zmq_server import TransportError
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config).with_overrides(
+            endpoint=args.endpoint, board=args.board, sysfs_root=args.sysfs_root, model=args.model,
+            state_file=args.state_file, tick_hz=args.tick_hz)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+    if args.dump_config:
+        print(config.model_dump_json(indent=2))
+        return 0
+    from governor.daemon.app import build_app
+
+    try:
+        app = build_app(config, say=lambda line: print(line, flush=True))
+    except (TargetError, TransportError, StateFileError, ValueError, OSError) as exc:
+        raise CliError(f"{exc}") from exc
+    return app.serve()

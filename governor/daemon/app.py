@@ -1,0 +1,192 @@
+"""Composition root of ``governor serve``: config -> board -> baseline -> model -> table -> transport -> loop.
+
+Startup order matters and is the same every time:
+
+1. the config was validated before this module is reached (no hardware write yet);
+2. a baseline left by a crashed run is restored first (``restore_leftover``);
+3. the board is opened and the baseline of every domain we may touch is written to the state file
+   *before* the first write;
+4. model, executor and the table of operating points are prepared (training the bundled model and
+   measuring the host table on first start);
+5. the sockets are bound and READY is sent.
+
+Shutdown (a SIGTERM/SIGINT flag, or a fatal error) runs exactly one path: stop taking requests,
+restore the baseline, remove the state file, unlink the sockets, STOPPING.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from governor.core.modelmeta import ModelMeta
+from governor.daemon.backend import Backend, HostBackend, SimBackend
+from governor.daemon.config import Config, default_runtime_dir, default_state_dir
+from governor.daemon.lifecycle import Flags, Notifier, install_signal_handlers
+from governor.daemon.service import Daemon, DaemonParts
+from governor.daemon.statefile import clear_state, load_state, save_state
+from governor.daemon.tables import MeasuredTable, host_points, measure_table
+from governor.daemon.target import Target, open_target
+
+__all__ = ["App", "build_app", "restore_leftover"]
+
+log = logging.getLogger("governor.app")
+
+
+def restore_leftover(state_path: Path) -> str | None:
+    """Put back a baseline a crashed daemon left; returns what was restored (None if nothing)."""
+    saved = load_state(state_path)
+    if saved is None:
+        return None
+    if saved.board.startswith("sim:"):
+        clear_state(state_path)  # a simulated board died with its process: nothing real to restore
+        return f"dropped the state of simulated board {saved.board}"
+    target = open_target(saved.board, saved.sysfs_root)
+    try:
+        target.board.restore(saved.baselines)
+    finally:
+        target.close()
+    clear_state(state_path)
+    return f"restored the baseline of {saved.board} left by pid {saved.pid}"
+
+
+@dataclass
+class App:
+    config: Config
+    target: Target
+    daemon: Daemon
+    server: Any
+    notifier: Notifier
+    flags: Flags
+    baselines: list[Any]
+    state_path: Path
+    board_arg: str
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def serve(self) -> int:
+        previous = install_signal_handlers(self.flags)
+        self.notifier.ready(f"serving {self.daemon.parts.model_name} on {self.target.label}")
+        try:
+            while not self.flags.should_exit:
+                self.daemon.step()
+        finally:
+            self.shutdown()
+            import signal
+
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
+
+    def shutdown(self) -> None:
+        self.notifier.send("STOPPING=1", "STATUS=restoring the board")
+        try:
+            if self.config.daemon.rollback != "never":
+                self.target.board.restore(self.baselines)
+            clear_state(self.state_path)
+        finally:
+            for close in reversed(self._closers):
+                try:
+                    close()
+                except Exception:
+                    log.exception("error while closing")
+            self.notifier.close()
+
+
+def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
+    state_path = config.state_file()
+    note = restore_leftover(state_path)
+    if note:
+        say(note)
+    d = config.daemon
+    target = open_target(d.board, d.sysfs_root, clock="real")
+    closers: list[Callable[[], None]] = [target.close]
+    try:
+        baselines = target.board.snapshot()
+        save_state(state_path, d.board if target.simulated else target.spec.name, target.root, baselines)
+        model_path = Path(d.model) if d.model else _bundled_model(say)
+        backend, meta = _backend(target, model_path)
+        closers.append(backend.close)
+        table = _table(target, backend, meta, say)
+        server, endpoint, telemetry = _server(config)
+        closers.append(server.close)
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        raise
+    say(f"serving on {endpoint} (telemetry {telemetry}); board {target.label}; model {model_path.name}")
+    notifier = Notifier()
+    parts = DaemonParts(
+        spec=target.spec, board=target.board, backend=backend, meta=meta, model_name=_model_name(model_path),
+        table=table, server=server, tick_hz=d.tick_hz, max_bytes=d.max_message_bytes, max_queue=d.max_queue,
+        hysteresis=config.policy.hysteresis, switch_ms=max(config.policy.switch_ms, 0.0),
+        telemetry_endpoint=telemetry, simulated=target.simulated, cpu_count=os.cpu_count() or 1,
+        watchdog=notifier.watchdog, watchdog_interval_s=notifier.watchdog_interval_s if d.watchdog else 0.0,
+        unavailable=tuple(f"{k}: {v}" for k, v in target.board.unavailable.items()),
+    )
+    app = App(config, target, Daemon(parts), server, notifier, Flags(), baselines, state_path, d.board)
+    app._closers = closers
+    return app
+
+
+def _model_name(path: Path) -> str:
+    return path.stem[:64] or "model"
+
+
+def _bundled_model(say: Callable[[str], None]) -> Path:
+    from governor.runtime.bundled import DEFAULT_MODEL_NAME, ensure_default_model
+
+    cache = default_state_dir() / "models"
+    if not (cache / DEFAULT_MODEL_NAME).exists():
+        say(f"training the bundled digits model into {cache} (first start only, a few seconds)")
+    return ensure_default_model(cache)
+
+
+def _backend(target: Target, model_path: Path) -> tuple[Backend, ModelMeta]:
+    from governor.runtime.executor import Executor
+
+    executor = Executor(model_path)
+    assert executor.meta is not None
+    meta = executor.meta
+    if target.simulated:
+        from governor.sim import SimExecutor, workload_from_meta
+
+        sim_exec = SimExecutor(target.sim, workload_from_meta(meta))
+        return SimBackend(sim_exec, executor, len(meta.classes)), meta
+    return HostBackend(executor, target.spec), meta
+
+
+def _table(target: Target, backend: Backend, meta: ModelMeta, say: Callable[[str], None]) -> MeasuredTable:
+    if target.simulated or target.board.domains:
+        from governor.daemon.profiling import board_table
+
+        return board_table(target, backend, meta, say=say)
+    dummy = np.zeros((1, *meta.input_shape), dtype=np.float32)
+    points = host_points(target.spec, meta, os.cpu_count() or 1)
+    say(f"measuring {len(points)} operating points of this host (threads x groups)")
+
+    def run(point: Any) -> tuple[float, float | None]:
+        outcome = backend.run(dummy, point)
+        return outcome.latency_ms, outcome.energy_mj
+
+    return measure_table(points, run, meta, reps=15)
+
+
+def _server(config: Config) -> tuple[Any, str, str]:
+    from governor.transport.zmq_server import ServerSecurity, ZmqServerEnd, ipc_path
+
+    endpoint = config.endpoint()
+    telemetry = config.daemon.telemetry_endpoint
+    if not telemetry:
+        path = ipc_path(endpoint)
+        base = path.parent if path is not None else default_runtime_dir()
+        telemetry = f"ipc://{base / 'governor-telemetry.sock'}"
+    a = config.access
+    security = ServerSecurity(a.socket_mode, a.socket_group, a.curve_server_secret, a.curve_authorized_dir)
+    return ZmqServerEnd(endpoint, telemetry, security=security, max_bytes=config.daemon.max_message_bytes), \
+        endpoint, telemetry

@@ -1,0 +1,86 @@
+"""Where an inference really runs: the host's CPU through torch, or a simulated board.
+
+Both backends take an operating point whose setpoints the daemon has already applied through the
+drivers and return what happened. The host backend measures wall latency around the forward pass
+and reads energy from a RAPL counter when one is readable (``None`` otherwise: nothing is made up).
+The simulated backend asks the simulator how long the work took at the clocks in force and how
+much energy the board drew (``simulated=True``), and still runs the real network on the host CPU
+so clients get real outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from governor.core.board import BoardSpec
+from governor.core.types import OperatingPoint
+
+__all__ = ["Backend", "HostBackend", "RunOutcome", "SimBackend", "unit_cpus"]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    outputs: np.ndarray
+    latency_ms: float
+    energy_mj: float | None
+    simulated: bool
+
+
+def unit_cpus(spec: BoardSpec, unit: str) -> tuple[int, ...] | None:
+    """CPUs of a CPU unit for affinity; None for 'all allowed' (generic host) or accelerators."""
+    cpus = spec.unit(unit).cpus if spec.unit(unit).kind == "cpu" else ()
+    return tuple(cpus) or None
+
+
+class Backend:
+    simulated: bool = False
+
+    def run(self, batch: np.ndarray, point: OperatingPoint) -> RunOutcome:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+
+class HostBackend(Backend):
+    """Real inference with the runtime executor; ``energy_counter`` returns cumulative mJ or None."""
+
+    def __init__(self, executor: Any, spec: BoardSpec, energy_counter: Callable[[], float | None] | None = None):
+        self.executor, self.spec = executor, spec
+        self.energy_counter = energy_counter or (lambda: None)
+
+    def run(self, batch: np.ndarray, point: OperatingPoint) -> RunOutcome:
+        cpus = unit_cpus(self.spec, point.unit)
+        before = self.energy_counter()
+        result = self.executor.run(batch, point.groups, threads=point.threads, cpus=cpus)
+        after = self.energy_counter()
+        energy = after - before if before is not None and after is not None and after >= before else None
+        return RunOutcome(result.outputs, result.latency_ms, energy, False)
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+class SimBackend(Backend):
+    """Simulated latency and energy on a sim board; outputs from the real network when available."""
+
+    simulated = True
+
+    def __init__(self, sim_executor: Any, outputs_from: Any | None, classes: int):
+        self.sim_executor, self.outputs_from, self.classes = sim_executor, outputs_from, classes
+
+    def run(self, batch: np.ndarray, point: OperatingPoint) -> RunOutcome:
+        run = self.sim_executor.run(point.unit, k=point.groups, threads=point.threads)
+        if self.outputs_from is not None:
+            outputs = self.outputs_from.run(batch, point.groups).outputs
+        else:
+            outputs = np.zeros((batch.shape[0], self.classes), dtype=np.float32)
+        return RunOutcome(outputs, run.latency_ms, run.energy_mj, True)
+
+    def close(self) -> None:
+        if self.outputs_from is not None:
+            self.outputs_from.close()

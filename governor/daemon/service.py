@@ -1,0 +1,351 @@
+"""The daemon's loop: one tick of sensors -> observation -> decision -> actuators -> inference -> feedback.
+
+Theory of operation
+-------------------
+One thread does everything, so no state is shared. Each turn of :meth:`Daemon.step`:
+
+1. on a tick (``tick_hz``), sample the board, hand the observation (and how busy *we* kept each
+   unit since the last tick) to the scheduler, publish it as telemetry, ping the watchdog;
+2. take at most one request from the transport (waiting only until the next tick when idle):
+   ``hello``, ``advise``, ``status``, ``profiles`` and ``reload`` are answered at once, ``infer``
+   is queued (EDF); malformed requests get a typed error reply and change nothing;
+3. run the queued request with the earliest deadline: decide, apply the setpoints through the
+   drivers (the read-back is what the scheduler remembers), run, feed the measured latency back,
+   reply, publish.
+
+A request id already answered is answered again from a short cache; a resend of one still queued
+only updates where the reply goes (docs/protocol.md §10), so a retried ``infer`` never runs twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from governor import __version__
+from governor.core import protocol as p
+from governor.core.board import BoardSpec
+from governor.core.modelmeta import ModelMeta
+from governor.core.optimise import Decision, Optimiser
+from governor.core.scheduler import PendingRequest, Scheduler
+from governor.core.types import Observation, Reason
+from governor.daemon.backend import Backend
+from governor.daemon.replies import core_budget, domains_info, estimate, met
+from governor.daemon.tables import MeasuredTable
+
+__all__ = ["Daemon", "DaemonParts"]
+
+log = logging.getLogger("governor.daemon")
+
+_REPLY_CACHE = 512
+_REPLY_TTL_S = 30.0
+
+
+@dataclass
+class DaemonParts:
+    """Everything the loop needs, built by the composition root (:mod:`governor.daemon.app`)."""
+
+    spec: BoardSpec
+    board: Any  # drivers' Board (sample/apply)
+    backend: Backend
+    meta: ModelMeta
+    model_name: str
+    table: MeasuredTable
+    server: Any  # recv(timeout_ms) / send(identity, frames) / publish(frames)
+    clock: Callable[[], float] = time.monotonic
+    tick_hz: float = 10.0
+    max_bytes: int = p.MAX_MESSAGE_BYTES
+    max_queue: int = 256
+    hysteresis: float = 0.05
+    switch_ms: float = 0.0
+    telemetry_endpoint: str | None = None
+    simulated: bool = False
+    cpu_count: int = 1
+    watchdog: Callable[[], object] = lambda: None
+    watchdog_interval_s: float = 0.0
+    metrics: Any = None
+    unavailable: tuple[str, ...] = ()
+
+
+@dataclass
+class _Queued:
+    request: p.InferRequest
+    batch: np.ndarray
+    identity: Any
+
+
+@dataclass
+class Daemon:
+    parts: DaemonParts
+    served: int = 0
+    last_obs: Observation | None = None
+    last_point: p.Point | None = None
+    _started: float = field(default=0.0, init=False)
+    _next_tick: float = field(default=0.0, init=False)
+    _next_watchdog: float = field(default=0.0, init=False)
+    _busy_s: dict[str, float] = field(default_factory=dict, init=False)
+    _seq: int = field(default=0, init=False)
+    _queued: dict[str, _Queued] = field(default_factory=dict, init=False)
+    _anon: int = field(default=0, init=False)
+    _replied: OrderedDict[str, tuple[float, list[Any]]] = field(default_factory=OrderedDict, init=False)
+
+    def __post_init__(self) -> None:
+        parts = self.parts
+        units = {u.name: u for u in parts.spec.units}
+        self.scheduler = Scheduler(
+            Optimiser(parts.table.table, hysteresis=parts.hysteresis, switch_ms=parts.switch_ms),
+            unit_kind={n: u.kind for n, u in units.items()},
+            unit_cores={n: len(u.cpus) or (parts.cpu_count if u.kind == "cpu" else 1) for n, u in units.items()},
+            table_max_hz={d.name: max(d.table_hz) for d in parts.spec.domains if d.table},
+        )
+        self._started = parts.clock()
+        self._last_tick_t = self._started
+
+    # -- the loop -------------------------------------------------------------------------------
+    def step(self) -> None:
+        now = self.parts.clock()
+        if now >= self._next_tick:
+            self.tick(now)
+        wait_ms = 0 if self.scheduler.pending() else max(0, int((self._next_tick - self.parts.clock()) * 1000))
+        got = self.parts.server.recv(wait_ms)
+        if got is not None:
+            self.receive(*got)
+        if self.scheduler.pending():
+            self.run_next()
+
+    def tick(self, now: float) -> None:
+        obs = self.parts.board.sample()
+        interval = max(now - self._last_tick_t, 1e-3)
+        own = {u: min(1.0, busy / interval) for u, busy in self._busy_s.items()}
+        self._busy_s.clear()
+        self._last_tick_t = now
+        self.scheduler.observe(obs, own)
+        self.last_obs = obs
+        self._publish(p.TelemetryObservation.from_observation(obs, self._next_seq()))
+        if self.parts.metrics is not None:
+            self.parts.metrics.observation(obs)
+        self._next_tick = now + 1.0 / self.parts.tick_hz
+        if self.parts.watchdog_interval_s and now >= self._next_watchdog:
+            self.parts.watchdog()
+            self._next_watchdog = now + self.parts.watchdog_interval_s
+
+    # -- requests -------------------------------------------------------------------------------
+    def receive(self, identity: Any, frames: list[Any]) -> None:
+        try:
+            msg, tensors = p.decode_request(frames, max_bytes=self.parts.max_bytes)
+        except p.ProtocolError as exc:
+            self._send(identity, exc.to_reply())
+            return
+        if msg.id and self._answer_duplicate(msg.id, identity):
+            return
+        try:
+            handler = _HANDLERS[msg.type]
+            handler(self, msg, tensors, identity)
+        except p.ProtocolError as exc:
+            self._send(identity, exc.to_reply(), cache_id=msg.id)
+        except Exception as exc:  # a bug must cost one reply, never the daemon
+            log.exception("internal error while handling %s", msg.type)
+            self._send(identity, p.ErrorReply(id=msg.id, code="internal",
+                                              message=f"{type(exc).__name__}: {exc}; see the daemon's log"))
+
+    def _answer_duplicate(self, request_id: str, identity: Any) -> bool:
+        if request_id in self._queued:
+            self._queued[request_id].identity = identity
+            return True
+        cached = self._replied.get(request_id)
+        if cached is not None and self.parts.clock() - cached[0] < _REPLY_TTL_S:
+            self.parts.server.send(identity, cached[1])
+            return True
+        return False
+
+    def _hello(self, msg: p.HelloRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
+        self._send(identity, p.HelloReply(
+            id=msg.id, server=f"dnn-governor {__version__}", board=self.parts.spec.name,
+            simulated=self.parts.simulated, telemetry_endpoint=self.parts.telemetry_endpoint,
+            max_bytes=self.parts.max_bytes))
+
+    def _status(self, msg: p.StatusRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
+        obs = self.last_obs
+        self._send(identity, p.StatusReply(
+            id=msg.id, server=f"dnn-governor {__version__}", board=self.parts.spec.name,
+            simulated=self.parts.simulated, uptime_s=max(0.0, self.parts.clock() - self._started),
+            model=self.parts.model_name, point=self.last_point, domains=domains_info(obs),
+            total_power_mw=obs.total_power_mw if obs else None,
+            temps_c={z: v for z, v in (obs.temps_c.items() if obs else ()) if -300 <= v <= 1000},
+            served=self.served,
+            unavailable=(*self.parts.unavailable, *(obs.unavailable if obs else ()))))
+
+    def _profiles(self, msg: p.ProfilesRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
+        meta = self.parts.meta
+        accuracy = tuple(lv.accuracy for lv in meta.levels)
+        info = p.ProfileInfo(
+            model=self.parts.model_name, board=self.parts.spec.name, groups=meta.groups,
+            points=len(self.parts.table.table), simulated=self.parts.simulated,
+            accuracy=accuracy if all(a is not None for a in accuracy) else ())  # type: ignore[arg-type]
+        self._send(identity, p.ProfilesReply(id=msg.id, profiles=(info,), active=self.parts.model_name))
+
+    def _reload(self, msg: p.ReloadRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
+        self.scheduler.residuals.reset()
+        self._send(identity, p.ReloadReply(
+            id=msg.id, loaded=(self.parts.model_name,),
+            message="learned corrections reset; restart the daemon to load a new model or profile"))
+
+    def _advise(self, msg: p.AdviseRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
+        decision = self._decide(msg, remember=False)
+        self._send(identity, p.AdviseReply(
+            id=msg.id, point=p.Point.from_operating_point(decision.point),
+            predicted=estimate(decision, energy_known=self.parts.table.energy_measured),
+            budget_infeasible=decision.infeasible, simulated=self.parts.simulated))
+
+    def _infer(self, msg: p.InferRequest, tensors: dict[str, np.ndarray], identity: Any) -> None:
+        self._check_budget(msg)
+        if self.scheduler.pending() >= self.parts.max_queue:
+            raise p.ProtocolError("unavailable", f"{self.parts.max_queue} requests are queued; retry shortly",
+                                  request_id=msg.id)
+        batch = self._input(msg, tensors)
+        key = msg.id or f"anon-{self._anon}"
+        self._anon += 1
+        self._queued[key] = _Queued(msg, batch, identity)
+        self.scheduler.submit(PendingRequest(key, core_budget(msg.budget), self.parts.clock(), msg.strict))
+
+    def _input(self, msg: p.InferRequest, tensors: dict[str, np.ndarray]) -> np.ndarray:
+        if len(tensors) != 1:
+            raise p.ProtocolError("bad_request", f"send exactly one input tensor, not {len(tensors)}",
+                                  request_id=msg.id)
+        arr = next(iter(tensors.values()))
+        want = tuple(self.parts.meta.input_shape)
+        if arr.shape == want:
+            arr = arr[None]
+        if arr.ndim != 4 or tuple(arr.shape[1:]) != want or arr.shape[0] < 1:
+            shape = ", ".join(map(str, want))
+            raise p.ProtocolError("bad_request", f"input has shape {list(arr.shape)}; model "
+                                  f"{self.parts.model_name} takes (N, {shape}) or ({shape})", request_id=msg.id)
+        if arr.dtype.kind not in "fiu":
+            raise p.ProtocolError("bad_request", f"input dtype {arr.dtype} is not numeric; send float32",
+                                  request_id=msg.id)
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise p.ProtocolError("bad_request", "input holds NaN or infinity", request_id=msg.id)
+        # The frame is read-only and the request may sit in the queue: own a float32 copy (inputs are small).
+        return np.array(arr, dtype=np.float32)
+
+    def _check_budget(self, msg: p.InferRequest | p.AdviseRequest) -> None:
+        if msg.budget.energy_mj is not None and not self.parts.table.energy_measured:
+            raise p.ProtocolError(
+                "bad_request", f"board {self.parts.spec.name} has no power sensor the governor can read, so an "
+                "energy budget cannot be honoured; drop energy_mj (or add a power source to the board catalogue)",
+                request_id=msg.id)
+        if msg.model is not None and msg.model != self.parts.model_name:
+            raise p.ProtocolError("bad_request", f"model {msg.model!r} is not loaded; this daemon serves "
+                                  f"{self.parts.model_name!r} (leave model unset)", request_id=msg.id)
+
+    def _decide(self, msg: p.InferRequest | p.AdviseRequest, *, remember: bool, arrival_t: float | None = None,
+                ) -> Decision:
+        self._check_budget(msg)
+        decision = self.scheduler.decide(core_budget(msg.budget), now=self.parts.clock(), arrival_t=arrival_t,
+                                         remember=remember)
+        if decision.infeasible and msg.strict:
+            raise p.ProtocolError("infeasible", f"no operating point meets the budget: {decision.reason}; relax "
+                                  "the budget or drop strict", request_id=msg.id)
+        return decision
+
+    # -- running --------------------------------------------------------------------------------
+    def run_next(self) -> None:
+        pending = self.scheduler.next_request()
+        if pending is None:
+            return
+        queued = self._queued.pop(str(pending.key))
+        msg = queued.request
+        try:
+            decision = self._decide(msg, remember=True, arrival_t=pending.arrival_t)
+            self._apply(decision)
+            started = self.parts.clock()
+            outcome = self.parts.backend.run(queued.batch, decision.point)
+        except p.ProtocolError as exc:
+            self._send(queued.identity, exc.to_reply(), cache_id=msg.id)
+            return
+        except Exception as exc:
+            log.exception("inference failed")
+            self._send(queued.identity, p.ErrorReply(id=msg.id, code="internal",
+                                                     message=f"inference failed: {exc}; see the daemon's log"))
+            return
+        self._account(decision, outcome.latency_ms, started)
+        self.scheduler.feedback(decision, outcome.latency_ms)
+        total_ms = (self.parts.clock() - pending.arrival_t) * 1000.0 if not outcome.simulated else (
+            (started - pending.arrival_t) * 1000.0 + outcome.latency_ms)
+        self._reply_infer(queued, decision, outcome, total_ms)
+
+    def _apply(self, decision: Decision) -> None:
+        setpoints = decision.point.setpoints
+        table = self.parts.table.table
+        if not setpoints.hz or self.scheduler.current_setpoints == int(table.setpoint_id[decision.index]):
+            return
+        applied = self.parts.board.apply(setpoints)
+        self.scheduler.applied(decision.index, {n: r.cur_hz for n, r in applied.items()})
+        errors = getattr(applied, "errors", {})
+        message = f"setpoints {dict(setpoints.hz)}" + (f"; failed: {errors}" if errors else "")
+        self._publish(p.TelemetryEvent(seq=self._next_seq(), t=self.parts.clock(), simulated=self.parts.simulated,
+                                       kind="setpoints", reason=Reason.CLIENT.value, message=message[:4000]))
+
+    def _account(self, decision: Decision, latency_ms: float, started: float) -> None:
+        unit = decision.point.unit
+        cores = self.scheduler.unit_cores.get(unit, 1)
+        share = min(1.0, decision.point.threads / max(cores, 1))
+        self._busy_s[unit] = self._busy_s.get(unit, 0.0) + latency_ms / 1000.0 * share
+        self.served += 1
+
+    def _reply_infer(self, queued: _Queued, decision: Decision, outcome: Any, total_ms: float) -> None:
+        msg = queued.request
+        point = p.Point.from_operating_point(decision.point)
+        self.last_point = point
+        measured = p.Estimate(latency_ms=min(outcome.latency_ms, p.MAX_DEADLINE_MS),
+                              energy_mj=None if outcome.energy_mj is None else min(outcome.energy_mj, p.MAX_ENERGY_MJ),
+                              accuracy=decision.accuracy if 0 <= decision.accuracy <= 1 else None)
+        predicted = estimate(decision, energy_known=self.parts.table.energy_measured)
+        ok = met(msg.budget, total_ms, outcome.energy_mj, decision.accuracy)
+        reply = p.InferReply(id=msg.id, point=point, predicted=predicted, measured=measured, budget_met=ok,
+                             budget_infeasible=decision.infeasible, simulated=self.parts.simulated)
+        self._send(queued.identity, reply, {"output": outcome.outputs}, cache_id=msg.id)
+        self._publish(p.TelemetryInference(
+            seq=self._next_seq(), t=self.parts.clock(), simulated=self.parts.simulated, id=msg.id,
+            budget=msg.budget, point=point, predicted=predicted, measured=measured, budget_met=ok,
+            budget_infeasible=decision.infeasible))
+        if self.parts.metrics is not None:
+            outcome_label = "infeasible" if decision.infeasible else ("met" if ok else "missed")
+            self.parts.metrics.request("infer", outcome_label)
+            self.parts.metrics.decision(decision.point, decision.latency_ms, outcome.latency_ms,
+                                        predicted.energy_mj, outcome.energy_mj)
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _send(self, identity: Any, reply: p.Reply, tensors: dict[str, np.ndarray] | None = None,
+              cache_id: str = "") -> None:
+        frames = p.encode_reply(reply, tensors)
+        self.parts.server.send(identity, frames)
+        if cache_id:
+            self._replied[cache_id] = (self.parts.clock(), [bytes(f) for f in frames])
+            while len(self._replied) > _REPLY_CACHE:
+                self._replied.popitem(last=False)
+
+    def _publish(self, msg: p.Telemetry) -> None:
+        publish = getattr(self.parts.server, "publish", None)
+        if publish is not None:
+            publish(p.encode_telemetry(msg))
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq - 1
+
+
+_HANDLERS: dict[str, Callable[..., None]] = {
+    "hello": Daemon._hello,
+    "status": Daemon._status,
+    "profiles": Daemon._profiles,
+    "reload": Daemon._reload,
+    "advise": Daemon._advise,
+    "infer": Daemon._infer,
+}

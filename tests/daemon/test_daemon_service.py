@@ -1,0 +1,130 @@
+"""The daemon loop in-process: real drivers on a fake host tree, a real torch model, the inproc transport."""
+
+import threading
+
+import numpy as np
+import pytest
+from governor_client import Client, GovernorError
+
+from governor.core import protocol as p
+from governor.daemon.backend import HostBackend
+from governor.daemon.service import Daemon, DaemonParts
+from governor.daemon.tables import host_points, measure_table
+from governor.daemon.target import open_target
+from governor.drivers.catalogue import load_board
+from governor.testing import make_fake_tree
+from governor.transport.inproc import InprocPair
+
+
+@pytest.fixture
+def daemon(tmp_path, quick_model):
+    from governor.runtime.executor import Executor
+
+    make_fake_tree(load_board("host"), tmp_path)
+    target = open_target("host", str(tmp_path))
+    executor = Executor(quick_model)
+    backend = HostBackend(executor, target.spec)
+    meta = executor.meta
+    dummy = np.zeros((1, *meta.input_shape), dtype=np.float32)
+    points = [pt for pt in host_points(target.spec, meta, 2) if pt.threads == 1]
+    table = measure_table(points, lambda pt: (backend.run(dummy, pt).latency_ms, None), meta, reps=3)
+    pair = InprocPair()
+    d = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="quick",
+                           table=table, server=pair.server, tick_hz=50, max_queue=4, cpu_count=2))
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            d.step()
+
+    th = threading.Thread(target=loop, daemon=True)
+    th.start()
+    yield d, pair, meta
+    stop.set()
+    th.join(5)
+    executor.close()
+    target.close()
+
+
+def digits_input(meta):
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[:1].astype(np.float32)
+    return images.reshape(1, *meta.input_shape)
+
+
+def test_infer_returns_real_outputs_and_telemetry_fields(daemon):
+    d, pair, meta = daemon
+    with Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
+        res = c.infer(digits_input(meta), deadline_ms=5000, objective="max_accuracy")
+    assert res.point.k == meta.groups and res.budget_met and not res.simulated
+    logits = next(iter(res.outputs.values())) if isinstance(res.outputs, dict) else res.outputs
+    assert logits.shape == (1, len(meta.classes))
+    assert res.measured.latency_ms > 0 and res.measured.energy_mj is None
+    assert d.served == 1
+
+
+def test_accuracy_floor_and_min_energy_pick_the_smallest_sufficient_k(daemon):
+    d, pair, meta = daemon
+    accs = [lv.accuracy for lv in meta.levels]
+    floor = sorted(accs)[1]
+    with Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
+        advice = c.advise(deadline_ms=5000, min_accuracy=floor)
+    assert advice.predicted.accuracy >= floor
+    table = d.parts.table.table
+    ok = [i for i in range(len(table)) if table.accuracy[i] >= floor]
+    cheapest = min(table.energy_mj[i] for i in ok)
+    chosen = next(i for i in ok if table.points[i].groups == advice.point.k
+                  and table.points[i].threads == advice.point.mapping.threads)
+    assert table.energy_mj[chosen] <= cheapest * (1 + d.parts.hysteresis) + 1e-12
+
+
+def test_bad_requests_get_typed_errors_and_the_daemon_keeps_serving(daemon):
+    d, pair, meta = daemon
+    with Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
+        with pytest.raises(GovernorError) as err:
+            c.infer(np.zeros((1, 3, 32, 32), np.float32), deadline_ms=100)
+        assert err.value.code == "bad_request" and "takes (N, 1, 8, 8)" in str(err.value)
+        with pytest.raises(GovernorError) as err:
+            c.infer(digits_input(meta), energy_mj=5)
+        assert err.value.code == "bad_request" and "power sensor" in str(err.value)
+        with pytest.raises(GovernorError) as err:
+            c.infer(digits_input(meta), deadline_ms=1e-3, strict=True)
+        assert err.value.code == "infeasible"
+        nan = digits_input(meta).copy()
+        nan[0, 0, 0, 0] = np.nan
+        with pytest.raises(GovernorError):
+            c.infer(nan, deadline_ms=100)
+        ok = c.infer(digits_input(meta), deadline_ms=5000)
+        assert ok.point.k >= 1
+        status = c.status()
+        assert status.served >= 1 and status.board == "host" and not status.simulated
+
+
+def test_best_effort_when_infeasible_without_strict(daemon):
+    d, pair, meta = daemon
+    with Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
+        res = c.infer(digits_input(meta), deadline_ms=1e-3)
+    assert res.budget_infeasible and not res.budget_met
+
+
+def test_duplicate_request_id_is_answered_from_cache_not_run_twice(daemon):
+    d, pair, meta = daemon
+    end = pair.connect()
+    req = p.InferRequest(id="dup-1", budget=p.Budget(deadline_ms=5000), tensors=())
+    frames = p.encode_request(req, {"x": digits_input(meta)})
+    end.send(frames)
+    first = end.recv(20000)
+    end.send(frames)
+    second = end.recv(20000)
+    assert first is not None and second is not None
+    assert bytes(first[0]) == bytes(second[0])
+    assert d.served == 1
+
+
+def test_profiles_and_reload(daemon):
+    d, pair, meta = daemon
+    with Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
+        prof = c.profiles()
+        assert prof.profiles[0].groups == meta.groups and prof.active == "quick"
+        assert "reset" in c.reload().message
