@@ -35,8 +35,8 @@ _ENERGY_BUCKETS_J = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 1
 _ERROR_BUCKETS = (-0.5, -0.2, -0.1, -0.05, -0.02, 0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-class MetricsError(RuntimeError):
-    """The metrics endpoint cannot be served; the message says what to do."""
+class MetricsError(OSError):
+    """The metrics endpoint cannot be served (an OSError, like the bind failure behind it); says what to do."""
 
 
 class Metrics(Protocol):
@@ -156,7 +156,9 @@ class PrometheusMetrics:
         return self.port
 
     def request(self, kind: str, outcome: str) -> None:
-        """Count one finished request. ``outcome``: met|missed|infeasible|rejected|error."""
+        """Count one answered request. ``outcome``: met|missed|infeasible (infer: the budget), rejected (an
+        error reply the client caused: bad_request, too_large, unavailable...), error (internal); any other
+        request answered normally counts as met. Unknown kinds count as "other"."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome {outcome!r} is not one of {OUTCOMES}")
         self.requests.labels(kind if kind in KINDS else "other", outcome).inc()
