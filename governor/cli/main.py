@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "boards": ("governor.cli.boards", "list the board catalogue"),
     "status": ("governor.cli.status", "show a board's domains, frequencies, load, power and temperatures"),
     "serve": ("governor.cli.serve", "run the daemon: choose and apply an operating point for every request"),
+    "demo": ("governor.cli.demo", "start the daemon and watch it meet changing budgets under changing load"),
     "restore": ("governor.cli.restore", "put back the board state a daemon saved (after a crash)"),
     "train": ("governor.cli.train", "train a dynamic group-pruned network incrementally into a model file"),
     "plan-training": ("governor.cli.plan_training", "which group counts and batch sizes fit a training budget"),
