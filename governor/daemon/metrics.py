@@ -186,7 +186,7 @@ class PrometheusMetrics:
         self._replace(self.util, "util", {(u, sim): f for u, f in obs.util.items()})
         for limit, gauge in self.freq.items():
             self._replace(gauge, limit, {(d, sim): getattr(r, f"{limit}_hz") for d, r in obs.domains.items()})
-        total = {(sim,): obs.total_power_mw / 1e3} if obs.total_power_mw is not None else {}
+        total: dict[tuple[str, ...], float] = {} if obs.total_power_mw is None else {(sim,): obs.total_power_mw / 1e3}
         self._replace(self.board_power, "total", total)
         self.unavailable.labels(sim).set(len(obs.unavailable))
 
