@@ -104,7 +104,8 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
     if note:
         say(note)
     d = config.daemon
-    target = open_target(d.board, d.sysfs_root, clock="real")
+    # A served simulated board runs the simulator's demo scenario: co-runners come and go on every unit.
+    target = open_target(d.board, d.sysfs_root, clock="real", scenario="demo" if d.board.startswith("sim:") else None)
     closers: list[Callable[[], None]] = [target.close]
     try:
         baselines = target.board.snapshot()
@@ -112,9 +113,14 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         model_path = Path(d.model) if d.model else _bundled_model(say)
         backend, meta = _backend(target, model_path)
         closers.append(backend.close)
-        table = _table(target, backend, meta, say)
+        table = _table(target, backend, meta, say, _profile_path(config, target, model_path))
         server, endpoint, telemetry = _server(config)
         closers.append(server.close)
+        from governor.daemon.metrics import open_metrics
+
+        metrics = open_metrics(config.metrics.enabled, config.metrics.host, config.metrics.port,
+                               board=target.spec.name, simulated=target.simulated)
+        closers.append(metrics.close)
     except BaseException:
         for close in reversed(closers):
             close()
@@ -127,7 +133,7 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         hysteresis=config.policy.hysteresis, switch_ms=max(config.policy.switch_ms, 0.0),
         telemetry_endpoint=telemetry, simulated=target.simulated, cpu_count=os.cpu_count() or 1,
         watchdog=notifier.watchdog, watchdog_interval_s=notifier.watchdog_interval_s if d.watchdog else 0.0,
-        unavailable=tuple(f"{k}: {v}" for k, v in target.board.unavailable.items()),
+        unavailable=tuple(f"{k}: {v}" for k, v in target.board.unavailable.items()), metrics=metrics,
     )
     app = App(config, target, Daemon(parts), server, notifier, Flags(), baselines, state_path, d.board)
     app._closers = closers
@@ -163,11 +169,21 @@ def _backend(target: Target, model_path: Path) -> tuple[Backend, ModelMeta]:
     return HostBackend(executor, target.spec), meta
 
 
-def _table(target: Target, backend: Backend, meta: ModelMeta, say: Callable[[str], None]) -> MeasuredTable:
+def _profile_path(config: Config, target: Target, model_path: Path) -> Path:
+    """The profile to load, or to write after measuring it on first start (the state dir is writable
+    under systemd; the catalogue's profiles/ is not)."""
+    if config.daemon.profile:
+        return Path(config.daemon.profile)
+    board = f"sim-{target.spec.name}" if target.simulated else target.spec.name
+    return default_state_dir() / "profiles" / _model_name(model_path) / f"{board}.json"
+
+
+def _table(target: Target, backend: Backend, meta: ModelMeta, say: Callable[[str], None], profile: Path,
+           ) -> MeasuredTable:
     if target.simulated or target.board.domains:
         from governor.daemon.profiling import board_table
 
-        return board_table(target, backend, meta, say=say)
+        return board_table(target, backend, meta, say=say, cache=profile, model_name=profile.parent.name)
     dummy = np.zeros((1, *meta.input_shape), dtype=np.float32)
     points = host_points(target.spec, meta, os.cpu_count() or 1)
     say(f"measuring {len(points)} operating points of this host (threads x groups)")

@@ -147,9 +147,13 @@ class Daemon:
         try:
             handler = _HANDLERS[msg.type]
             handler(self, msg, tensors, identity)
+            if msg.type != "infer":
+                self._count(msg.type, "met")
         except p.ProtocolError as exc:
+            self._count(msg.type, "infeasible" if exc.code == "infeasible" else "rejected")
             self._send(identity, exc.to_reply(), cache_id=msg.id)
         except Exception as exc:  # a bug must cost one reply, never the daemon
+            self._count(msg.type, "error")
             log.exception("internal error while handling %s", msg.type)
             self._send(identity, p.ErrorReply(id=msg.id, code="internal",
                                               message=f"{type(exc).__name__}: {exc}; see the daemon's log"))
@@ -262,11 +266,13 @@ class Daemon:
         queued = self._queued.pop(str(pending.key))
         msg = queued.request
         try:
+            deciding = self.parts.clock()
             decision = self._decide(msg, remember=True, arrival_t=pending.arrival_t)
             self._apply(decision)
             started = self.parts.clock()
             outcome = self.parts.backend.run(queued.batch, decision.point)
         except p.ProtocolError as exc:
+            self._count("infer", "infeasible" if exc.code == "infeasible" else "rejected")
             self._send(queued.identity, exc.to_reply(), cache_id=msg.id)
             return
         except Exception as exc:
@@ -276,8 +282,10 @@ class Daemon:
             return
         self._account(decision, outcome.latency_ms, started)
         self.scheduler.feedback(decision, outcome.latency_ms)
+        # End to end: queueing, deciding, DVFS writes and the run. On a simulated board the run is the
+        # simulator's and the writes land in a fake tree, whose file locking is no part of a real board.
         total_ms = (self.parts.clock() - pending.arrival_t) * 1000.0 if not outcome.simulated else (
-            (started - pending.arrival_t) * 1000.0 + outcome.latency_ms)
+            (deciding - pending.arrival_t) * 1000.0 + outcome.latency_ms)
         self._reply_infer(queued, decision, outcome, total_ms)
 
     def _apply(self, decision: Decision) -> None:
@@ -330,6 +338,10 @@ class Daemon:
             self._replied[cache_id] = (self.parts.clock(), [bytes(f) for f in frames])
             while len(self._replied) > _REPLY_CACHE:
                 self._replied.popitem(last=False)
+
+    def _count(self, kind: str, outcome: str) -> None:
+        if self.parts.metrics is not None:
+            self.parts.metrics.request(kind, outcome)
 
     def _publish(self, msg: p.Telemetry) -> None:
         publish = getattr(self.parts.server, "publish", None)

@@ -1,0 +1,277 @@
+"""Profiling a model on a board (real or simulated) through the real drivers, and the table it yields.
+
+Theory of operation
+-------------------
+A *mapping* is ``"<unit>/<threads>"``: a compute unit of the catalogue and a thread count (1 for
+accelerators). Each mapping varies only the clocks that matter to it, its unit's DVFS domain and
+the memory clock; every other domain is held at its lowest frequency (an idle accelerator at full
+clock only burns power). So the space is a union of small per-mapping grids inside one profile.
+
+:class:`BoardSource` measures one point: it writes the setpoints through the drivers (the read-back
+is recorded; a kernel that clamps is noticed), waits out thermal throttling, runs the network
+``reps`` times and keeps the median latency. Energy is the backend's own figure when it has one (a
+simulated board's rail energy, a RAPL counter), otherwise mean board power from the power sensors
+sampled across the repetitions, times latency. Without any power source only latency is modelled.
+
+:func:`board_table` runs the active sampler over that space and turns the fitted models into the
+optimiser's :class:`~governor.core.optimise.DecisionTable` over every OPP combination.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from governor.core.board import BoardSpec
+from governor.core.modelmeta import ModelMeta
+from governor.core.optimise import DecisionTable
+from governor.core.perfmodel_profile import ProfileModel
+from governor.core.profile_schema import (
+    ProfileError,
+    Provenance,
+    build_profile_doc,
+    dump_profile,
+    parse_profile,
+    profile_model,
+)
+from governor.core.sampling import ActiveSampler, SamplerSettings
+from governor.core.sampling_space import Measurement, ProfilePoint, Space
+from governor.core.types import OperatingPoint, Setpoints
+from governor.daemon.tables import CORE_MS_PROXY_MJ, MeasuredTable
+
+__all__ = ["BoardSource", "MeasureError", "board_space", "board_table", "mapping_name", "parse_mapping"]
+
+_THROTTLE_TOLERANCE = 0.98
+
+
+class MeasureError(RuntimeError):
+    """A point could not be measured; the message says why and what to do."""
+
+
+def mapping_name(unit: str, threads: int) -> str:
+    return f"{unit}/{threads}"
+
+
+def parse_mapping(mapping: str) -> tuple[str, int]:
+    unit, _, threads = mapping.partition("/")
+    return unit, int(threads or 1)
+
+
+def _thread_counts(cores: int) -> list[int]:
+    counts = sorted({1, *(2**i for i in range(1, 8) if 2**i < cores), cores})
+    return [c for c in counts if 1 <= c <= cores]
+
+
+def board_space(spec: BoardSpec, domains_hz: dict[str, tuple[int, ...]], meta: ModelMeta, *,
+                units: Sequence[str] = (), groups: Sequence[int] = (), cpu_count: int = 1) -> Space:
+    """The candidate points: per mapping, its unit's domain x the memory domain x k; others at minimum.
+
+    ``domains_hz`` holds the available frequencies (Hz) of every domain the drivers opened.
+    """
+    names = tuple(domains_hz)
+    ks = tuple(groups) or tuple(range(1, meta.groups + 1))
+    emc = [d for d in names if spec.domain(d).kind == "emc"] if any(d.name in names for d in spec.domains) else []
+    rows, mapping_of, mappings = [], [], []
+    for unit in spec.units:
+        if units and unit.name not in units:
+            continue
+        own = [unit.domain] if unit.domain in names else [d for d in names if _kind(spec, d) == unit.kind]
+        varied = [*own, *(e for e in emc if e not in own)]
+        cores = len(unit.cpus) or cpu_count if unit.kind == "cpu" else 1
+        for threads in _thread_counts(cores):
+            mappings.append(mapping_name(unit.name, threads))
+            for combo in itertools.product(*(domains_hz[d] for d in varied), ks):
+                hz = {d: min(domains_hz[d]) for d in names}
+                hz.update(zip(varied, combo[:-1], strict=True))
+                rows.append([*(float(hz[d]) for d in names), float(combo[-1])])
+                mapping_of.append(len(mappings) - 1)
+    if not rows:
+        raise MeasureError(f"nothing to profile: units {list(units) or 'all'} match no compute unit of {spec.name}")
+    opp = tuple(tuple(float(f) for f in sorted(domains_hz[d])) for d in names)
+    return Space(names, np.array(rows), np.array(mapping_of, dtype=np.int64), tuple(mappings), opp)
+
+
+def _kind(spec: BoardSpec, domain: str) -> str:
+    try:
+        return spec.domain(domain).kind
+    except KeyError:
+        return "cpu"  # discovered host policies
+
+
+@dataclass
+class BoardSource:
+    """Measures profile points on an opened board (see the module doc)."""
+
+    board: Any
+    backend: Any
+    batch: np.ndarray
+    reps: int = 5
+    min_window_s: float = 0.05
+    cool_wait_s: float = 0.5
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def measure(self, point: ProfilePoint) -> Measurement:
+        unit, threads = parse_mapping(point.mapping)
+        op = OperatingPoint(unit, threads, point.setpoints, point.groups)
+        for _attempt in range(3):
+            self._apply(point.setpoints)
+            latencies, energies, powers = self._runs(op)
+            if not self._throttled(point.setpoints):
+                break
+            self.sleep(self.cool_wait_s)  # discard: the clocks were capped under us
+        latency = statistics.median(latencies)
+        if energies:
+            energy = statistics.median(energies)
+        elif powers:
+            energy = statistics.fmean(powers) * latency / 1000.0
+        else:
+            energy = None
+        simulated = bool(getattr(self.backend, "simulated", False))
+        power = energy / latency * 1000.0 if energy else None
+        return Measurement(latency_ms=latency, power_mw=power, energy_mj=energy, simulated=simulated)
+
+    def _apply(self, setpoints: Setpoints) -> None:
+        applied = self.board.apply(setpoints)
+        errors = getattr(applied, "errors", {})
+        if errors:
+            raise MeasureError(f"could not set {errors}; fix the permission or driver problem and profile again")
+
+    def _runs(self, op: OperatingPoint) -> tuple[list[float], list[float], list[float]]:
+        latencies: list[float] = []
+        energies: list[float] = []
+        powers: list[float] = []
+        start = self.clock()
+        while len(latencies) < self.reps or (self.clock() - start < self.min_window_s and len(latencies) < 1000):
+            outcome = self.backend.run(self.batch, op)
+            latencies.append(outcome.latency_ms)
+            if outcome.energy_mj is not None:
+                energies.append(outcome.energy_mj)
+            elif self.board.power:
+                total = self.board.sample().total_power_mw
+                if total is not None:
+                    powers.append(total)
+        return latencies, energies, powers
+
+    def _throttled(self, setpoints: Setpoints) -> bool:
+        obs = self.board.sample()
+        return any(name in obs.domains and obs.domains[name].cur_hz < hz * _THROTTLE_TOLERANCE
+                   for name, hz in setpoints.hz.items())
+
+
+def sample_board(source: BoardSource, space: Space, settings: SamplerSettings,
+                 progress: Callable[[ActiveSampler], None] | None = None) -> ActiveSampler:
+    sampler = ActiveSampler(space, settings)
+    while batch := sampler.next_batch():
+        for index in batch:
+            sampler.record(index, source.measure(space.point(index)))
+        if progress is not None:
+            progress(sampler)
+    return sampler
+
+
+def table_from_model(space: Space, model: ProfileModel, meta: ModelMeta) -> MeasuredTable:
+    """Predict latency and energy at every candidate point of ``space``."""
+    has_energy = all(model.has("energy_mj", m) or model.has("power_mw", m) for m in space.mappings)
+    lat, energy = np.empty(len(space.grid)), np.empty(len(space.grid))
+    for m, mapping in enumerate(space.mappings):
+        rows = np.flatnonzero(space.mapping_of == m)
+        lat[rows] = model.predict("latency_ms", mapping, space.grid[rows])[0]
+        if has_energy:
+            energy[rows] = model.predict("energy_mj", mapping, space.grid[rows])[0]
+    ops = []
+    for i in range(len(space.grid)):
+        sp = space.point(i)
+        unit, threads = parse_mapping(sp.mapping)
+        ops.append(OperatingPoint(unit, threads, sp.setpoints, sp.groups))
+    lat = np.maximum(lat, 1e-6)
+    if not has_energy:
+        energy = np.array([op.threads for op in ops]) * lat * CORE_MS_PROXY_MJ
+    energy = np.maximum(energy, 1e-9)
+    accuracy = np.array([meta.accuracy(op.groups) or 0.0 for op in ops])
+    table = DecisionTable(tuple(ops), lat, energy, accuracy, simulated=model.simulated)
+    return MeasuredTable(table, has_energy, reps=0)
+
+
+def profile_board(target: Any, backend: Any, meta: ModelMeta, space: Space, settings: SamplerSettings,
+                  say: Callable[[str], None]) -> ActiveSampler:
+    """Run the active sampler on the board; the board's baseline is restored afterwards."""
+    label = " (simulated)" if target.simulated else ""
+    say(f"profiling {len(space.mappings)} mappings over {len(space.grid)} candidate points{label}, "
+        f"at most {settings.max_points} measurements")
+    batch = np.zeros((1, *meta.input_shape), dtype=np.float32)
+    source = BoardSource(target.board, backend, batch, reps=3)
+    baselines = target.board.snapshot()
+    try:
+        return sample_board(source, space, settings)
+    finally:
+        target.board.restore(baselines)
+
+
+def save_profile(path: Path, model_name: str, target: Any, space: Space, sampler: ActiveSampler) -> None:
+    from governor import __version__
+
+    provenance = Provenance(
+        board=target.spec.name, kernel=_kernel(target), jetpack="unknown",
+        sensor=",".join(target.spec.power_total) or "none",
+        date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), simulated=target.simulated,
+        source=("sim:" if target.simulated else "board:") + target.spec.name, tool=f"dnn-governor {__version__}")
+    doc = build_profile_doc(model_name, provenance, space, sampler.settings, sampler.status(), sampler.measured,
+                            sampler.model())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(dump_profile(doc), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _kernel(target: Any) -> str:
+    try:
+        return str(target.board.sysfs.read("proc/sys/kernel/osrelease")).strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def load_profile_table(path: Path, space: Space, meta: ModelMeta, *, simulated: bool) -> MeasuredTable | None:
+    """The table from a saved profile, or None if it was measured for another space or kind of board."""
+    doc = parse_profile(path.read_text(encoding="utf-8"), str(path))
+    same = (tuple(d.name for d in doc.space.domains) == space.domains and doc.space.mappings == space.mappings
+            and doc.provenance.simulated == simulated)
+    return table_from_model(space, profile_model(doc), meta) if same else None
+
+
+def board_table(target: Any, backend: Any, meta: ModelMeta, *, say: Callable[[str], None] = print,
+                cache: Path | None = None, model_name: str = "model", max_points: int = 0,
+                target_mape_pct: float = 2.0) -> MeasuredTable:
+    """The decision table for ``meta``'s network on ``target``: from ``cache`` if it holds a matching
+    profile, else profiled now with the active sampler (and saved to ``cache``)."""
+    domains_hz = {name: tuple(d.available_hz()) for name, d in target.board.domains.items()}
+    space = board_space(target.spec, domains_hz, meta, cpu_count=os.cpu_count() or 1)
+    if cache is not None and cache.exists():
+        try:
+            table = load_profile_table(cache, space, meta, simulated=target.simulated)
+        except ProfileError as exc:
+            say(f"ignoring {cache}: {exc}")
+            table = None
+        if table is not None:
+            say(f"loaded profile {cache}")
+            return table
+        say(f"{cache} was measured for another board layout; profiling again")
+    budget = max_points or max(24 * len(space.mappings), 48)
+    settings = SamplerSettings(max_points=budget, target_mape_pct=target_mape_pct,
+                               targets=("latency_ms", "energy_mj"))
+    sampler = profile_board(target, backend, meta, space, settings, say)
+    status = sampler.status()
+    say(f"measured {status.measured} of {status.candidates} points; stopped: {status.stopped}")
+    if cache is not None:
+        save_profile(cache, model_name, target, space, sampler)
+        say(f"saved profile {cache}")
+    return table_from_model(space, sampler.model(), meta)
