@@ -41,6 +41,12 @@ _KEEP_RATIO = 1.5  # members whose CV error is within this factor of the best st
 _KEEP_SLACK = 0.001  # ... or within 0.1 percentage point of it
 _MAX_MEMBERS = 4
 _LOO_UP_TO = 40  # points; above this, K-fold cross-validation
+# (exponents, pair order, knots): small shapes for two dozen points, richer ones once there are hundreds
+_POWER_SHAPES: tuple[tuple[tuple[float, ...], int, tuple[float, ...]], ...] = (
+    ((1, 8), 1, ()), ((1, 2, 3), 0, ()), ((1, 2, 3), 1, ()), ((1, 2, 6), 1, ()), ((1, 3, 6), 1, ()),
+    ((-1, 1, 2, 6), 1, ()), ((-1, 1, 8), 1, ()), ((-1, 1, 3), 1, ()),
+    ((1, 2, 3), 2, ()), ((-1, 1, 2, 3), 2, ()), ((1, 2, 3), 2, (0.4, 0.6, 0.8)),
+)
 _UNIDENTIFIED = 1.0  # cv_mape reported while no candidate has enough points to be pinned down
 _BLACKTHORN_WIDTHS = tuple(range(8, 513, 8))  # channels per tile tried by Blackthorn's step core
 _MAX_STEP_PATTERNS = 8
@@ -92,13 +98,11 @@ def candidates_for(kind: TargetKind, bases: Sequence[KBasis]) -> list[CandidateS
     smooth = [b for b in bases if b.kind in ("const", "linear", "onehot", "curve")]
     if kind == "latency":
         return [*(CandidateSpec("roofline", b) for b in bases),
-                *(CandidateSpec("logpoly", b, pairs=p) for b in smooth for p in (False, True))]
+                *(CandidateSpec("logpoly", b, pairs=p) for b in smooth for p in (0, 1))]
     if kind == "power":
-        shapes = [((1, 8), True), ((1, 2, 3), False), ((1, 2, 3), True), ((1, 2, 6), True), ((1, 3, 6), True),
-                  ((-1, 1, 2, 6), True), ((-1, 1, 8), True), ((-1, 1, 3), True)]
-        return [CandidateSpec("poly", b, powers=s, pairs=p) for b in smooth for s, p in shapes]
-    return [*(CandidateSpec("poly", b, powers=(-1, 1, 2, 3), pairs=False) for b in smooth),
-            *(CandidateSpec("logpoly", b, pairs=p) for b in smooth for p in (False, True))]
+        return [CandidateSpec("poly", b, powers=s, pairs=p, knots=t) for b in smooth for s, p, t in _POWER_SHAPES]
+    return [*(CandidateSpec("poly", b, powers=(-1, 1, 2, 3)) for b in smooth),
+            *(CandidateSpec("logpoly", b, pairs=p) for b in smooth for p in (0, 1))]
 
 
 @dataclass(frozen=True)

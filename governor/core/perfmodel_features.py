@@ -12,8 +12,10 @@ boards. A model *candidate* is a form plus the basis its coefficients use along 
 - ``saturated`` ``t = T0(k) + (sum_d (A_d(k) / g_d)^p)^(1/p)``: the same terms overlapping; p = 1 is
   ``roofline`` and p -> inf the roofline max (compute and memory fully hidden behind each other).
 - ``poly``      ``P = c + sum_d sum_e a_de g_d^e (+ sum_{i<j} b_ij g_i g_j)``: dynamic power
-  ``C V^2 f`` with V roughly linear in f gives f, f^2, f^3 terms per domain; the pair products model
-  one clock changing another unit's utilisation (a CPU stalled on slow DRAM switches less).
+  ``C V^2 f`` with V roughly linear in f gives f, f^2, f^3 terms per domain (f^6, f^8 for the steep
+  top of a table whose voltage climbs fast; 1/f for the rise some boards show at the slowest DRAM
+  clock); the pair products model one clock changing another unit's utilisation (a CPU stalled on
+  slow DRAM switches less); knots ``(g - t)_+^2`` follow a voltage floor that ends at a knee.
 - ``logpoly``   ``log y = c + sum_d (a_d L_d + b_d L_d^2) (+ pairs)``, ``L = log g``: a smooth,
   data-driven fallback that the cross-validation may prefer.
 
@@ -133,12 +135,24 @@ class CandidateSpec:
     form: Form
     kbasis: KBasis = field(default_factory=KBasis)
     powers: tuple[float, ...] = ()  # poly: exponents of g per domain
-    pairs: bool = False  # poly/logpoly: add products of two domains
+    pairs: int = 0  # poly/logpoly: 1 adds g_i g_j (L_i L_j) for every two domains; 2 also g_i^2 g_j
+    knots: tuple[float, ...] = ()  # poly: (g - knot)_+^2 per domain: a voltage knee in V(f)^2 f
 
     @property
     def label(self) -> str:
         terms = f"[{','.join(f'{p:g}' for p in self.powers)}]" if self.powers else ""
-        return f"{self.form}{terms}{'+pairs' if self.pairs else ''}/{self.kbasis.label}"
+        knots = f"+knots[{','.join(f'{t:g}' for t in self.knots)}]" if self.knots else ""
+        return f"{self.form}{terms}{knots}{'+pairs' * self.pairs}/{self.kbasis.label}"
+
+    def _poly(self, g: FloatArray) -> list[FloatArray]:
+        d = g.shape[1]
+        cols = [g[:, j] ** p for j in range(d) for p in self.powers]
+        cols += [np.maximum(g[:, j] - t, 0.0) ** 2 for j in range(d) for t in self.knots]
+        if self.pairs >= 1:
+            cols += [g[:, i] * g[:, j] for i in range(d) for j in range(i + 1, d)]
+        if self.pairs >= 2:
+            cols += [g[:, i] ** 2 * g[:, j] for i in range(d) for j in range(d) if i != j]
+        return cols
 
     def base_columns(self, g: FloatArray) -> FloatArray:
         """The form's columns before the k-basis product (linear forms; saturated uses roofline's)."""
@@ -147,9 +161,7 @@ class CandidateSpec:
         if self.form in ("roofline", "saturated"):
             cols += [1.0 / g[:, j] for j in range(d)]
         elif self.form == "poly":
-            cols += [g[:, j] ** p for j in range(d) for p in self.powers]
-            if self.pairs:
-                cols += [g[:, i] * g[:, j] for i in range(d) for j in range(i + 1, d)]
+            cols += self._poly(g)
         else:
             logs = np.log(g)
             cols += [logs[:, j] ** p for j in range(d) for p in (1, 2)]
@@ -162,11 +174,11 @@ class CandidateSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"form": self.form, "kbasis": self.kbasis.to_dict(), "powers": list(self.powers),
-                "pairs": self.pairs}
+                "pairs": self.pairs, "knots": list(self.knots)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CandidateSpec:
         if data["form"] not in FORMS:
             raise ValueError(f"unknown model form {data['form']!r}; known: {', '.join(FORMS)}")
-        return cls(data["form"], KBasis.from_dict(data["kbasis"]),
-                   tuple(float(p) for p in data["powers"]), bool(data["pairs"]))
+        return cls(data["form"], KBasis.from_dict(data["kbasis"]), tuple(float(p) for p in data["powers"]),
+                   int(data["pairs"]), tuple(float(t) for t in data.get("knots", ())))

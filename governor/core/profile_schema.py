@@ -99,7 +99,8 @@ class SpecRecord(_Strict):
     form: Literal["roofline", "saturated", "poly", "logpoly"]
     kbasis: KBasisRecord
     powers: tuple[float, ...] = ()
-    pairs: bool = False
+    pairs: int = Field(default=0, ge=0, le=2)
+    knots: tuple[float, ...] = ()
 
 
 class MemberRecord(_Strict):

@@ -85,13 +85,21 @@ class SamplerStatus:
 def fit_profile(space: Space, measured: Mapping[int, Measurement], settings: SamplerSettings,
                 mappings: Iterable[int] | None = None,
                 previous: Mapping[tuple[str, str], TargetModel] | None = None) -> ProfileModel:
-    """Fit every measured target of every mapping (only ``mappings`` are refitted if given)."""
+    """Fit every measured target of every mapping (only ``mappings`` are refitted if given).
+
+    Energy is modelled directly only when latency or power is missing; otherwise the profile
+    derives it as power x latency (:meth:`ProfileModel.predict`).
+    """
     models = dict(previous or {})
     axes = space.axes()
     bases = group_bases(space.groups, space.channels_per_group, settings.curves)
     for m in mappings if mappings is not None else range(len(space.mappings)):
         rows = [i for i in measured if space.mapping_of[i] == m]
-        for target in sorted({t for i in rows for t in measured[i].values()}):
+        targets = {t for i in rows for t in measured[i].values()}
+        if {"latency_ms", "power_mw"} <= targets:
+            # P x t of two good models beats a third model of their product (energy stays in the points)
+            targets.discard("energy_mj")
+        for target in sorted(targets):
             have = [i for i in rows if target in measured[i].values()]
             y = np.array([measured[i].values()[target] for i in have])
             if len(have) >= 2 and np.all(y > 0):
