@@ -113,7 +113,7 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         model_path = Path(d.model) if d.model else _bundled_model(say)
         backend, meta = _backend(target, model_path)
         closers.append(backend.close)
-        table = _table(target, backend, meta, say, _profile_path(config, target, model_path))
+        table = _table(target, backend, meta, say, _profile_path(config, target, model_path), d.profile_points)
         server, endpoint, telemetry = _server(config)
         closers.append(server.close)
         from governor.daemon.metrics import open_metrics
@@ -166,7 +166,13 @@ def _backend(target: Target, model_path: Path) -> tuple[Backend, ModelMeta]:
 
         sim_exec = SimExecutor(target.sim, workload_from_meta(meta))
         return SimBackend(sim_exec, executor, len(meta.classes)), meta
-    return HostBackend(executor, target.spec), meta
+    gpu = None
+    if any(u.kind == "gpu" for u in target.spec.units):
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = Executor(model_path, device="cuda", warmup_runs=0)
+    return HostBackend(executor, target.spec, gpu_executor=gpu), meta
 
 
 def _profile_path(config: Config, target: Target, model_path: Path) -> Path:
@@ -179,11 +185,12 @@ def _profile_path(config: Config, target: Target, model_path: Path) -> Path:
 
 
 def _table(target: Target, backend: Backend, meta: ModelMeta, say: Callable[[str], None], profile: Path,
-           ) -> MeasuredTable:
+           max_points: int = 0) -> MeasuredTable:
     if target.simulated or target.board.domains:
         from governor.daemon.profiling import board_table
 
-        return board_table(target, backend, meta, say=say, cache=profile, model_name=profile.parent.name)
+        return board_table(target, backend, meta, say=say, cache=profile, model_name=profile.parent.name,
+                           max_points=max_points)
     dummy = np.zeros((1, *meta.input_shape), dtype=np.float32)
     points = host_points(target.spec, meta, os.cpu_count() or 1)
     say(f"measuring {len(points)} operating points of this host (threads x groups)")

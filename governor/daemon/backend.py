@@ -30,14 +30,18 @@ class RunOutcome:
     simulated: bool
 
 
-def unit_cpus(spec: BoardSpec, unit: str) -> tuple[int, ...] | None:
-    """CPUs of a CPU unit for affinity; None for 'all allowed' (generic host) or accelerators."""
+def unit_cpus(spec: BoardSpec, unit: str, allowed: frozenset[int] | None = None) -> tuple[int, ...] | None:
+    """CPUs of a CPU unit for affinity, among those this process may use; None = all allowed.
+
+    A unit none of whose CPUs is allowed (a fake tree of another machine, a cgroup) runs unpinned."""
     cpus = spec.unit(unit).cpus if spec.unit(unit).kind == "cpu" else ()
-    return tuple(cpus) or None
+    usable = tuple(c for c in cpus if allowed is None or c in allowed)
+    return usable or None
 
 
 class Backend:
     simulated: bool = False
+    unit_kinds: frozenset[str] = frozenset({"cpu"})  # kinds of compute unit this backend can really run on
 
     def run(self, batch: np.ndarray, point: OperatingPoint) -> RunOutcome:  # pragma: no cover - interface
         raise NotImplementedError
@@ -47,28 +51,42 @@ class Backend:
 
 
 class HostBackend(Backend):
-    """Real inference with the runtime executor; ``energy_counter`` returns cumulative mJ or None."""
+    """Real inference with the runtime executor(s); ``energy_counter`` returns cumulative mJ or None.
 
-    def __init__(self, executor: Any, spec: BoardSpec, energy_counter: Callable[[], float | None] | None = None):
-        self.executor, self.spec = executor, spec
+    ``gpu_executor`` (a CUDA executor) serves GPU units; without one, GPU units are not offered."""
+
+    def __init__(self, executor: Any, spec: BoardSpec, energy_counter: Callable[[], float | None] | None = None,
+                 gpu_executor: Any | None = None):
+        import os
+
+        self.executor, self.spec, self.gpu_executor = executor, spec, gpu_executor
         self.energy_counter = energy_counter or (lambda: None)
+        self.allowed = frozenset(os.sched_getaffinity(0))
+        self.unit_kinds = frozenset({"cpu", "gpu"} if gpu_executor is not None else {"cpu"})
 
     def run(self, batch: np.ndarray, point: OperatingPoint) -> RunOutcome:
-        cpus = unit_cpus(self.spec, point.unit)
+        on_gpu = self.spec.unit(point.unit).kind == "gpu"
+        if on_gpu and self.gpu_executor is None:
+            raise ValueError(f"unit {point.unit!r} is a GPU but torch sees no CUDA device here")
+        executor = self.gpu_executor if on_gpu else self.executor
+        cpus = None if on_gpu else unit_cpus(self.spec, point.unit, self.allowed)
         before = self.energy_counter()
-        result = self.executor.run(batch, point.groups, threads=point.threads, cpus=cpus)
+        result = executor.run(batch, point.groups, threads=point.threads, cpus=cpus)
         after = self.energy_counter()
         energy = after - before if before is not None and after is not None and after >= before else None
         return RunOutcome(result.outputs, result.latency_ms, energy, False)
 
     def close(self) -> None:
         self.executor.close()
+        if self.gpu_executor is not None:
+            self.gpu_executor.close()
 
 
 class SimBackend(Backend):
     """Simulated latency and energy on a sim board; outputs from the real network when available."""
 
     simulated = True
+    unit_kinds = frozenset({"cpu", "gpu", "dla"})
 
     def __init__(self, sim_executor: Any, outputs_from: Any | None, classes: int):
         self.sim_executor, self.outputs_from, self.classes = sim_executor, outputs_from, classes

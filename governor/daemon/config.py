@@ -57,6 +57,7 @@ class DaemonSection(_Section):
     sysfs_root: str = Field(default="/", description="the root that stands in for / (tests point it at fake trees)")
     model: str = Field(default="", description="model file; '' = the bundled digits model")
     profile: str = Field(default="", description="profile JSON; '' = profiles/models/<model>/<board>.json or measure")
+    profile_points: int = Field(default=0, ge=0, description="first-start profiling budget; 0 = 24 per mapping")
     tick_hz: float = Field(default=10.0, gt=0, le=1000)
     state_file: str = Field(default="", description="baseline state file; '' = <state dir>/baseline.json")
     rollback: Literal["always", "not_on_shutdown", "never"] = "always"

@@ -72,7 +72,8 @@ def _thread_counts(cores: int) -> list[int]:
 
 
 def board_space(spec: BoardSpec, domains_hz: dict[str, tuple[int, ...]], meta: ModelMeta, *,
-                units: Sequence[str] = (), groups: Sequence[int] = (), cpu_count: int = 1) -> Space:
+                units: Sequence[str] = (), groups: Sequence[int] = (), cpu_count: int = 1,
+                unit_kinds: frozenset[str] = frozenset({"cpu", "gpu", "dla"})) -> Space:
     """The candidate points: per mapping, its unit's domain x the memory domain x k; others at minimum.
 
     ``domains_hz`` holds the available frequencies (Hz) of every domain the drivers opened.
@@ -82,7 +83,7 @@ def board_space(spec: BoardSpec, domains_hz: dict[str, tuple[int, ...]], meta: M
     emc = [d for d in names if spec.domain(d).kind == "emc"] if any(d.name in names for d in spec.domains) else []
     rows, mapping_of, mappings = [], [], []
     for unit in spec.units:
-        if units and unit.name not in units:
+        if (units and unit.name not in units) or unit.kind not in unit_kinds:
             continue
         own = [unit.domain] if unit.domain in names else [d for d in names if _kind(spec, d) == unit.kind]
         varied = [*own, *(e for e in emc if e not in own)]
@@ -180,7 +181,13 @@ def sample_board(source: BoardSource, space: Space, settings: SamplerSettings,
 
 
 def table_from_model(space: Space, model: ProfileModel, meta: ModelMeta) -> MeasuredTable:
-    """Predict latency and energy at every candidate point of ``space``."""
+    """Predict latency and energy at every candidate point of ``space`` (mappings without a latency model,
+    never measured, are left out)."""
+    fitted = [m for m in space.mappings if model.has("latency_ms", m)]
+    if not fitted:
+        raise MeasureError("no mapping could be measured; check `governor status` for failing domains")
+    if len(fitted) < len(space.mappings):
+        space = _only(space, fitted)
     has_energy = all(model.has("energy_mj", m) or model.has("power_mw", m) for m in space.mappings)
     lat, energy = np.empty(len(space.grid)), np.empty(len(space.grid))
     for m, mapping in enumerate(space.mappings):
@@ -200,6 +207,14 @@ def table_from_model(space: Space, model: ProfileModel, meta: ModelMeta) -> Meas
     accuracy = np.array([meta.accuracy(op.groups) or 0.0 for op in ops])
     table = DecisionTable(tuple(ops), lat, energy, accuracy, simulated=model.simulated)
     return MeasuredTable(table, has_energy, reps=0)
+
+
+def _only(space: Space, mappings: Sequence[str]) -> Space:
+    keep_ids = [space.mappings.index(m) for m in mappings]
+    rows = np.flatnonzero(np.isin(space.mapping_of, keep_ids))
+    remap = {old: new for new, old in enumerate(keep_ids)}
+    mapping_of = np.array([remap[int(m)] for m in space.mapping_of[rows]], dtype=np.int64)
+    return Space(space.domains, space.grid[rows], mapping_of, tuple(mappings), space.opp_hz, space.channels_per_group)
 
 
 def profile_board(target: Any, backend: Any, meta: ModelMeta, space: Space, settings: SamplerSettings,
@@ -254,7 +269,8 @@ def board_table(target: Any, backend: Any, meta: ModelMeta, *, say: Callable[[st
     """The decision table for ``meta``'s network on ``target``: from ``cache`` if it holds a matching
     profile, else profiled now with the active sampler (and saved to ``cache``)."""
     domains_hz = {name: tuple(d.available_hz()) for name, d in target.board.domains.items()}
-    space = board_space(target.spec, domains_hz, meta, cpu_count=os.cpu_count() or 1)
+    space = board_space(target.spec, domains_hz, meta, cpu_count=os.cpu_count() or 1,
+                        unit_kinds=getattr(backend, "unit_kinds", frozenset({"cpu"})))
     if cache is not None and cache.exists():
         try:
             table = load_profile_table(cache, space, meta, simulated=target.simulated)
@@ -265,7 +281,8 @@ def board_table(target: Any, backend: Any, meta: ModelMeta, *, say: Callable[[st
             say(f"loaded profile {cache}")
             return table
         say(f"{cache} was measured for another board layout; profiling again")
-    budget = max_points or max(24 * len(space.mappings), 48)
+    # Each mapping needs its corners measured before its models exist: never fewer than 4 per mapping.
+    budget = max(max_points or 24 * len(space.mappings), 4 * len(space.mappings))
     settings = SamplerSettings(max_points=budget, target_mape_pct=target_mape_pct,
                                targets=("latency_ms", "energy_mj"))
     sampler = profile_board(target, backend, meta, space, settings, say)
