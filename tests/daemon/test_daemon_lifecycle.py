@@ -68,7 +68,7 @@ def test_state_file_round_trip_and_clear(tmp_path):
 def test_damaged_state_file_says_what_to_do(tmp_path, content):
     path = tmp_path / "baseline.json"
     path.write_text(content)
-    with pytest.raises(StateFileError, match="governor|move it away|delete"):
+    with pytest.raises(StateFileError, match=r"governor|move it away|delete"):
         load_state(path)
 
 

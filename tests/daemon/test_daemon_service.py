@@ -80,7 +80,7 @@ def test_accuracy_floor_and_min_energy_pick_the_smallest_sufficient_k(daemon):
 
 
 def test_bad_requests_get_typed_errors_and_the_daemon_keeps_serving(daemon):
-    d, pair, meta = daemon
+    _d, pair, meta = daemon
     with Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
         with pytest.raises(GovernorError) as err:
             c.infer(np.zeros((1, 3, 32, 32), np.float32), deadline_ms=100)
@@ -102,7 +102,7 @@ def test_bad_requests_get_typed_errors_and_the_daemon_keeps_serving(daemon):
 
 
 def test_best_effort_when_infeasible_without_strict(daemon):
-    d, pair, meta = daemon
+    _d, pair, meta = daemon
     with Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
         res = c.infer(digits_input(meta), deadline_ms=1e-3)
     assert res.budget_infeasible and not res.budget_met
@@ -123,7 +123,7 @@ def test_duplicate_request_id_is_answered_from_cache_not_run_twice(daemon):
 
 
 def test_profiles_and_reload(daemon):
-    d, pair, meta = daemon
+    _d, pair, meta = daemon
     with Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
         prof = c.profiles()
         assert prof.profiles[0].groups == meta.groups and prof.active == "quick"

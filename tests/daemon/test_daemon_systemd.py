@@ -5,6 +5,7 @@ setpoints written through the drivers, and SIGTERM must leave the tree byte-iden
 daemon found it (and remove the state file).
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -30,10 +31,8 @@ def _notify_socket(path):
 def _collect(sock, until, stop):
     got = []
     while time.monotonic() < until:
-        try:
+        with contextlib.suppress(TimeoutError):
             got += sock.recv(4096).decode().split("\n")
-        except TimeoutError:
-            pass
         if stop(got):
             break
     return got
