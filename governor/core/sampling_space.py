@@ -14,6 +14,7 @@ models can later be evaluated on the full grid. Pure values; no I/O.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -51,6 +52,9 @@ class Measurement:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rails_mw", MappingProxyType(dict(self.rails_mw)))
+        bad = {k: v for k, v in self.values().items() if not (math.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"measured values must be finite and positive, got {bad}")
 
     def values(self) -> dict[str, float]:
         """Target name -> value for every quantity present (rails as ``<rail>_mw``)."""

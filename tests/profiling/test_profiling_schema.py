@@ -47,7 +47,9 @@ def test_a_profile_round_trips_to_identical_predictions(profile_text: str) -> No
     mean, std = model.predict("latency_ms", "gpu", sp.grid)
     assert np.mean(np.abs(mean / roofline_ms(sp.grid) - 1)) < 0.01 and np.all(std > 0)
     again = profile_model(parse_profile(dump_profile(parse_profile(profile_text, "p.json")), "p2.json"))
-    np.testing.assert_array_equal(again.predict("power_mw", "gpu", sp.grid)[0], model.predict("power_mw", "gpu", sp.grid)[0])
+    for target in ("latency_ms", "power_mw", "energy_mj"):
+        expected = model.predict(target, "gpu", sp.grid)
+        np.testing.assert_array_equal(again.predict(target, "gpu", sp.grid)[1], expected[1])
 
 
 def test_provenance_and_measured_points_are_kept(profile_text: str) -> None:
