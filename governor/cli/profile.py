@@ -140,7 +140,8 @@ def single_threaded_blas() -> contextlib.AbstractContextManager[object]:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
+    limits: contextlib.AbstractContextManager[object] = threadpool_limits(limits=1)
+    return limits
 
 
 def _progress(sampler: ActiveSampler, quiet: bool) -> None:

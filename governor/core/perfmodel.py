@@ -4,9 +4,11 @@ Theory of operation
 -------------------
 For one target (``latency_ms``, ``power_mw``, a rail's ``<name>_mw`` or ``energy_mj``) and one
 mapping, a library of physically motivated candidates (see :mod:`governor.core.perfmodel_features`)
-is fitted to the measured points. Every candidate is scored by K-fold cross-validated MAPE
-(leave-one-out while there are at most K points). The candidates within a factor of the best score
-form the ensemble, weighted by ``1 / cv^2``.
+is fitted to the measured points. A candidate takes part only once the points pin every one of its
+coefficients (full column rank, two points to spare). Each is scored by cross-validated MAPE:
+leave-one-out up to 40 points (with few points, which points share a fold would decide too much),
+K-fold beyond. The candidates within a factor of the best score form the ensemble, weighted by
+``1 / cv^2``.
 
 Uncertainty has two parts, both computed from the same fits:
 

@@ -36,11 +36,10 @@ _P_BOUNDS = (1.0, 32.0)
 
 
 def n_params(spec: CandidateSpec, n_domains: int, kmax: int) -> int:
-    width = spec.kbasis.columns(np.array([1.0]), kmax).shape[1]
-    base = spec.base_columns(np.ones((1, n_domains))).shape[1]
+    width = int(spec.kbasis.columns(np.array([1.0]), kmax).shape[1])
     if spec.form == "saturated":
         return (2 * n_domains + 1) * width + 1
-    return base * width
+    return int(spec.base_columns(np.ones((1, n_domains))).shape[1]) * width
 
 
 def _solve(a: FloatArray, b: FloatArray, nonneg: bool) -> FloatArray:
@@ -135,13 +134,10 @@ def _fit_saturated(g: FloatArray, kcols: FloatArray, y: FloatArray, robust: bool
         return _saturated_jacobian(x, g, kcols, y)
 
     scale = max(1.4826 * float(np.median(np.abs(residual(starts[0])))), _SCALE_FLOOR)
-    best = None
-    for x0 in starts:
-        result = least_squares(residual, np.clip(x0, lower, upper), jac=jacobian, bounds=(lower, upper),
-                               loss="huber" if robust else "linear", f_scale=scale, max_nfev=100)
-        if best is None or result.cost < best.cost:
-            best = result
-    return np.asarray(best.x)
+    results = [least_squares(residual, np.clip(x0, lower, upper), jac=jacobian, bounds=(lower, upper),
+                             loss="huber" if robust else "linear", f_scale=scale, max_nfev=100)
+               for x0 in starts]
+    return np.asarray(min(results, key=lambda r: float(r.cost)).x)
 
 
 def fit(spec: CandidateSpec, g: FloatArray, k: FloatArray, kmax: int, y: FloatArray,

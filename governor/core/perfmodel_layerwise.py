@@ -62,7 +62,7 @@ def _design(core: str, width: float, x: FloatArray) -> FloatArray:
 
 def _loo(design: FloatArray, y: FloatArray) -> tuple[FloatArray, float]:
     """Least squares and its leave-one-out RMS relative error (closed form via the hat matrix)."""
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    coef = np.asarray(np.linalg.lstsq(design, y, rcond=None)[0], dtype=np.float64)
     if np.linalg.matrix_rank(design) < design.shape[1] or len(y) <= design.shape[1]:
         return coef, np.inf
     hat = np.einsum("ij,ji->i", design, np.linalg.pinv(design))
@@ -154,7 +154,7 @@ class LayerwiseModel:
 
     def as_kbasis(self, kmax: int) -> KBasis:
         """The predicted network curve over k = 1..kmax as a k-basis for the frequency models."""
-        curve = self.predict_groups(np.arange(1, kmax + 1))
+        curve = self.predict_groups(np.arange(1.0, kmax + 1.0))
         if np.any(curve <= 0):
             raise ValueError("the layer-wise curve must be positive to serve as a k-basis")
         return KBasis("curve", values=tuple(float(v) for v in curve), name="layerwise")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -41,8 +41,8 @@ __all__ = [
     "profile_model",
 ]
 
-PROFILE_FORMAT = "dnn-governor-profile"
-PROFILE_SCHEMA_VERSION = 1
+PROFILE_FORMAT: Final = "dnn-governor-profile"
+PROFILE_SCHEMA_VERSION: Final = 1
 
 
 class ProfileError(ValueError):
