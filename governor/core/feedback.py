@@ -66,6 +66,7 @@ class ResidualTracker:
     _log_bias: npt.NDArray[np.float64] = field(init=False, repr=False)
     _seen: npt.NDArray[np.int64] = field(init=False, repr=False)
     _errors: deque[float] = field(init=False, repr=False)
+    _cached: tuple[npt.NDArray[np.float64], float] | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.reset()
@@ -75,6 +76,7 @@ class ResidualTracker:
         self._log_bias = np.zeros(self.n_groups)
         self._seen = np.zeros(self.n_groups, dtype=np.int64)
         self._errors = deque(maxlen=self.window)
+        self._cached: tuple[npt.NDArray[np.float64], float] | None = None  # decisions outnumber outcomes
 
     def update(self, group: int, predicted_ms: float, measured_ms: float) -> None:
         """Feed one outcome. ``predicted_ms`` is the contention-corrected prediction before residuals."""
@@ -87,16 +89,24 @@ class ResidualTracker:
         a = 1.0 if self._seen[group] == 0 else self.alpha
         self._log_bias[group] += a * (residual - self._log_bias[group])
         self._seen[group] += 1
+        self._cached = None
 
     def multiplier(self) -> npt.NDArray[np.float64]:
-        return np.exp(self._log_bias)
+        return self._state()[0]
 
     def margin(self) -> float:
         """Relative safety margin: the ``quantile`` of recent under-predictions, clipped."""
-        if not self._errors:
-            return self.max_margin / 2  # nothing learned yet: be careful
-        q = float(np.quantile(np.asarray(self._errors), self.quantile))
-        return float(min(max(q, self.min_margin), self.max_margin))
+        return self._state()[1]
+
+    def _state(self) -> tuple[npt.NDArray[np.float64], float]:
+        if self._cached is None:
+            if self._errors:
+                q = float(np.quantile(np.asarray(self._errors), self.quantile))
+                margin = float(min(max(q, self.min_margin), self.max_margin))
+            else:
+                margin = self.max_margin / 2  # nothing learned yet: be careful
+            self._cached = (np.exp(self._log_bias), margin)
+        return self._cached
 
     def seen(self, group: int) -> int:
         return int(self._seen[group])

@@ -67,6 +67,7 @@ class Scheduler:
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _previous: int | None = None
     _current_setpoints: int | None = None
+    _mult: npt.NDArray[np.float64] | None = None
     residual_alpha: float = 0.2
     min_margin: float = 0.02
     max_margin: float = 0.5
@@ -93,6 +94,7 @@ class Scheduler:
             if pinned and reading.cur_hz < pinned * (1 - _CAP_TOLERANCE):
                 caps[name] = min(caps.get(name, reading.cur_hz), reading.cur_hz)
         self.caps_hz = caps
+        self._mult = None
 
     def applied(self, row: int, readback_hz: Mapping[str, int]) -> None:
         """The daemon applied the setpoints of ``row``; ``readback_hz`` is what the kernel accepted."""
@@ -111,9 +113,12 @@ class Scheduler:
 
     # -- decisions ------------------------------------------------------------------------------
     def multiplier(self) -> npt.NDArray[np.float64]:
-        table = self.optimiser.table
-        contention = contention_multiplier(table.groups, self.others_util, self.unit_kind, self.unit_cores)
-        return contention * self.residuals.multiplier()
+        """Contention (from the last observation) times learned residuals, per table group."""
+        if self._mult is None:  # cleared by observe() and feedback(), the only inputs that change it
+            table = self.optimiser.table
+            contention = contention_multiplier(table.groups, self.others_util, self.unit_kind, self.unit_cores)
+            self._mult = contention * self.residuals.multiplier()
+        return self._mult
 
     @property
     def current_setpoints(self) -> int | None:
@@ -141,6 +146,11 @@ class Scheduler:
             self._previous = decision.index
         return decision
 
+    def reset_learning(self) -> None:
+        """Forget learned residuals and margin (e.g. on reload)."""
+        self.residuals.reset()
+        self._mult = None
+
     def feedback(self, decision: Decision, measured_latency_ms: float) -> None:
         """Learn from one outcome (latency in ms, as measured around the inference)."""
         table = self.optimiser.table
@@ -149,3 +159,4 @@ class Scheduler:
             [table.groups[group]], self.others_util, self.unit_kind, self.unit_cores
         )[0]
         self.residuals.update(group, float(table.latency_ms[decision.index]) * contention, measured_latency_ms)
+        self._mult = None

@@ -195,7 +195,7 @@ class Daemon:
         self._send(identity, p.ProfilesReply(id=msg.id, profiles=(info,), active=self.parts.model_name))
 
     def _reload(self, msg: p.ReloadRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
-        self.scheduler.residuals.reset()
+        self.scheduler.reset_learning()
         self._send(identity, p.ReloadReply(
             id=msg.id, loaded=(self.parts.model_name,),
             message="learned corrections reset; restart the daemon to load a new model or profile"))

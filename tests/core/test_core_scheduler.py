@@ -84,3 +84,17 @@ def test_feedback_learns_that_a_unit_is_slower_than_profiled():
     later = s.decide(budget)
     assert (later.point.unit, later.point.threads, later.point.groups) != (
         first.point.unit, first.point.threads, first.point.groups)
+
+
+def test_multiplier_follows_observations_feedback_and_reset():
+    s = make_scheduler()
+    calm = s.multiplier().copy()
+    s.observe(Observation(t=1.0, util={"gpu": 0.5}))
+    loaded = s.multiplier().copy()
+    gpu = [i for i, g in enumerate(s.optimiser.table.groups) if g[0] == "gpu"]
+    assert np.all(loaded[gpu] == pytest.approx(2.0)) and np.all(calm[gpu] == 1.0)
+    d = s.decide(Budget(deadline_ms=50.0))
+    s.feedback(d, d.latency_ms * 4)
+    assert s.multiplier()[s.optimiser.table.group_of[d.index]] > loaded[s.optimiser.table.group_of[d.index]]
+    s.reset_learning()
+    assert np.allclose(s.multiplier(), loaded)

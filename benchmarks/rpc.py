@@ -1,0 +1,150 @@
+"""Daemon RPC figures on this machine: advise round trip, throughput, infer overhead, idle CPU and RSS.
+
+Starts `governor serve` on the host (the embedded default, bundled digits model) as a subprocess on
+a private ipc socket, then measures from a client in this process:
+
+- advise round trip over ipc: p50 / p99 of N sequential calls (targets: p50 <= 150 us, p99 <= 500 us);
+- advise throughput with C concurrent clients (target: >= 5,000 requests/s);
+- infer overhead: daemon round trip minus the executor's own latency for the same point, measured
+  on the same inputs in this process (target: <= 5 % + 200 us);
+- idle daemon: CPU time over an idle window at 10 Hz sampling (target: <= 1 % of one core), and RSS.
+
+Run: python benchmarks/rpc.py [--calls 5000] [--clients 2] [--idle-s 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from governor_client import Client
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start(workdir: Path) -> tuple[subprocess.Popen[str], str]:
+    endpoint = f"ipc://{workdir}/g.sock"
+    env = {**os.environ, "STATE_DIRECTORY": os.environ.get("STATE_DIRECTORY", str(Path.home() / ".cache/governor"))}
+    proc = subprocess.Popen([sys.executable, "-m", "governor", "serve", "--endpoint", endpoint,
+                             "--state-file", str(workdir / "state.json")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"daemon exited: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            with Client(endpoint, timeout_ms=1000, retries=0) as c:
+                c.status()
+            return proc, endpoint
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.5)
+    raise SystemExit("daemon did not come up in 300 s")
+
+
+def advise_latency(endpoint: str, calls: int) -> list[float]:
+    out = []
+    with Client(endpoint, timeout_ms=5000, retries=0) as c:
+        for _ in range(200):
+            c.advise(deadline_ms=5.0)
+        for _ in range(calls):
+            t = time.perf_counter_ns()
+            c.advise(deadline_ms=5.0)
+            out.append((time.perf_counter_ns() - t) / 1e3)
+    return out
+
+
+def throughput(endpoint: str, clients: int, seconds: float) -> float:
+    counts = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def worker(i: int) -> None:
+        with Client(endpoint, timeout_ms=5000, retries=0) as c:
+            while time.monotonic() < stop:
+                c.advise(deadline_ms=5.0)
+                counts[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    t0 = time.monotonic()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return sum(counts) / (time.monotonic() - t0)
+
+
+def infer_overhead(endpoint: str, reps: int) -> tuple[float, float]:
+    """Median daemon round trip and median in-process executor latency at the same point (ms)."""
+    import torch
+
+    from governor.runtime.executor import Executor
+
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    with Client(endpoint, timeout_ms=10000, retries=0) as c:
+        first = c.infer(x, objective="max_accuracy")
+        point = first.point
+        rtt = []
+        for _ in range(reps):
+            t = time.perf_counter_ns()
+            c.infer(x, objective="max_accuracy")
+            rtt.append((time.perf_counter_ns() - t) / 1e6)
+    model = next((Path(os.environ.get("STATE_DIRECTORY", str(Path.home() / ".cache/governor"))) / "models").glob("*.dgm"))
+    torch.set_num_threads(point.mapping.threads)
+    with Executor(model) as ex:
+        direct = [ex.run(x, point.k, threads=point.mapping.threads).latency_ms for _ in range(reps)]
+    return statistics.median(rtt), statistics.median(direct)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=5000)
+    ap.add_argument("--clients", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--idle-s", type=float, default=10.0)
+    args = ap.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="governor-rpc-"))
+    proc, endpoint = start(workdir)
+    try:
+        lat = np.array(advise_latency(endpoint, args.calls))
+        p50, p99 = np.percentile(lat, [50, 99])
+        print(f"advise round trip over ipc: p50 = {p50:.0f} us, p99 = {p99:.0f} us over {args.calls} calls "
+              "(targets 150 / 500 us)")
+        rate = throughput(endpoint, args.clients, args.seconds)
+        print(f"advise throughput, {args.clients} clients: {rate:,.0f} requests/s (target >= 5,000)")
+        rtt, direct = infer_overhead(endpoint, 300)
+        over = rtt - direct
+        print(f"infer: daemon round trip {rtt:.3f} ms vs executor in-process {direct:.3f} ms: overhead "
+              f"{over * 1000:.0f} us = {100 * over / direct:.1f} % (target <= 5 % + 200 us = "
+              f"{(0.05 * direct + 0.2) * 1000:.0f} us)")
+        time.sleep(1.0)
+        c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(args.idle_s)
+        idle = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
+        print(f"idle daemon at 10 Hz sampling: {100 * idle:.2f} % of one core (target <= 1 %); "
+              f"RSS {rss_mb(proc.pid):.0f} MB")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()
