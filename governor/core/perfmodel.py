@@ -27,6 +27,7 @@ non-linear saturated roofline with the two best k-bases of stage one (it is 20-5
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -265,6 +266,8 @@ def fit_target(target: str, mapping: str, axes: Axes, grid: FloatArray, y: Float
                bases: Sequence[KBasis], *, folds: int = 10, seed: int = 0) -> TargetModel:
     """Fit the candidate library of ``target`` to measured rows ``grid`` (Hz, k) and values y > 0."""
     y = np.asarray(y, dtype=np.float64)
+    grid = np.asarray(grid, dtype=np.float64)
+    axes = dataclasses.replace(axes, live=tuple(bool(np.ptp(grid[:, j]) > 0) for j in range(len(axes.domains))))
     g, k = axes.normalise(grid)
     kind = target_kind(target)
     fold_ids = _fold_ids(len(y), folds, seed, loo=True)
@@ -274,7 +277,7 @@ def fit_target(target: str, mapping: str, axes: Axes, grid: FloatArray, y: Float
         rooflines = sorted((s for s in scored if s.member.spec.form == "roofline"),
                            key=lambda s: s.member.cv_mape)
         stage2 = [CandidateSpec("saturated", s.member.spec.kbasis) for s in rooflines[:2]]
-        stage2 = [s for s in stage2 if _identifiable(s, g, k, axes.kmax)]
+        stage2 = [s for s in stage2 if g.shape[1] and _identifiable(s, g, k, axes.kmax)]
         # non-linear fits cost 20-50x more: K folds even while leave-one-out is affordable for the rest
         kfold = _fold_ids(len(y), folds, seed, loo=False)
         scored += [_score(s, g, k, y, axes.kmax, kfold) for s in stage2]

@@ -44,34 +44,49 @@ FORMS: tuple[str, ...] = ("roofline", "saturated", "poly", "logpoly")
 
 @dataclass(frozen=True)
 class Axes:
-    """The coordinates of one model: domain names, their top frequencies (Hz) and the largest k."""
+    """The coordinates of one model: domain names, their top frequencies (Hz) and the largest k.
+
+    ``live`` marks the domains the model uses (empty: all). A domain held at one clock in every
+    measurement of a mapping (an idle accelerator pinned low) carries no information; a term for
+    it would only duplicate the constant, so the model leaves it out.
+    """
 
     domains: tuple[str, ...]
     fmax_hz: tuple[float, ...]
     kmax: int = 1
+    live: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.domains) != len(self.fmax_hz):
             raise ValueError(f"{len(self.domains)} domains but {len(self.fmax_hz)} top frequencies")
         if any(f <= 0 for f in self.fmax_hz) or self.kmax < 1:
             raise ValueError("top frequencies must be positive and kmax >= 1")
+        if self.live and len(self.live) != len(self.domains):
+            raise ValueError(f"{len(self.domains)} domains but {len(self.live)} live flags")
+
+    @property
+    def used(self) -> tuple[int, ...]:
+        """Grid columns of the live domains."""
+        return tuple(j for j in range(len(self.domains)) if not self.live or self.live[j])
 
     def normalise(self, grid: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Split grid rows ``[f_1..f_D (Hz), k]`` into g = f / f_max (n x D) and k (n)."""
+        """Split grid rows ``[f_1..f_D (Hz), k]`` into g = f / f_max of the live domains and k (n)."""
         grid = np.asarray(grid, dtype=np.float64)
         if grid.ndim != 2 or grid.shape[1] != len(self.domains) + 1:
             raise ValueError(f"grid must have {len(self.domains) + 1} columns ({', '.join(self.domains)}, k)")
-        g = grid[:, :-1] / np.asarray(self.fmax_hz)
-        if np.any(g <= 0):
+        if np.any(grid[:, :-1] <= 0):
             raise ValueError("frequencies must be positive")
-        return g, grid[:, -1]
+        used = list(self.used)
+        return grid[:, used] / np.asarray(self.fmax_hz)[used], grid[:, -1]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"domains": list(self.domains), "fmax_hz": list(self.fmax_hz), "kmax": self.kmax}
+        return {"domains": list(self.domains), "fmax_hz": list(self.fmax_hz), "kmax": self.kmax,
+                "live": list(self.live)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Axes:
-        return cls(tuple(data["domains"]), tuple(float(f) for f in data["fmax_hz"]), int(data["kmax"]))
+        return cls(tuple(data["domains"]), tuple(float(f) for f in data["fmax_hz"]), int(data["kmax"]),
+                   tuple(bool(v) for v in data.get("live", ())))
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,7 @@ class AxesRecord(_Strict):
     domains: tuple[str, ...]
     fmax_hz: tuple[float, ...]
     kmax: int = Field(ge=1)
+    live: tuple[bool, ...] = ()
 
 
 class ModelRecord(_Strict):
@@ -158,7 +159,7 @@ class ProfileDoc(_Strict):
                 raise ValueError(f"model {m.target}@{m.mapping} uses domains {list(m.axes.domains)}, not {domains}")
             for member in m.members:
                 spec = CandidateSpec.from_dict(member.spec.model_dump())
-                need = n_params(spec, len(domains), m.axes.kmax)
+                need = n_params(spec, sum(m.axes.live) if m.axes.live else len(domains), m.axes.kmax)
                 if len(member.params) != need or any(len(f) != need for f in member.folds):
                     raise ValueError(f"model {m.target}@{m.mapping}: a {spec.label} member needs {need} "
                                      f"parameters per fit, the file has {len(member.params)}")

@@ -10,6 +10,7 @@ from governor.core.perfmodel import fit_target
 from governor.core.perfmodel_features import KBasis
 from governor.core.perfmodel_layerwise import LayerFit, LayerwiseModel, fit_layer, sample_layer
 from governor.core.sampling import ActiveSampler, SamplerSettings, run_sampler
+from governor.core.sampling_space import Space
 
 
 def _mape(model, sp, target: str, truth: np.ndarray) -> float:  # type: ignore[no-untyped-def]
@@ -117,3 +118,16 @@ def test_layerwise_network_curve_lets_the_frequency_model_predict_unmeasured_gro
     err = {name: np.mean(np.abs(m.predict(g[~seen])[0] / truth[~seen] - 1))
            for name, m in (("curve", with_curve), ("line", line_only))}
     assert err["curve"] < 0.003 and err["curve"] < err["line"] / 3, err
+
+
+def test_a_domain_pinned_for_one_mapping_is_left_out_of_its_models() -> None:
+    full = space()
+    cpu_rows = full.grid[full.grid[:, 1] == full.grid[:, 1].min()]  # the A57 mapping leaves the GPU at its floor
+    grid = np.vstack([full.grid, cpu_rows])
+    mapping_of = np.concatenate([np.zeros(len(full.grid), np.int64), np.ones(len(cpu_rows), np.int64)])
+    sp = Space(full.domains, grid, mapping_of, ("gpu", "a57"), full.opp_hz)
+    truth = roofline_ms(grid) * np.where(mapping_of == 1, 3.0, 1.0)
+    model = run_sampler(ArraySource(sp, latency_ms=truth), ActiveSampler(sp, SamplerSettings(max_points=40)))
+    a57 = model.models[("latency_ms", "a57")]
+    assert a57.axes.used == (0, 2)
+    assert _mape(model, sp, "latency_ms", truth) < 0.01
