@@ -87,6 +87,10 @@ def _open_replay(args: argparse.Namespace) -> tuple[MeasurementSource, Space, di
         space, _ = table.space(args.mappings, args.groups)
     except ReplayError as exc:
         raise CliError(str(exc)) from exc
+    absent = [t for t in args.targets if t not in table.values]
+    if absent:
+        raise CliError(f"--targets {', '.join(absent)}: {path} has no such column; it measures "
+                       f"{', '.join(sorted(table.values))}")
     if table.ignored and not args.quiet:
         print(f"governor profile: ignoring columns {', '.join(table.ignored)}", file=sys.stderr)
     label = _board_label(args, Path(path).stem)

@@ -6,7 +6,7 @@ The candidates are the points a source can measure: every (mapping, OPP combinat
 of a board, or every row of a recorded table. Measuring them all costs hours on a board; a
 well-chosen few dozen pin the physics down. The :class:`ActiveSampler` is a sans-IO state machine:
 ``next_batch()`` says which candidates to measure, ``record()`` takes the results in, and the
-caller (the CLI, a test, the lead's board source) does the measuring. :func:`run_sampler` is that
+caller (the CLI, a test, the daemon's board source) does the measuring. :func:`run_sampler` is that
 loop for any :class:`MeasurementSource`.
 
 1. *Extremes first*: for every mapping, the 2^d corners of its box (d = axes with more than one
@@ -59,6 +59,9 @@ IntArray = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class SamplerSettings:
+    """How much to measure: at most ``max_points``, stopping early once every model's estimated
+    MAPE is under ``target_mape_pct`` (percent)."""
+
     max_points: int = 48
     target_mape_pct: float = 2.0
     targets: tuple[str, ...] = ()  # which measured quantities steer sampling and stopping ('' = all)
@@ -76,9 +79,11 @@ class SamplerSettings:
 
 @dataclass(frozen=True)
 class SamplerStatus:
+    """Progress of a sampling run."""
+
     measured: int
     candidates: int
-    estimated_mape_pct: Mapping[str, float]  # "<target>@<mapping>" -> cross-validated MAPE, %
+    estimated_mape_pct: Mapping[str, float]  # "<target>@<mapping>" -> estimated MAPE, % (see stop rule)
     stopped: str  # "" while running; "target", "max-points" or "exhausted"
 
 
@@ -158,7 +163,7 @@ class ActiveSampler:
                 rows = self.space.mapping_of == self.space.mappings.index(mapping)
                 mean, std = fitted.predict(self.space.grid[rows], noise=False)
                 spread = float(np.mean(np.nan_to_num(std / np.abs(mean), nan=1.0, posinf=1.0)))
-                self._estimates[(target, mapping)] = 100.0 * max(fitted.cv_mape, np.sqrt(2 / np.pi) * spread)
+                self._estimates[(target, mapping)] = 100.0 * max(fitted.cv_mape, float(np.sqrt(2 / np.pi)) * spread)
         return dict(self._estimates)
 
     def status(self) -> SamplerStatus:
@@ -221,8 +226,10 @@ class ActiveSampler:
             # expected fall of the variance summed over all candidates if this one were measured
             reach = dev @ (dev.T @ dev)
             gain = np.einsum("ij,ij->i", reach, dev) / (np.einsum("ij,ij->i", dev, dev) + noise + 1e-12)
-            gain[np.isin(todo, picked)] = -1.0
-            best = int(np.argmax(gain * distance))
+            # distance breaks ties where no model disagrees yet (or models are exact)
+            score = gain * distance + 1e-12 * distance
+            score[np.isin(todo, picked)] = -np.inf
+            best = int(np.argmax(score))
             picked.append(int(todo[best]))
             dev = _condition(dev, dev[best].copy(), noise)
             same = self.space.mapping_of[todo] == self.space.mapping_of[todo[best]]

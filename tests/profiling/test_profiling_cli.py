@@ -140,3 +140,8 @@ def test_predictions_match_the_profile_api(profiled: Path) -> None:
     model = load_profile(str(profiled))
     grid = np.array([[345.6e6, 114.75e6, 204e6, 2.0]])
     assert model.predict("latency_ms", "default", grid)[0][0] == pytest.approx(_truth(*grid[0])[0], rel=0.02)
+
+
+def test_steering_by_a_quantity_the_table_lacks_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _ = _profile(tmp_path, "--targets", "energy_mj")
+    assert rc == 2 and "has no such column" in capsys.readouterr().err

@@ -131,3 +131,12 @@ def test_a_domain_pinned_for_one_mapping_is_left_out_of_its_models() -> None:
     a57 = model.models[("latency_ms", "a57")]
     assert a57.axes.used == (0, 2)
     assert _mape(model, sp, "latency_ms", truth) < 0.01
+
+
+def test_batches_never_repeat_a_point_even_when_no_model_disagrees() -> None:
+    sp = space(groups=(1, 2))
+    # steering by a quantity never measured: no model has a say, the distance alone spreads the picks
+    settings = SamplerSettings(max_points=60, targets=("power_mw",), batch_fraction=0.5)
+    source = ArraySource(sp, latency_ms=roofline_ms(sp.grid))
+    run_sampler(source, ActiveSampler(sp, settings))
+    assert len(source.asked) == len(set(source.asked)) == 60
