@@ -1,0 +1,60 @@
+"""Profiling a model through the drivers on a simulated board, and the decision table it yields."""
+
+import numpy as np
+import pytest
+
+from governor.core.sampling_space import ProfilePoint
+from governor.daemon.backend import SimBackend
+from governor.daemon.profiling import BoardSource, board_space, board_table, mapping_name
+from governor.daemon.target import open_target
+from governor.sim import SimExecutor, workload_from_meta
+
+
+@pytest.fixture
+def nano(quick_model):
+    from governor.core.modelmeta import read_model_meta
+
+    meta = read_model_meta(quick_model.read_bytes())
+    target = open_target("sim:jetson-nano", clock="virtual")
+    backend = SimBackend(SimExecutor(target.sim, workload_from_meta(meta)), None, len(meta.classes))
+    yield target, backend, meta
+    target.close()
+
+
+def test_space_varies_only_the_units_clock_and_memory(nano):
+    target, backend, meta = nano
+    hz = {n: tuple(d.available_hz()) for n, d in target.board.domains.items()}
+    space = board_space(target.spec, hz, meta, cpu_count=4)
+    assert set(space.mappings) == {"a57/1", "a57/2", "a57/4", "gpu/1"}
+    gpu_rows = space.grid[space.mapping_of == space.mappings.index("gpu/1")]
+    cpu_col = space.domains.index("cpu")
+    assert np.all(gpu_rows[:, cpu_col] == min(hz["cpu"]))  # the idle CPU cluster stays at its minimum
+    assert len(np.unique(gpu_rows[:, space.domains.index("gpu")])) == len(hz["gpu"])
+    assert mapping_name("gpu", 1) == "gpu/1"
+
+
+def test_profiled_table_predicts_held_out_points(nano, tmp_path):
+    target, backend, meta = nano
+    cache = tmp_path / "profile.json"
+    measured = board_table(target, backend, meta, say=lambda _: None, cache=cache, max_points=48)
+    table = measured.table
+    assert measured.energy_measured and table.simulated and cache.exists()
+    source = BoardSource(target.board, backend, np.zeros((1, *meta.input_shape), np.float32), reps=3)
+    rng = np.random.default_rng(0)
+    errors = []
+    for i in rng.choice(len(table), 15, replace=False):
+        op = table.points[i]
+        m = source.measure(ProfilePoint(mapping_name(op.unit, op.threads), op.setpoints, op.groups))
+        errors.append(abs(table.latency_ms[i] / m.latency_ms - 1))
+    assert np.mean(errors) < 0.08, errors
+    again = board_table(target, backend, meta, say=lambda _: None, cache=cache)  # loaded, not re-measured
+    assert np.allclose(again.table.latency_ms, table.latency_ms)
+
+
+def test_faster_clocks_predict_lower_latency(nano, tmp_path):
+    target, backend, meta = nano
+    table = board_table(target, backend, meta, say=lambda _: None, max_points=48).table
+    rows = [i for i, p in enumerate(table.points) if p.unit == "gpu" and p.groups == meta.groups
+            and p.setpoints.hz["emc"] == max(p2.setpoints.hz["emc"] for p2 in table.points)]
+    by_gpu = sorted(rows, key=lambda i: table.points[i].setpoints.hz["gpu"])
+    assert table.latency_ms[by_gpu[0]] > table.latency_ms[by_gpu[-1]]
