@@ -29,7 +29,12 @@ from governor.core.modelmeta import ModelMeta
 from governor.runtime.modelfile import load_model
 from governor.runtime.nets import DynamicNet
 
-__all__ = ["Executor", "RunResult", "set_process_affinity"]
+__all__ = ["Executor", "RunResult", "cuda_available", "set_process_affinity"]
+
+
+def cuda_available() -> bool:
+    """Whether torch can run on a CUDA device here (a Jetson GPU with NVIDIA's torch wheel)."""
+    return bool(torch.cuda.is_available())
 
 
 class RunResult(NamedTuple):
