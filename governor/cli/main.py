@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan-training": ("governor.cli.plan_training", "which group counts and batch sizes fit a training budget"),
     "profile": ("governor.cli.profile", "fit a network's latency/power/energy models from few measurements"),
     "predict": ("governor.cli.predict", "predict latency/power/energy with uncertainty over a grid CSV"),
+    "evaluate": ("governor.cli.evaluate", "replay a request trace under our policy and the baselines (simulated)"),
     "install-service": ("governor.cli.install_service", "install the systemd unit and config (--prefix DIR to stage)"),
     "uninstall-service": ("governor.cli.install_service", "remove the systemd unit (the config stays unless --purge)"),
     "keys": ("governor.cli.keys", "make CURVE key pairs for tcp:// endpoints (server, or --client)"),

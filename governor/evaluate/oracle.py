@@ -1,0 +1,151 @@
+"""What only an offline observer knows: the true contention of every operating point at every instant.
+
+Theory of operation
+-------------------
+A simulated co-runner with share *s* of a unit (``fixed_work``) keeps it busy min(1, s·f_top/f)
+at clock *f*; together the co-runners take at most 95 % and an inference progresses at the rest
+(``docs/simulator.md``, Contention). So the true latency multiplier of a point on unit *u* at clock
+*f* is 1 / (1 − min(0.95, Σ min(1, s·f_top/f))), known exactly from the trace's load phases.
+:class:`TrueContention` evaluates it per table row, worst case over a time window.
+
+Three things use it:
+
+* :class:`OracleScheduler`, the daemon's own scheduler with the nominal table replaced by the true
+  one for the window [now, now + deadline] and the simulator's true thermal caps: perfect
+  knowledge of present and future load and of the board's state, with the same optimiser, queue,
+  residual learning and actuation as ours;
+* :func:`feasible`: a request is feasible if some point meeting its accuracy floor would finish
+  within the deadline on an idle queue, at the true contention;
+* :func:`best_static`: the single point that meets the most budgets over the whole trace (then
+  least energy), from the profile and the true contention, with a first-come-first-served queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from governor.core.board import BoardSpec
+from governor.core.optimise import Budget, Decision, DecisionTable, Optimiser
+from governor.core.scheduler import Scheduler
+from governor.core.types import Observation
+from governor.evaluate.traces import Arrival
+from governor.sim import CoRunner, Scenario
+
+__all__ = ["OracleScheduler", "TrueContention", "best_static", "feasible"]
+
+_MAX_TAKEN = 0.95  # the simulator never lets co-runners take more of a unit
+FloatArray = npt.NDArray[np.float64]
+
+
+class TrueContention:
+    """Per-row latency multipliers of ``table`` under ``scenario``'s co-runners (see the module doc)."""
+
+    def __init__(self, table: DecisionTable, spec: BoardSpec, scenario: Scenario) -> None:
+        self.table, self.scenario = table, scenario
+        units = {u.name: u for u in spec.units}
+        tops = {d.name: float(max(d.table_hz)) for d in spec.domains if d.table}
+        self._unit = [p.unit for p in table.points]
+        domains = [units[p.unit].domain if p.unit in units else "" for p in table.points]
+        self._ratio = np.array([tops.get(d, 1.0) / max(float(p.setpoints.hz.get(d, tops.get(d, 1.0))), 1.0)
+                                for d, p in zip(domains, table.points, strict=True)])
+        self._cache: dict[tuple[CoRunner, ...], FloatArray] = {}
+
+    def active_sets(self, t0: float, t1: float) -> tuple[tuple[CoRunner, ...], ...]:
+        """Every distinct co-runner set in force during [t0, t1] (s)."""
+        sets, t = [self.scenario.active(t0)], t0
+        while (t := self.scenario.next_change(t)) <= t1:
+            sets.append(self.scenario.active(t))
+        return tuple(dict.fromkeys(sets))
+
+    def multiplier(self, t0: float, t1: float) -> FloatArray:
+        """Worst multiplier per row over [t0, t1] (s)."""
+        return self.worst(self.active_sets(t0, t1))
+
+    def worst(self, sets: tuple[tuple[CoRunner, ...], ...]) -> FloatArray:
+        """Worst multiplier per row over the given co-runner sets."""
+        out: FloatArray = np.maximum.reduce([self._for(s) for s in sets])
+        return out
+
+    def _for(self, runners: tuple[CoRunner, ...]) -> FloatArray:
+        if runners not in self._cache:
+            taken = np.zeros(len(self.table))
+            for r in runners:
+                rows = np.array([u == r.unit for u in self._unit])
+                share = np.minimum(1.0, r.share * self._ratio) if r.fixed_work else np.full(len(self.table), r.share)
+                taken += np.where(rows, share, 0.0)
+            self._cache[runners] = 1.0 / (1.0 - np.minimum(taken, _MAX_TAKEN))
+        return self._cache[runners]
+
+
+@dataclass
+class OracleScheduler(Scheduler):
+    """The daemon's scheduler deciding on the true table of the coming window (see the module doc)."""
+
+    contention: TrueContention | None = None
+    true_caps: Callable[[], Mapping[str, int]] | None = None
+    _optimisers: dict[tuple[tuple[CoRunner, ...], ...], Optimiser] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def replacing(cls, scheduler: Scheduler, contention: TrueContention,
+                  true_caps: Callable[[], Mapping[str, int]] | None = None) -> OracleScheduler:
+        return cls(scheduler.optimiser, scheduler.unit_kind, scheduler.unit_cores, scheduler.table_max_hz,
+                   contention=contention, true_caps=true_caps)
+
+    def observe(self, obs: Observation, own_busy: Mapping[str, float] | None = None) -> None:
+        super().observe(obs, own_busy)
+        if self.true_caps is not None:
+            self.caps_hz = dict(self.true_caps())  # the simulator's thermal caps, not inferred from read-backs
+
+    def decide(self, budget: Budget, *, now: float | None = None, arrival_t: float | None = None,
+               remember: bool = True) -> Decision:
+        assert self.contention is not None
+        t0 = self.last_t if now is None else now
+        key = self.contention.active_sets(t0, t0 + (budget.deadline_ms or 0.0) / 1000.0)
+        if key not in self._optimisers:
+            nominal = self.contention.table
+            m = self.contention.worst(key)
+            true = DecisionTable(nominal.points, nominal.latency_ms * m, nominal.energy_mj * m, nominal.accuracy,
+                                 simulated=nominal.simulated)
+            self._optimisers[key] = Optimiser(true, hysteresis=self.optimiser.hysteresis,
+                                              switch_ms=self.optimiser.switch_ms)
+        self.optimiser = self._optimisers[key]
+        return super().decide(budget, now=now, arrival_t=arrival_t, remember=remember)
+
+    def multiplier(self) -> FloatArray:
+        return self.residuals.multiplier()  # contention is already in the table
+
+    def feedback(self, decision: Decision, measured_latency_ms: float) -> None:
+        group = int(self.optimiser.table.group_of[decision.index])
+        self.residuals.update(group, float(self.optimiser.table.latency_ms[decision.index]), measured_latency_ms)
+
+
+def _meets_floor(table: DecisionTable, floor: float | None) -> npt.NDArray[np.bool_]:
+    return np.ones(len(table), dtype=bool) if floor is None else table.accuracy >= floor - 1e-12
+
+
+def feasible(table: DecisionTable, contention: TrueContention, arrivals: tuple[Arrival, ...]) -> list[bool]:
+    """Per arrival: can any point meeting its floor finish within the deadline on an idle queue?"""
+    out = []
+    for a in arrivals:
+        lat = table.latency_ms * contention.multiplier(a.t_s, a.t_s + a.deadline_ms / 1000.0)
+        ok = _meets_floor(table, a.min_accuracy)
+        out.append(bool(ok.any() and float(lat[ok].min()) <= a.deadline_ms))
+    return out
+
+
+def best_static(table: DecisionTable, contention: TrueContention, arrivals: tuple[Arrival, ...]) -> int:
+    """The row meeting the most budgets over the trace (FCFS queue, true contention), then least energy."""
+    n = len(table)
+    free_at, met, energy = np.zeros(n), np.zeros(n), np.zeros(n)
+    for a in arrivals:
+        m = contention.multiplier(a.t_s, a.t_s + a.deadline_ms / 1000.0)
+        finish = np.maximum(free_at, a.t_s) + table.latency_ms * m / 1000.0
+        met += ((finish - a.t_s) * 1000.0 <= a.deadline_ms + 1e-9) & _meets_floor(table, a.min_accuracy)
+        energy += table.energy_mj * m
+        free_at = finish
+    best = met == met.max()
+    return int(np.flatnonzero(best)[np.argmin(energy[best])])
