@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from governor import __version__
 from governor.cli.main import CliError
@@ -47,6 +48,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="the network: a model file, or just a name when replaying")
     parser.add_argument("--board", metavar="NAME|auto|sim:NAME",
                         help="measure on this board (with --source: only labels the profile)")
+    parser.add_argument("--sysfs-root", default="/", metavar="DIR", help="root standing in for / (fake trees)")
     parser.add_argument("--source", metavar="replay:TABLE.csv", help="answer measurements from a recorded table")
     parser.add_argument("--mappings", type=_names, default=(), help="compute units to profile, e.g. gpu,a57")
     parser.add_argument("--groups", type=_groups, default=(), help="active group counts, e.g. 1-8 or 1,2,4")
@@ -98,11 +100,52 @@ def _open_replay(args: argparse.Namespace) -> tuple[MeasurementSource, Space, di
     return ReplaySource(table), space, info
 
 
+class _BoardMeasurement:
+    """The daemon's board source, plus putting the board back and closing it when profiling ends."""
+
+    def __init__(self, source: Any, target: Any, backend: Any, baselines: list[Any]) -> None:
+        self.source, self.target, self.backend, self.baselines = source, target, backend, baselines
+
+    def measure(self, point: Any) -> Any:
+        return self.source.measure(point)
+
+    def close(self) -> None:
+        try:
+            self.target.board.restore(self.baselines)
+        finally:
+            self.backend.close()
+            self.target.close()
+
+
 def _open_board(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dict[str, str]]:
-    raise CliError(
-        f"measuring on a board (--board {args.board}) is not connected yet in this build; "
-        "profile from a recorded table with --source replay:TABLE.csv"
-    )
+    import numpy as np
+
+    from governor.daemon.app import _backend
+    from governor.daemon.profiling import board_space
+    from governor.daemon.target import TargetError, open_target
+
+    model = Path(args.model)
+    if not model.is_file():
+        raise CliError(f"{args.model} is not a model file; measuring on a board needs one (see `governor train`)")
+    try:
+        target = open_target(args.board, args.sysfs_root, clock="virtual")
+    except TargetError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        backend, meta = _backend(target, model)
+        domains_hz = {name: tuple(d.available_hz()) for name, d in target.board.domains.items()}
+        space = board_space(target.spec, domains_hz, meta, units=args.mappings, groups=args.groups,
+                            cpu_count=os.cpu_count() or 1, unit_kinds=backend.unit_kinds)
+    except BaseException:
+        target.close()
+        raise
+    from governor.daemon.profiling import BoardSource
+
+    source = BoardSource(target.board, backend, np.zeros((1, *meta.input_shape), np.float32), reps=3)
+    label = ("sim-" if target.simulated else "") + target.spec.name
+    info = {"board": label, "source": ("sim:" if target.simulated else "board:") + target.spec.name,
+            "simulated": str(target.simulated)}
+    return _BoardMeasurement(source, target, backend, target.board.snapshot()), space, info
 
 
 def _open_source(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dict[str, str]]:
@@ -168,13 +211,18 @@ def run(args: argparse.Namespace) -> int:
     settings = SamplerSettings(max_points=args.max_points, target_mape_pct=args.target_mape,
                                targets=args.targets, seed=args.seed)
     sampler = ActiveSampler(space, settings)
-    with single_threaded_blas():
-        while batch := sampler.next_batch():
-            for index in batch:
-                sampler.record(index, source.measure(space.point(index)))
-            _progress(sampler, args.quiet)
-        fitted = sampler.model()
-        status = sampler.status()
+    try:
+        with single_threaded_blas():
+            while batch := sampler.next_batch():
+                for index in batch:
+                    sampler.record(index, source.measure(space.point(index)))
+                _progress(sampler, args.quiet)
+            fitted = sampler.model()
+            status = sampler.status()
+    finally:  # a board is put back as it was found, also on Ctrl-C or a failed measurement
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
     simulated = fitted.simulated or info.get("simulated") == "True"
     provenance = Provenance(board=info["board"], kernel=args.kernel, jetpack=args.jetpack, sensor=args.sensor,
                             date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

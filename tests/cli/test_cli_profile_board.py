@@ -1,0 +1,47 @@
+"""`governor profile --board sim:NAME` measures through the drivers and writes a usable profile."""
+
+import csv
+
+import pytest
+
+from governor.cli.main import main
+from governor.core.profile_schema import parse_profile
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    import torch
+
+    from governor.runtime.bundled import train_default_model
+    from governor.runtime.training import TrainConfig
+
+    path = tmp_path_factory.mktemp("m") / "quick.dgm"
+    before = torch.get_num_threads()
+    train_default_model(path, TrainConfig(arch="resnet-small", groups=4, epochs=1, width=0.5))
+    torch.set_num_threads(before)
+    return path
+
+
+def test_profile_on_a_sim_board_then_predict(tmp_path, model, capsys):
+    out = tmp_path / "nano.json"
+    code = main(["profile", str(model), "--board", "sim:jetson-nano", "--mappings", "gpu", "--max-points", "16",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    doc = parse_profile(out.read_text(), str(out))
+    assert doc.provenance.simulated and doc.space.mappings == ("gpu/1",)
+    assert 4 <= len(doc.points) <= 16 and all(p.simulated for p in doc.points)
+    assert "SIMULATED" in capsys.readouterr().out
+    grid = tmp_path / "grid.csv"
+    with grid.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["mapping", "groups", "cpu_hz", "gpu_hz", "emc_hz"])
+        w.writerow(["gpu/1", 4, 102000000, 921600000, 1600000000])
+        w.writerow(["gpu/1", 4, 102000000, 76800000, 1600000000])
+    assert main(["predict", "--profile", str(out), "--grid", str(grid), "--out", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert float(rows[0]["latency_ms"]) < float(rows[1]["latency_ms"])  # faster GPU clock, lower latency
+
+
+def test_profile_board_needs_a_model_file(tmp_path, capsys):
+    assert main(["profile", "no-such-model", "--board", "sim:jetson-nano", "--out", str(tmp_path / "x.json")]) == 2
+    assert "not a model file" in capsys.readouterr().err
