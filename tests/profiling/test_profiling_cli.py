@@ -82,9 +82,9 @@ def test_simulated_tables_make_simulated_profiles_and_predictions(tmp_path: Path
     assert next(csv.DictReader(pred.open()))["simulated"] == "true"
 
 
-def test_board_measurement_without_a_source_says_it_is_not_connected(capsys: pytest.CaptureFixture[str]) -> None:
+def test_board_measurement_needs_a_model_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profile", "toy-net", "--board", "jetson-tx2", "--out", "/nonexistent/p.json"]) == 2
-    assert "not connected yet" in capsys.readouterr().err
+    assert "not a model file" in capsys.readouterr().err
 
 
 def test_existing_outputs_are_not_overwritten_without_force(tmp_path: Path,
