@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from governor import __version__
 from governor.cli.main import CliError
 from governor.core.profile_schema import Provenance, build_profile_doc, dump_profile
 from governor.core.sampling import ActiveSampler, SamplerSettings
-from governor.core.sampling_space import MeasurementSource, Space
+from governor.core.sampling_space import Measurement, MeasurementSource, Space
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -191,13 +193,51 @@ def single_threaded_blas() -> contextlib.AbstractContextManager[object]:
     return limits
 
 
-def _progress(sampler: ActiveSampler, quiet: bool) -> None:
+def _progress(sampler: ActiveSampler, quiet: bool, started: float, resumed: int) -> None:
     if quiet:
         return
     status = sampler.status()
     est = ", ".join(f"{k} {v:.2f}%" for k, v in status.estimated_mape_pct.items())
-    print(f"governor profile: {status.measured}/{status.candidates} points measured; est. MAPE {est}",
-          file=sys.stderr)
+    done, total = status.measured, sampler.settings.max_points
+    rate = (time.monotonic() - started) / max(done - resumed, 1)
+    eta = max(total - done, 0) * rate
+    bar = "#" * int(30 * done / max(total, 1))
+    print(f"governor profile: [{bar:<30}] {done}/{total} points (of {status.candidates}), ETA <= {eta:.0f} s; "
+          f"est. MAPE {est}", file=sys.stderr)
+
+
+def _checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial.json")
+
+
+def _save_checkpoint(path: Path, space: Space, sampler: ActiveSampler) -> None:
+    """Measured points so far, keyed by candidate index; a rerun with the same arguments resumes from it."""
+    rows = {str(i): {"values": m.values(), "simulated": m.simulated} for i, m in sampler.measured.items()}
+    doc = {"candidates": len(space.grid), "mappings": list(space.mappings), "domains": list(space.domains),
+           "measured": rows}
+    write_atomically(path, json.dumps(doc))
+
+
+def _resume(path: Path, space: Space, sampler: ActiveSampler, quiet: bool) -> int:
+    if not path.exists():
+        return 0
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if (doc["candidates"], doc["mappings"], doc["domains"]) != (len(space.grid), list(space.mappings),
+                                                                     list(space.domains)):
+            raise ValueError("it was made for another board, model or set of mappings")
+        for index, row in doc["measured"].items():
+            v = row["values"]
+            rails = {k[:-3]: x for k, x in v.items() if k.endswith("_mw") and k != "power_mw"}
+            sampler.record(int(index), Measurement(latency_ms=v.get("latency_ms"), power_mw=v.get("power_mw"),
+                                                   energy_mj=v.get("energy_mj"), rails_mw=rails,
+                                                   simulated=bool(row["simulated"])))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"cannot resume from {path} ({exc}); delete it to start over") from exc
+    if not quiet:
+        print(f"governor profile: resuming from {path}: {len(doc['measured'])} points already measured",
+              file=sys.stderr)
+    return len(doc["measured"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -211,12 +251,16 @@ def run(args: argparse.Namespace) -> int:
     settings = SamplerSettings(max_points=args.max_points, target_mape_pct=args.target_mape,
                                targets=args.targets, seed=args.seed)
     sampler = ActiveSampler(space, settings)
+    checkpoint = _checkpoint_path(out)
     try:
         with single_threaded_blas():
+            resumed = _resume(checkpoint, space, sampler, args.quiet)
+            started = time.monotonic()
             while batch := sampler.next_batch():
                 for index in batch:
                     sampler.record(index, source.measure(space.point(index)))
-                _progress(sampler, args.quiet)
+                    _save_checkpoint(checkpoint, space, sampler)  # a measurement on a board is dear: keep each
+                _progress(sampler, args.quiet, started, resumed)
             fitted = sampler.model()
             status = sampler.status()
     finally:  # a board is put back as it was found, also on Ctrl-C or a failed measurement
@@ -229,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
                             simulated=simulated, source=info["source"], tool=f"dnn-governor {__version__}")
     doc = build_profile_doc(model, provenance, space, settings, status, sampler.measured, fitted)
     write_atomically(out, dump_profile(doc))
+    checkpoint.unlink(missing_ok=True)
     est = ", ".join(f"{k} {v:.2f}%" for k, v in status.estimated_mape_pct.items()) or "none"
     label = " (SIMULATED measurements)" if provenance.simulated else ""
     print(f"wrote {out}{label}")

@@ -145,3 +145,30 @@ def test_predictions_match_the_profile_api(profiled: Path) -> None:
 def test_steering_by_a_quantity_the_table_lacks_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, _ = _profile(tmp_path, "--targets", "energy_mj")
     assert rc == 2 and "has no such column" in capsys.readouterr().err
+
+
+def test_interrupted_profile_resumes_from_its_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from governor.drivers.replay import ReplaySource
+
+    real = ReplaySource.measure
+    calls = {"n": 0}
+
+    def flaky(self: ReplaySource, point: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 15:
+            raise KeyboardInterrupt
+        return real(self, point)
+
+    monkeypatch.setattr(ReplaySource, "measure", flaky)
+    rc, _ = _profile(tmp_path, "--target-mape", "0.001", points=30)
+    assert rc == 130  # Ctrl-C: interrupted, checkpoint kept
+    partial = tmp_path / "p.json.partial.json"
+    assert partial.exists() and not (tmp_path / "p.json").exists()
+    saved = len(json.loads(partial.read_text())["measured"])
+    assert 0 < saved < 15
+    calls["n"] = -10_000  # no more interruptions
+    rc, out = _profile(tmp_path, "--target-mape", "0.001", points=30)
+    assert rc == 0 and out.exists() and not partial.exists()
+    doc = json.loads(out.read_text())
+    assert len(doc["points"]) <= 30
+    assert calls["n"] - (-10_000) <= 30 - saved  # the resumed run measured only what was missing
