@@ -26,8 +26,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     add("--groups", type=int_list, metavar="LIST", help="active group counts k to consider (default: all)")
     add("--profile", type=Path, action="append", metavar="PATH",
         help="training profile(s) to learn from (repeatable; default: MODEL.training.json)")
-    add("--method", choices=("hybrid", "trees"), default="hybrid",
-        help="hybrid: linear model corrected by ExtraTrees (default); trees: perf4sight's raw ExtraTrees")
+    add("--method", choices=("hybrid", "trees", "linear"), default="hybrid",
+        help="hybrid: linear model corrected by ExtraTrees (default); trees: perf4sight's ExtraTrees on the "
+             "raw targets; linear: the linear model alone (every method uses it outside the profiled range)")
+    add("--clock", choices=("wall", "cpu"), default="wall",
+        help="latency from wall time (default) or, for single-threaded profiles, the step's CPU time")
     add("--sigmas", type=float, default=2.0, help="a point fits when prediction + SIGMAS x sd is within budget")
     add("--include-runtime", action="store_true", help="add the idle torch process's memory to each prediction")
     add("--json", action="store_true", help="machine-readable output")
@@ -85,9 +88,12 @@ def run(args: argparse.Namespace) -> int:
     if args.memory_budget <= 0 or (args.time_budget is not None and args.time_budget <= 0) or args.sigmas < 0:
         raise CliError("--memory-budget and --time-budget must be positive, --sigmas not negative")
     profiles = _load_profiles(args.profile or [default_profile_path(args.model)])
-    samples = [s for p in profiles for s in samples_from_profile(p)]
+    samples = [s for p in profiles for s in samples_from_profile(p, clock=args.clock)]
+    if args.clock == "cpu" and not samples:
+        raise CliError("these profiles hold no CPU times: --clock cpu needs a profile measured with "
+                       "--training-threads 1")
     try:
-        cost = TrainingCostModel.fit(samples, method=args.method)
+        cost = TrainingCostModel.fit(samples, method=args.method, optimizer=profiles[0].optimizer)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     idle = [r.idle_rss_mb for p in profiles for r in p.rows if r.idle_rss_mb is not None]

@@ -88,6 +88,7 @@ class TrainingRow(_Frozen):
     idle_rss_mb: float | None = None  # the worker's resident set before the model was built
     contention: float | None = None  # share of the step's cores other processes took while timing, 0..1
     cpu_ms: float | None = None  # single-threaded runs: CPU time of the step (time it held a core), ms
+    cpu_passes_ms: tuple[float, ...] = ()
 
     @field_validator("latency_ms")
     @classmethod
@@ -162,15 +163,19 @@ def samples_from_profile(profile: TrainingProfile, groups: Sequence[int] | None 
 # --- regressors ----------------------------------------------------------------------------------
 
 Target = Literal["memory", "latency"]
-Method = Literal["hybrid", "trees"]
+Method = Literal["hybrid", "trees", "linear"]
+METHODS: tuple[Method, ...] = ("hybrid", "trees", "linear")
+_MEMORY: Target = "memory"
+_LATENCY: Target = "latency"
 # Physically motivated sums for the linear model. Memory (parameter state is subtracted exactly, see
 # below): layer outputs and their gradients, for which the saved activations of the normalisation
-# and activation layers after each convolution scale too, and the im2col workspace. Time: arithmetic,
-# data touched, per-sample overhead and the optimiser's pass over every stored parameter. A feature
-# that is constant over the profile cannot be told from the intercept and is left out of that fit.
+# and activation layers after each convolution scale too, and the im2col workspace. Time: the
+# optimiser's pass over every stored parameter, arithmetic, and the activation and im2col traffic
+# (small grouped convolutions on CPUs are bound by the latter). A feature that is constant over the
+# profile cannot be told from the intercept and is left out of that fit.
 LINEAR_FEATURES: Mapping[Target, tuple[str, ...]] = {
     "memory": ("tensor-ofm", "gemm-i2c-fwd"),
-    "latency": ("params", "gemm-ops-fwd", "tensor-sum", "batch"),
+    "latency": ("params", "gemm-ops-fwd", "tensor-ofm", "gemm-i2c-fwd"),
 }
 RANGE_TOLERANCE = 0.05
 # float32 bytes held per stored parameter at the peak of a step: the weight, its gradient and the
@@ -189,7 +194,7 @@ class TrainingPrediction:
     memory_sd_mb: float
     latency_ms: float
     latency_sd_ms: float
-    inside: bool  # every linear feature within the profiled range: the trees took part
+    inside: bool  # every linear feature within the profiled range (else the linear model answered)
 
 
 @dataclass(frozen=True)
@@ -205,9 +210,11 @@ class _Linear:
         return np.maximum(X[:, self.columns] @ self.coef + self.intercept, self.floor)
 
 
-def _fit_linear(X: FloatArray, y: FloatArray, columns: tuple[int, ...]) -> _Linear:
+def _fit_linear(X: FloatArray, y: FloatArray, target: Target) -> _Linear:
     from sklearn.linear_model import LinearRegression
 
+    columns = tuple(FEATURE_NAMES.index(name) for name in LINEAR_FEATURES[target])
+    columns = tuple(c for c in columns if np.ptp(X[:, c]) > 0) or columns
     A = X[:, columns]
     scale = np.where(A.max(axis=0) > 0, A.max(axis=0), 1.0)
     # Weights 1/y^2 minimise relative error, the figure of merit.
@@ -217,26 +224,28 @@ def _fit_linear(X: FloatArray, y: FloatArray, columns: tuple[int, ...]) -> _Line
 
 @dataclass(frozen=True)
 class _TargetModel:
-    """One target: the linear model, the trees, the linear features' profiled range and error levels."""
+    """One target: the method in use, its linear model and trees, the profiled range, error levels."""
 
     method: Method
     linear: _Linear
-    trees: ExtraTreesRegressor
+    trees: ExtraTreesRegressor | None  # None for the linear method
     low: FloatArray
     high: FloatArray
-    rel_sd_inside: float = 0.0  # out-of-fold relative error of the whole predictor
-    rel_sd_outside: float = 0.0  # out-of-fold relative error of the linear model alone
+    rel_sd_inside: float = 0.0  # held-out relative error (rms) of the method
+    rel_sd_outside: float = 0.0  # held-out relative error of the linear model, at least the above
 
     def predict(self, X: FloatArray) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
         """Mean, one standard deviation and whether each row is inside the profiled range."""
         lin = self.linear.predict(X)
-        per_tree = np.stack([tree.predict(X) for tree in self.trees.estimators_])
-        scale = lin if self.method == "hybrid" else 1.0
-        trees_mean, spread = scale * per_tree.mean(axis=0), scale * per_tree.std(axis=0)
+        inner, spread = lin, np.zeros(len(X))
+        if self.trees is not None:
+            per_tree = np.stack([tree.predict(X) for tree in self.trees.estimators_])
+            scale = lin if self.method == "hybrid" else 1.0
+            inner, spread = scale * per_tree.mean(axis=0), scale * per_tree.std(axis=0)
         A = X[:, self.linear.columns]
         inside = np.all((self.low * (1 - RANGE_TOLERANCE) <= A) & (self.high * (1 + RANGE_TOLERANCE) >= A), axis=1)
         excursion = np.max(np.maximum(A / self.high, self.low / np.maximum(A, 1e-12)) - 1, axis=1).clip(min=0)
-        mean = np.where(inside, trees_mean, lin)
+        mean = np.where(inside, inner, lin)
         sd = np.where(inside, np.hypot(self.rel_sd_inside * mean, spread), self.rel_sd_outside * lin * (1 + excursion))
         return mean, sd, inside
 
@@ -245,12 +254,12 @@ def _fit_target(X: FloatArray, y: FloatArray, target: Target, method: Method, se
                 n_estimators: int) -> _TargetModel:
     from sklearn.ensemble import ExtraTreesRegressor
 
-    columns = tuple(FEATURE_NAMES.index(name) for name in LINEAR_FEATURES[target])
-    columns = tuple(c for c in columns if np.ptp(X[:, c]) > 0) or columns
-    linear = _fit_linear(X, y, columns)
-    trees = ExtraTreesRegressor(n_estimators=n_estimators, random_state=seed)
-    trees.fit(X, y / linear.predict(X) if method == "hybrid" else y)
-    A = X[:, columns]
+    linear = _fit_linear(X, y, target)
+    trees = None
+    if method != "linear":
+        trees = ExtraTreesRegressor(n_estimators=n_estimators, random_state=seed)
+        trees.fit(X, y / linear.predict(X) if method == "hybrid" else y)
+    A = X[:, linear.columns]
     return _TargetModel(method, linear, trees, A.min(axis=0), A.max(axis=0))
 
 
@@ -269,16 +278,16 @@ def _rms(values: list[float]) -> float:
 
 def _with_errors(model: _TargetModel, X: FloatArray, y: FloatArray, configs: IntArray, target: Target,
                  seed: int, n_estimators: int) -> _TargetModel:
-    whole: list[float] = []
-    linear: list[float] = []
+    """Attach the relative errors of the method, and of its linear model, on configurations left out."""
+    errors: dict[Method, list[float]] = {model.method: [], "linear": []}
     for held in _folds(configs):
         if held.all():
             continue
         fold = _fit_target(X[~held], y[~held], target, model.method, seed, n_estimators)
-        mean, _, _ = fold.predict(X[held])
-        whole += list((mean - y[held]) / y[held])
-        linear += list((fold.linear.predict(X[held]) - y[held]) / y[held])
-    return replace(model, rel_sd_inside=_rms(whole), rel_sd_outside=max(_rms(linear), _rms(whole)))
+        errors[model.method] += list((fold.predict(X[held])[0] - y[held]) / y[held])
+        errors["linear"] += list((fold.linear.predict(X[held]) - y[held]) / y[held])
+    inside = _rms(errors[model.method])
+    return replace(model, rel_sd_inside=inside, rel_sd_outside=max(inside, _rms(errors["linear"])))
 
 
 class TrainingCostModel:
@@ -289,32 +298,33 @@ class TrainingCostModel:
     def __init__(self, memory: _TargetModel, latency: _TargetModel, param_bytes: float) -> None:
         self._memory, self._latency, self._param_bytes = memory, latency, param_bytes
 
+    @property
+    def held_out_error(self) -> dict[str, float]:
+        """Relative error (rms) on configurations left out while fitting, per target; 0 if not estimated."""
+        return {"memory": self._memory.rel_sd_inside, "latency": self._latency.rel_sd_inside}
+
     @classmethod
     def fit(cls, samples: Sequence[TrainingSample], *, optimizer: str = "sgd", method: Method = "hybrid",
             seed: int = 0, n_estimators: int = 300, estimate_errors: bool = True) -> TrainingCostModel:
-        """Fit both targets; ``estimate_errors`` refits per held-out configuration for the uncertainty.
-
-        ``optimizer`` (the profile's) sets the known parameter-state memory (:data:`PARAM_STATE_BYTES`).
-        """
+        """Fit both targets. ``estimate_errors`` refits per held-out configuration for the uncertainty;
+        ``optimizer`` (the profile's) sets the known parameter-state memory (:data:`PARAM_STATE_BYTES`)."""
         if optimizer not in PARAM_STATE_BYTES:
             raise ValueError(f"optimizer {optimizer!r} is not one of {sorted(PARAM_STATE_BYTES)}")
         if len(samples) < cls.MIN_SAMPLES:
             raise ValueError(f"{len(samples)} passed measurements are too few to fit (need {cls.MIN_SAMPLES}); "
                              "profile more batch sizes or group counts")
-        if method not in ("hybrid", "trees"):
-            raise ValueError(f"method {method!r} is not 'hybrid' or 'trees'")
+        if method not in METHODS:
+            raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
         X = feature_matrix([(s.network, s.batch) for s in samples])
         networks = list(dict.fromkeys(s.network for s in samples))
         configs = np.array([networks.index(s.network) for s in samples])
         param_bytes = PARAM_STATE_BYTES[optimizer]
-        fitted: list[_TargetModel] = []
-        memory = [s.memory_mb - s.network.params * param_bytes / MB for s in samples]
-        for target, y in (("memory", memory), ("latency", [s.latency_ms for s in samples])):
-            y_arr = np.asarray(y, dtype=np.float64)
-            model = _fit_target(X, y_arr, target, method, seed, n_estimators)  # type: ignore[arg-type]
-            if estimate_errors:
-                model = _with_errors(model, X, y_arr, configs, target, seed, n_estimators)  # type: ignore[arg-type]
-            fitted.append(model)
+        memory = np.array([s.memory_mb - s.network.params * param_bytes / MB for s in samples])
+        latency = np.array([s.latency_ms for s in samples])
+        fitted = []
+        for target, y in ((_MEMORY, memory), (_LATENCY, latency)):
+            model = _fit_target(X, y, target, method, seed, n_estimators)
+            fitted.append(_with_errors(model, X, y, configs, target, seed, n_estimators) if estimate_errors else model)
         return cls(fitted[0], fitted[1], param_bytes)
 
     def predict_many(self, queries: Sequence[tuple[NetworkShape, int]]) -> list[TrainingPrediction]:

@@ -29,9 +29,9 @@ Latency is the median wall time of the timed steps after warm-up, with torch's t
 (all CPUs of the affinity mask unless told); single-threaded runs also keep the median CPU time of
 the step (the time it held a core). Contention is measured, not guessed: from /proc/stat, the share
 of the step's cores that other processes took while it was timed. A point measured under more than
-``max_contention`` is measured again after a pause (``retries``) and the quietest run is kept;
-``passes`` > 1 repeats the whole sweep and keeps each point's quietest pass (smallest median),
-because on a shared host contention comes in bursts of seconds to minutes.
+``max_contention`` is measured again after a pause (``retries``) and the quietest run is kept.
+``passes`` > 1 repeats the whole sweep, so each point is sampled at several moments (contention
+comes in bursts of seconds to minutes), and a row reports the median over its passes.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class StepOptions:
     min_seconds: float = 0.3  # keep timing until this much measured time (small batches are fast)
     max_repeats: int = 50
     threads: int | None = None  # torch intra-op threads; None: every CPU in the affinity mask
+    cpus: tuple[int, ...] | None = None  # pin the worker to these CPUs (no migrations mid-step)
     memory_cap_mb: float | None = None
     optimizer: str = "sgd"  # "sgd" or "adam"
     device: str = "cpu"
@@ -233,6 +234,8 @@ def _contention(others_cpu_s: float, wall_s: float, threads: int) -> float:
 
 def _measure(factory: ModelFactory, input_shape: Sequence[int], classes: int, batch: int,
              options: StepOptions, report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    if options.cpus:
+        os.sched_setaffinity(0, options.cpus)
     torch.set_num_threads(options.threads or len(os.sched_getaffinity(0)))
     torch.set_flush_denormal(True)  # denormal weights after many steps would slow CPUs, not real data
     idle_kb = _status_kb("VmRSS")
@@ -349,16 +352,19 @@ def _measure_quietly(factory: ModelFactory, input_shape: Sequence[int], classes:
 
 
 def _row(k: int, batch: int, results: Sequence[dict[str, Any]]) -> TrainingRow:
+    """One row from a point's passes: medians over passes (a pass's fastest runs are its least
+    repeatable: the median predicted held-back points far better than the minimum did)."""
     failed = [r for r in results if not r["passed"]]
     if failed:
         return TrainingRow(groups=k, batch=batch, passed=False, reason=failed[0]["reason"])
-    memories = tuple(r["memory_mb"] for r in results)
-    quietest = min(results, key=lambda r: r["latency_ms"])
+    per_pass = {key: tuple(r[key] for r in results) for key in ("memory_mb", "latency_ms", "cpu_ms", "contention")}
+    cpu = () if None in per_pass["cpu_ms"] else per_pass["cpu_ms"]
     return TrainingRow(
-        groups=k, batch=batch, passed=True, memory_mb=statistics.median(memories), latency_ms=quietest["latency_ms"],
-        memory_passes_mb=memories, latency_passes_ms=tuple(r["latency_ms"] for r in results),
-        idle_rss_mb=results[0]["idle_rss_mb"], contention=quietest["contention"],
-        cpu_ms=None if quietest["cpu_ms"] is None else min(r["cpu_ms"] for r in results),
+        groups=k, batch=batch, passed=True, memory_mb=statistics.median(per_pass["memory_mb"]),
+        latency_ms=statistics.median(per_pass["latency_ms"]), memory_passes_mb=per_pass["memory_mb"],
+        latency_passes_ms=per_pass["latency_ms"], idle_rss_mb=results[0]["idle_rss_mb"],
+        contention=statistics.median(per_pass["contention"]), cpu_ms=statistics.median(cpu) if cpu else None,
+        cpu_passes_ms=cpu,
     )
 
 
