@@ -53,7 +53,7 @@ def measure(arch: str, threads: int, passes: int) -> TrainingProfile:
 
     def progress(row, n):
         state = f"{row.memory_mb:7.1f} MB {row.latency_ms:8.1f} ms" if row.passed else f"FAILED {row.reason}"
-        print(f"  {arch} k={row.groups} batch={row.batch:<4} {state}  others' CPU {100 * (row.contention or 0):3.0f}%"
+        print(f"  {arch} k={row.groups} batch={row.batch:<4} {state}  contention {100 * (row.contention or 0):3.0f}%"
               f"  [{time.monotonic() - started:5.0f} s]", file=sys.stderr, flush=True)
 
     # One thread pinned to the last CPU: no migrations; the scheduler moves other work to the rest.
@@ -62,7 +62,7 @@ def measure(arch: str, threads: int, passes: int) -> TrainingProfile:
     options = StepOptions(warmup=1, repeats=3, min_seconds=0.4, threads=threads, cpus=cpus, memory_cap_mb=4000.0,
                           retries=0)
     return profile_training(dynamic_net_factories(arch, GROUPS), (3, 32, 32), BATCHES[arch], options,
-                            passes=passes, model_name=arch, on_row=progress)
+                            passes=passes, model_name=f"{arch}:{GROUPS}", on_row=progress)
 
 
 def _held_back(row: TrainingRow) -> bool:

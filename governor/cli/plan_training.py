@@ -78,8 +78,16 @@ def _networks(model: str, ks: tuple[int, ...] | None) -> dict[int, Any]:
     return networks
 
 
+def _same_model(a: str, b: str) -> bool:
+    """``resnet-small`` and ``resnet-small:4`` are one model; files compare by resolved path."""
+    arch_a, arch_b = parse_arch(a), parse_arch(b)
+    if arch_a or arch_b:
+        return arch_a == arch_b
+    return Path(a).resolve() == Path(b).resolve()
+
+
 def _measured(profiles: list[Any], model: str) -> dict[tuple[int, int], Any]:
-    return {(r.groups, r.batch): r for p in profiles if p.model == model for r in p.rows}
+    return {(r.groups, r.batch): r for p in profiles if _same_model(p.model, model) for r in p.rows}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
         cost = TrainingCostModel.fit(samples, method=args.method, optimizer=profiles[0].optimizer)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
-    idle = [r.idle_rss_mb for p in profiles for r in p.rows if r.idle_rss_mb is not None]
-    offset = max(idle) if args.include_runtime and idle else 0.0
+    idle = max((r.idle_rss_mb for p in profiles for r in p.rows if r.idle_rss_mb is not None), default=0.0)
+    offset = idle if args.include_runtime else 0.0
     time_ms = None if args.time_budget is None else 1000.0 * args.time_budget
     rows = plan_training(cost, _networks(args.model, args.groups), args.batch_sizes, args.memory_budget, time_ms,
                          sigmas=args.sigmas, memory_offset_mb=offset)
@@ -105,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_as_json(rows, measured, profiles, offset), indent=1))
     else:
-        _print_table(rows, measured, profiles, offset, args)
+        _print_table(rows, measured, profiles, idle, args)
     return 0 if any(r.fits == "yes" for r in rows) else 1
 
 
@@ -128,13 +136,14 @@ def _measured_json(row: Any) -> dict | None:
     return {"passed": row.passed, "memory_mb": row.memory_mb, "latency_ms": row.latency_ms, "reason": row.reason}
 
 
-def _print_table(rows: list[Any], measured: dict[tuple[int, int], Any], profiles: list[Any], offset: float,
+def _print_table(rows: list[Any], measured: dict[tuple[int, int], Any], profiles: list[Any], idle: float,
                  args: argparse.Namespace) -> None:
     p0 = profiles[0]
-    print(f"device {p0.device} ({p0.host}, {p0.threads} threads, {p0.optimizer}); "
-          f"{sum(len(p.rows) for p in profiles)} profiled points; predictor: {args.method}")
-    basis = "includes" if offset else "excludes"
-    print(f"memory = peak increment over an idle torch process ({basis} its {offset:.0f} MB); "
+    offset = idle if args.include_runtime else 0.0
+    print(f"device {p0.device} ({p0.host}, {p0.threads} torch thread(s), {p0.optimizer}); "
+          f"{sum(len(p.rows) for p in profiles)} profiled points; predictor: {args.method}, clock: {args.clock}")
+    basis = "included" if args.include_runtime else "not included; --include-runtime adds it"
+    print(f"memory = peak increment of a training step over an idle torch process ({idle:.0f} MB, {basis}); "
           f"fits = prediction + {args.sigmas:g} sd within budget")
     table = [("k", "batch", "memory MB", "step ms", "samples/s", "range", "measured", "fits")]
     for r in rows:

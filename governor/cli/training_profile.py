@@ -107,7 +107,7 @@ def _factories(model: str, ks: tuple[int, ...] | None) -> tuple[dict[int, Any], 
 def _print_row(row: Any, n: int) -> None:
     if row.passed:
         print(f"pass {n}  k={row.groups:<3} batch={row.batch:<5} memory {row.memory_passes_mb[-1]:8.1f} MB  "
-              f"step {row.latency_passes_ms[-1]:9.1f} ms  others' CPU {100 * (row.contention or 0):3.0f}%", flush=True)
+              f"step {row.latency_passes_ms[-1]:9.1f} ms  contention {100 * (row.contention or 0):3.0f}%", flush=True)
     else:
         print(f"pass {n}  k={row.groups:<3} batch={row.batch:<5} FAILED: {row.reason}", flush=True)
 
@@ -126,7 +126,8 @@ def run_training(args: argparse.Namespace) -> int:
     out = args.training_out or default_profile_path(args.model)
     if not out.parent.is_dir():
         raise CliError(f"directory {out.parent} does not exist; create it or choose another --training-out")
-    factories, ks = _factories(args.model, args.training_groups)
+    # `governor profile` has its own --groups (same meaning); either selects the k values.
+    factories, ks = _factories(args.model, args.training_groups or getattr(args, "groups", None) or None)
     options = StepOptions(warmup=args.training_warmup, repeats=args.training_repeats,
                           threads=args.training_threads, memory_cap_mb=args.memory_cap,
                           optimizer=args.training_optimizer, device=args.training_device)

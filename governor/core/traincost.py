@@ -11,20 +11,20 @@ nothing depends on the scikit-learn version that wrote it.
 
 Prediction, per target (memory, latency):
 
-* A **linear model** on a few physically meaningful feature sums (memory: tensor sizes, weights,
-  im2col buffers; latency: GEMM operations, tensor sizes, batch) with non-negative coefficients
-  and an intercept. It extrapolates, so it answers outside the profiled range.
+* A **linear model** with non-negative coefficients and an intercept on a few physically meaningful
+  feature sums (:data:`LINEAR_FEATURES`), fitted for relative error. It extrapolates, so it answers
+  outside the profiled range, where trees cannot. The memory of the parameters themselves (weight,
+  gradient, optimiser state: :data:`PARAM_STATE_BYTES` per parameter) is known and subtracted first.
 * An **ExtraTrees** ensemble (300 trees, perf4sight's regressor) on all features. In the default
-  ``hybrid`` method it learns the ratio of the measurement to the linear prediction, i.e. what the
-  library does that a straight line in the counts misses (algorithm switches, cache effects); the
-  ratio stays bounded, so it also helps between sparse profiled batch sizes. The ``trees`` method
-  is perf4sight's: the trees predict the raw target.
+  ``hybrid`` method it learns the ratio of the measurement to the linear prediction: what the library
+  does that a straight line in the counts misses (algorithm switches, cache effects). The ``trees``
+  method is perf4sight's (trees on the raw target); ``linear`` uses no trees.
 
-A query is *inside* the profiled range when every linear-model feature lies within the range the
-trees were fitted on (5 % tolerance); outside, trees cannot extrapolate and the linear model answers
-alone. Uncertainty (one standard deviation) inside the range is the spread of the per-tree
-predictions combined with the out-of-fold error measured at fit time; outside it is the linear
-model's out-of-fold relative error, grown with the distance from the range.
+A query is *inside* the profiled range when every linear-model feature lies within the range seen
+while fitting (5 % tolerance); outside, the linear model answers alone. Uncertainty (one standard
+deviation) inside is the method's relative error on configurations left out while fitting, combined
+with the spread of the per-tree predictions; outside it is the linear model's held-out error, grown
+with the distance from the range.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from governor.core.trainfeatures import FEATURE_NAMES, NetworkShape, network_features
 
@@ -81,7 +81,7 @@ class TrainingRow(_Frozen):
     batch: int = Field(ge=1)
     passed: bool
     memory_mb: float | None = None
-    latency_ms: float | None = None
+    latency_ms: float | None = Field(default=None, gt=0)
     reason: str = ""  # why it did not pass (out of memory, cap, killed)
     memory_passes_mb: tuple[float, ...] = ()  # one per measurement pass
     latency_passes_ms: tuple[float, ...] = ()  # median step time of each pass
@@ -90,12 +90,6 @@ class TrainingRow(_Frozen):
     cpu_ms: float | None = None  # single-threaded runs: CPU time of the step (time it held a core), ms
     cpu_passes_ms: tuple[float, ...] = ()
 
-    @field_validator("latency_ms")
-    @classmethod
-    def _positive(cls, value: float | None) -> float | None:
-        if value is not None and value <= 0:
-            raise ValueError("latency_ms must be positive")
-        return value
 
 
 class TrainingProfile(_Frozen):

@@ -63,7 +63,7 @@ def test_time_budget_and_runtime_memory_tighten_the_plan(profile_path, capsys):
 def test_the_table_names_the_memory_basis_and_the_largest_fitting_batch(profile_path, capsys):
     main(["plan-training", ARCH, "--profile", str(profile_path), "--memory-budget", "200", "--batch-sizes", "2,8"])
     out = capsys.readouterr().out
-    assert "peak increment over an idle torch process" in out and "k=1: batch <= 8" in out
+    assert "over an idle torch process (200 MB, not included" in out and "k=1: batch <= 8" in out
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -105,3 +105,13 @@ def test_bad_training_arguments_are_refused():
     args = parser.parse_args(["no-such-model", "--batch-sizes", "2"])
     with pytest.raises(Exception, match="neither a model file"):
         args.func(args)
+
+
+def test_training_options_fit_on_the_profile_command_without_collisions():
+    from governor.cli import profile
+
+    parser = argparse.ArgumentParser()
+    profile.register(parser)
+    profile_cli.register_training_args(parser)
+    args = parser.parse_args([ARCH, "--groups", "2", "--batch-sizes", "8,16", "--memory-cap", "500"])
+    assert args.batch_sizes == (8, 16) and args.memory_cap == 500.0 and args.groups == (2,)
