@@ -43,10 +43,12 @@ def _one(board: str, trace: str, args: argparse.Namespace) -> tuple[str, str, Re
 def _print(board: str, trace: str, i: ReportInputs, seconds: float) -> None:
     print(f"\n## {trace} on {board} (SIMULATED), {i.model}, {i.requests} requests ({i.feasible} feasible), "
           f"1 ref = {i.ref_ms:.3f} ms, {seconds:.0f} s wall")
-    print(f"{'policy':<12} {'deadlines':>9} {'feasible':>9} {'mJ/req':>8} {'run mJ':>8} {'vs oracle':>9} {'acc %':>6}")
+    print(f"{'policy':<12} {'deadlines':>9} {'feasible':>9} {'mJ/req':>8} {'run mJ':>8} {'idle mJ':>8} "
+          f"{'vs oracle':>9} {'acc %':>6}")
     for m in i.metrics:
         print(f"{m.policy:<12} {m.deadlines_met_pct:>8.1f}% {m.feasible_met_pct:>8.1f}% {m.energy_per_request_mj:>8.2f}"
-              f" {m.run_energy_per_request_mj:>8.2f} {m.energy_vs_oracle or float('nan'):>9.3f} "
+              f" {m.run_energy_per_request_mj:>8.2f} {m.idle_energy_per_request_mj:>8.2f}"
+              f" {m.energy_vs_oracle or float('nan'):>9.3f} "
               f"{m.accuracy_pct or float('nan'):>6.2f}")
     for t in i.targets:
         verdict = "-" if t.met is None else ("met" if t.met else "MISSED")

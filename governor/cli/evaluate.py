@@ -58,12 +58,14 @@ def _print_summary(evaluation: object) -> None:
     inputs = evaluation.inputs  # type: ignore[attr-defined]
     print(f"\n{inputs.trace} on {inputs.board} (SIMULATED), model {inputs.model}, {inputs.requests} requests, "
           f"{inputs.feasible} feasible")
-    print(f"{'policy':<12} {'deadlines':>9} {'feasible':>9} {'mJ/req':>8} {'run mJ':>8} {'vs oracle':>9} {'acc %':>6}")
+    print(f"{'policy':<12} {'deadlines':>9} {'feasible':>9} {'mJ/req':>8} {'run mJ':>8} {'idle mJ':>8} "
+          f"{'vs oracle':>9} {'acc %':>6}")
     for m in inputs.metrics:
         ratio = f"{m.energy_vs_oracle:.3f}" if m.energy_vs_oracle is not None else "-"
         acc = f"{m.accuracy_pct:.2f}" if m.accuracy_pct is not None else "-"
         print(f"{m.policy:<12} {m.deadlines_met_pct:>8.1f}% {m.feasible_met_pct:>8.1f}% "
-              f"{m.energy_per_request_mj:>8.2f} {m.run_energy_per_request_mj:>8.2f} {ratio:>9} {acc:>6}")
+              f"{m.energy_per_request_mj:>8.2f} {m.run_energy_per_request_mj:>8.2f} "
+              f"{m.idle_energy_per_request_mj:>8.2f} {ratio:>9} {acc:>6}")
     for check in inputs.targets:
         verdict = "-" if check.met is None else ("met" if check.met else "MISSED")
         print(f"target {check.name}: {check.value} (need {check.target}): {verdict}")

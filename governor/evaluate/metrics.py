@@ -7,7 +7,8 @@ Definitions (also in ``docs/evaluate.md``):
 * *feasible*: some operating point meeting the request's accuracy floor finishes within its
   deadline on an idle queue at the true contention (:func:`governor.evaluate.oracle.feasible`);
 * *energy per request*: the board's simulated input-rail energy over the whole replay (idle time
-  included) divided by the number of requests; *run energy* is the mean energy of the runs alone;
+  included) divided by the number of requests; *run energy* is the mean energy of the runs alone,
+  and *idle energy* the rest (board energy outside runs, per request);
 * *accuracy delivered*: the mean accuracy of the sub-networks that ran.
 """
 
@@ -34,6 +35,7 @@ class PolicyMetrics:
     floors_met_pct: float
     energy_per_request_mj: float
     run_energy_per_request_mj: float
+    idle_energy_per_request_mj: float
     accuracy_pct: float | None
     p50_ms: float
     p99_ms: float
@@ -61,6 +63,7 @@ def _one(run: PolicyRun, summary: str, feasible: Sequence[bool]) -> PolicyMetric
         floors_met_pct=_pct(sum(r.floor_met for r in recs), n),
         energy_per_request_mj=run.board_energy_mj / max(n, 1),
         run_energy_per_request_mj=statistics.fmean(energies) if energies else float("nan"),
+        idle_energy_per_request_mj=(run.board_energy_mj - sum(energies)) / max(n, 1),
         accuracy_pct=100.0 * statistics.fmean(accuracy) if accuracy else None,
         p50_ms=latencies[len(latencies) // 2], p99_ms=latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
         mean_k=statistics.fmean(r.k for r in recs) if recs else 0.0,

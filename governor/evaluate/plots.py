@@ -55,7 +55,7 @@ def plot_energy_vs_deadlines(metrics: Sequence[PolicyMetrics], path: Path, title
     return _save(fig, plt, path)
 
 
-def plot_timeline(run: PolicyRun, trace: ResolvedTrace, path: Path, title: str) -> Path:
+def plot_timeline(run: PolicyRun, trace: ResolvedTrace, path: Path, title: str, groups: int) -> Path:
     """Three panels over trace time: k per request (missed in red), clocks relative to top, board power."""
     plt = _pyplot()
     fig, (ax_k, ax_f, ax_p) = plt.subplots(3, 1, figsize=(9.0, 7.0), dpi=110, sharex=True)
@@ -64,6 +64,8 @@ def plot_timeline(run: PolicyRun, trace: ResolvedTrace, path: Path, title: str) 
     ax_k.scatter([r.finish_s for r in ok], [r.k for r in ok], s=6, color="C0", label="deadline met")
     ax_k.scatter([r.finish_s for r in missed], [r.k for r in missed], s=10, color="C3", marker="x", label="missed")
     ax_k.set_ylabel("groups k")
+    ax_k.set_ylim(0.5, groups + 0.5)
+    ax_k.set_yticks(range(1, groups + 1))
     ax_k.legend(fontsize=7, loc="lower right")
     domains = sorted({d for tick in run.ticks for d in tick.clocks_hz})
     for d in domains:

@@ -184,11 +184,12 @@ def _write(out: Path, ev: Evaluation, say: Callable[[str], None]) -> list[Path]:
         from governor.evaluate.plots import PlotsUnavailable, plot_energy_vs_deadlines, plot_timeline
 
         title = f"{ev.inputs.trace} on {ev.inputs.board}, {ev.inputs.model}"
+        groups = max(point.groups for point in ev.ctx.profile.table.points)
         try:
             files.append(plot_energy_vs_deadlines(ev.inputs.metrics, out / "energy_vs_deadlines.png", title))
             for run in ev.runs:
                 files.append(plot_timeline(run, ev.ctx.trace, out / f"timeline_{run.policy}.png",
-                                           f"{run.policy}: {title}"))
+                                           f"{run.policy}: {title}", groups))
         except PlotsUnavailable as exc:
             say(f"no plots: {exc}")
     return files

@@ -53,6 +53,12 @@ def test_oracle_is_the_energy_reference_and_targets_are_checked(evaluation):
     assert all(t.met is not None for t in ev.inputs.targets)
 
 
+def test_board_energy_is_runs_plus_idle(evaluation):
+    for m in evaluation[0].inputs.metrics:
+        assert m.served == m.requests and m.idle_energy_per_request_mj > 0
+        assert m.run_energy_per_request_mj + m.idle_energy_per_request_mj == pytest.approx(m.energy_per_request_mj)
+
+
 def test_dynamic_range_widens_with_dvfs_and_mapping(evaluation):
     dr = evaluation[0].inputs.dynamic_range
     assert dr.simulated and dr.groups_only.simulated
