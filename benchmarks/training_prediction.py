@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from governor.core.traincost import (
+    Method,
     TrainingCostModel,
     TrainingProfile,
     TrainingRow,
@@ -51,7 +52,7 @@ def measure(arch: str, threads: int, passes: int) -> TrainingProfile:
 
     started = time.monotonic()
 
-    def progress(row, n):
+    def progress(row: TrainingRow, n: int) -> None:
         state = f"{row.memory_mb:7.1f} MB {row.latency_ms:8.1f} ms" if row.passed else f"FAILED {row.reason}"
         print(f"  {arch} k={row.groups} batch={row.batch:<4} {state}  contention {100 * (row.contention or 0):3.0f}%"
               f"  [{time.monotonic() - started:5.0f} s]", file=sys.stderr, flush=True)
@@ -96,7 +97,8 @@ def _repeatability(profile: TrainingProfile, clock: str) -> float:
     return 1 - float(np.mean(diffs)) if diffs else float("nan")
 
 
-def _evaluations(source: TrainingProfile, other: TrainingProfile, clock: str) -> list[tuple[str, list, list]]:
+def _evaluations(source: TrainingProfile, other: TrainingProfile,
+                 clock: str) -> list[tuple[str, list[TrainingSample], list[TrainingSample]]]:
     """(name, extra training samples, evaluation samples) for each question the benchmark asks."""
     rows = [r for r in other.rows if r.passed]
     other_samples = _samples(other, clock)
@@ -122,10 +124,11 @@ def report(profiles: dict[str, TrainingProfile]) -> None:
               f"{100 * _repeatability(source, clock):.1f} % (the measurement noise floor)")
     print(f"{'clock':<5} {'predictor':<24} {'evaluated on':<30} {'n':>3} {'inside':>6} {'memory':>10} {'latency':>10}")
     for clock in clocks:
-        for method in ("hybrid", "trees"):
+        methods: tuple[Method, ...] = ("hybrid", "trees")
+        for method in methods:
             for name, extra, samples in _evaluations(source, other, clock):
                 model = TrainingCostModel.fit(_samples(source, clock, held=False) + extra,
-                                              method=method, optimizer=source.optimizer)  # type: ignore[arg-type]
+                                              method=method, optimizer=source.optimizer)
                 label = {"hybrid": "hybrid (default)", "trees": "perf4sight trees"}[method]
                 a = accuracy(model, samples)
                 print(f"{clock:<5} {label:<24} {name:<30} {a['n']:>3} {a['inside']:>6} "

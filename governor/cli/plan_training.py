@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     return 0 if any(r.fits == "yes" for r in rows) else 1
 
 
-def _as_json(rows: list[Any], measured: dict[tuple[int, int], Any], profiles: list[Any], offset: float) -> dict:
+def _as_json(rows: list[Any], measured: dict[tuple[int, int], Any], profiles: list[Any],
+             offset: float) -> dict[str, Any]:
     return {
         "device": profiles[0].device, "host": profiles[0].host, "simulated": any(p.simulated for p in profiles),
         "memory_metric": profiles[0].memory_metric, "memory_offset_mb": offset,
@@ -130,7 +131,7 @@ def _as_json(rows: list[Any], measured: dict[tuple[int, int], Any], profiles: li
     }
 
 
-def _measured_json(row: Any) -> dict | None:
+def _measured_json(row: Any) -> dict[str, Any] | None:
     if row is None:
         return None
     return {"passed": row.passed, "memory_mb": row.memory_mb, "latency_ms": row.latency_ms, "reason": row.reason}

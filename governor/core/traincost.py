@@ -45,8 +45,10 @@ if TYPE_CHECKING:  # scikit-learn is imported when a model is fitted: reading pr
 
 __all__ = [
     "LINEAR_FEATURES",
+    "METHODS",
     "PARAM_STATE_BYTES",
     "PROFILE_FORMAT",
+    "Method",
     "PlanRow",
     "TrainingCostModel",
     "TrainingPrediction",

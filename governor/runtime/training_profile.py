@@ -250,7 +250,7 @@ def _measure(factory: ModelFactory, input_shape: Sequence[int], classes: int, ba
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        F.cross_entropy(model(x), y).backward()  # type: ignore[no-untyped-call]
         opt.step()
 
     def over_cap(mb: float) -> None:
