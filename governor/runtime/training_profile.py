@@ -273,7 +273,7 @@ def _measure(factory: ModelFactory, input_shape: Sequence[int], classes: int, ba
     if cuda:
         memory_mb = torch.cuda.max_memory_reserved(options.device) / MB
         result["peak_allocated_mb"] = torch.cuda.max_memory_allocated(options.device) / MB
-    elif options.memory_cap_mb is not None and memory_mb > options.memory_cap_mb:
+    if options.memory_cap_mb is not None and memory_mb > options.memory_cap_mb:
         return {"passed": False, "reason": f"memory cap {options.memory_cap_mb:.0f} MB exceeded ({memory_mb:.0f} MB)"}
     return {**result, "memory_mb": memory_mb}
 

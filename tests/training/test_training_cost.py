@@ -124,6 +124,16 @@ def test_profile_round_trips_and_only_passed_rows_become_samples():
     assert sample.network == net(8) and sample.batch == 2 and sample.memory_mb == 40.0
 
 
+def test_the_cpu_clock_takes_cpu_times_and_skips_rows_without_them():
+    rows = (
+        TrainingRow(groups=1, batch=2, passed=True, memory_mb=40.0, latency_ms=5.0, cpu_ms=4.0),
+        TrainingRow(groups=1, batch=4, passed=True, memory_mb=41.0, latency_ms=9.0),
+    )
+    profile = _profile().model_copy(update={"rows": rows})
+    assert [s.latency_ms for s in samples_from_profile(profile, clock="cpu")] == [4.0]
+    assert [s.latency_ms for s in samples_from_profile(profile)] == [5.0, 9.0]
+
+
 @pytest.mark.parametrize("text, message", [
     ("{not json", "not valid JSON"),
     ('{"format": "something-else"}', "not a training profile"),

@@ -99,4 +99,9 @@ def test_a_sweep_writes_a_profile_with_every_point_and_the_shapes_of_each_k():
     assert all(r.passed and len(r.memory_passes_mb) == 2 and r.latency_ms == pytest.approx(np.mean(r.latency_passes_ms))
                for r in profile.rows)
     assert profile.configs[2].layers[0].out_channels == 8 and profile.threads == 1 and not profile.simulated
+    # one thread: the step's CPU time is recorded, and a thread cannot run longer than the wall clock
+    # (the two clocks differ by microseconds, hence the 2 % slack)
+    for row in profile.rows:
+        assert len(row.cpu_passes_ms) == 2
+        assert all(0 < cpu <= 1.02 * wall for cpu, wall in zip(row.cpu_passes_ms, row.latency_passes_ms, strict=True))
     assert parse_training_profile(profile.to_json()) == profile
