@@ -67,6 +67,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
     parser.add_argument("--profiles", metavar="DIR", help="profiles directory (default: the bundled one)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--training", action="store_true",
+                        help="profile on-device training steps (memory and latency per k and batch) instead")
+    from governor.cli.training_profile import register_training_args
+
+    register_training_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -241,6 +246,10 @@ def _resume(path: Path, space: Space, sampler: ActiveSampler, quiet: bool) -> in
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.training:
+        from governor.cli.training_profile import run_training
+
+        return run_training(args)
     if args.max_points < 2 or not 0 < args.target_mape < 100:
         raise CliError("--max-points must be >= 2 and --target-mape a percentage in (0, 100)")
     model = _model_name(args.model)

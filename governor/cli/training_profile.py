@@ -123,7 +123,7 @@ def run_training(args: argparse.Namespace) -> int:
 
     if min(args.training_passes, args.training_repeats) < 1 or args.training_warmup < 0:
         raise CliError("--training-passes and --training-repeats must be >= 1, --training-warmup >= 0")
-    out = args.training_out or default_profile_path(args.model)
+    out = args.training_out or (Path(args.out) if getattr(args, "out", None) else default_profile_path(args.model))
     if not out.parent.is_dir():
         raise CliError(f"directory {out.parent} does not exist; create it or choose another --training-out")
     # `governor profile` has its own --groups (same meaning); either selects the k values.

@@ -45,3 +45,14 @@ def test_profile_on_a_sim_board_then_predict(tmp_path, model, capsys):
 def test_profile_board_needs_a_model_file(tmp_path, capsys):
     assert main(["profile", "no-such-model", "--board", "sim:jetson-nano", "--out", str(tmp_path / "x.json")]) == 2
     assert "not a model file" in capsys.readouterr().err
+
+
+def test_profile_training_is_wired_into_governor_profile(tmp_path):
+    import json
+
+    out = tmp_path / "t.json"
+    code = main(["profile", "resnet-small:2", "--training", "--batch-sizes", "2", "--training-groups", "1",
+                 "--training-repeats", "1", "--training-warmup", "0", "--out", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["passed"]
