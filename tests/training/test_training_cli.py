@@ -111,7 +111,6 @@ def test_training_options_fit_on_the_profile_command_without_collisions():
     from governor.cli import profile
 
     parser = argparse.ArgumentParser()
-    profile.register(parser)
-    profile_cli.register_training_args(parser)
-    args = parser.parse_args([ARCH, "--groups", "2", "--batch-sizes", "8,16", "--memory-cap", "500"])
+    profile.register(parser)  # registers the training options next to the profiler's own
+    args = parser.parse_args([ARCH, "--training", "--groups", "2", "--batch-sizes", "8,16", "--memory-cap", "500"])
     assert args.batch_sizes == (8, 16) and args.memory_cap == 500.0 and args.groups == (2,)
