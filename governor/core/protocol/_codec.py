@@ -51,7 +51,7 @@ W = TypeVar("W", bound=Wire)
 
 MAX_MESSAGE_BYTES = 64 * 2**20  # default limit on header + all tensor frames
 MAX_HEADER_BYTES = 64 * 2**10
-_VERSION = re.compile(r"^(\d{1,4})\.(\d{1,4})$")
+_VERSION = re.compile(r"^([0-9]{1,4})\.([0-9]{1,4})$")  # ASCII digits only: \d would take "１.0"
 _WHAT: dict[Role, str] = {"client": "request", "daemon": "reply", "publisher": "telemetry message"}
 _ID = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
 

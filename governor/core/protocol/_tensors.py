@@ -80,4 +80,9 @@ def _wrap(spec: TensorSpec, buffer: memoryview) -> np.ndarray:
             "bad_request",
             f"tensor {spec.name!r}: its frame has {buffer.nbytes} bytes but the header says {spec.nbytes}",
         )
-    return np.frombuffer(buffer, dtype=dtype).reshape(spec.shape)
+    try:
+        return np.frombuffer(buffer, dtype=dtype).reshape(spec.shape)
+    except ValueError:  # numpy refuses shapes whose non-zero dimensions overflow, even at 0 bytes
+        raise ProtocolError(
+            "bad_request", f"tensor {spec.name!r}: shape {list(spec.shape)} has more elements than an array can hold"
+        ) from None
