@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType
+
 from governor.core import protocol as p
 from governor.core.optimise import Budget, Decision, Objective
-from governor.core.types import Observation
+from governor.core.types import Observation, frozen_map
 
-__all__ = ["core_budget", "domains_info", "estimate", "met"]
+__all__ = ["core_budget", "domains_info", "estimate", "met", "wire_name", "wire_observation"]
+
+_NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_.:/+-]")
+_MAX_HZ = 100_000_000_000
+_TEXT = 4096
 
 
 def core_budget(budget: p.Budget) -> Budget:
@@ -34,3 +44,40 @@ def domains_info(obs: Observation | None) -> dict[str, p.DomainInfo]:
     if obs is None:
         return {}
     return {n: p.DomainInfo(cur_hz=r.cur_hz, min_hz=r.min_hz, max_hz=r.max_hz) for n, r in obs.domains.items()}
+
+
+def wire_name(name: str) -> str:
+    """``name`` in the protocol's name alphabet: kernel zone types may hold '@' or blanks."""
+    cleaned = _NOT_IN_NAMES.sub("_", name)[:64]
+    return cleaned if cleaned[:1].isalnum() else ("x" + cleaned)[:64]
+
+
+def wire_observation(obs: Observation) -> Observation:
+    """``obs`` as the protocol can carry it: names rewritten into its alphabet, and readings outside its
+    bounds (a sensor fault: millions of °C, negative mW) left out and listed in ``unavailable``.
+
+    A faulty sensor must cost its reading, never the telemetry or ``status`` of the whole board.
+    """
+    problems: list[str] = []
+
+    def keep(values: Mapping[str, float], what: str, lo: float, hi: float) -> Mapping[str, float]:
+        good = {}
+        for name, value in values.items():
+            if math.isfinite(value) and lo <= value <= hi:
+                good[wire_name(name)] = float(value)
+            else:
+                problems.append(f"{name}: {what} reading {value!r} is outside {lo:g}..{hi:g} (sensor fault?)")
+        return frozen_map(good)
+
+    domains = {}
+    for name, reading in obs.domains.items():
+        if all(0 <= hz <= _MAX_HZ for hz in (reading.cur_hz, reading.min_hz, reading.max_hz)):
+            domains[wire_name(name)] = reading
+        else:
+            problems.append(f"{name}: frequency reading {reading} is outside 0..{_MAX_HZ} Hz")
+    total = keep({"total_power": obs.total_power_mw}, "power (mW)", 0, 1e7) if obs.total_power_mw is not None else {}
+    return replace(
+        obs, domains=MappingProxyType(domains), power_mw=keep(obs.power_mw, "power (mW)", 0, 1e7),
+        total_power_mw=total.get("total_power"), temps_c=keep(obs.temps_c, "temperature (°C)", -300, 1000),
+        util=keep(obs.util, "busy fraction", 0, 1),
+        unavailable=tuple(u[:_TEXT] for u in (*obs.unavailable, *problems)))

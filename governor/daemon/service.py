@@ -36,7 +36,7 @@ from governor.core.optimise import Decision, Optimiser
 from governor.core.scheduler import PendingRequest, Scheduler
 from governor.core.types import Observation, Reason
 from governor.daemon.backend import Backend
-from governor.daemon.replies import core_budget, domains_info, estimate, met
+from governor.daemon.replies import core_budget, domains_info, estimate, met, wire_observation
 from governor.daemon.tables import MeasuredTable
 
 __all__ = ["Daemon", "DaemonParts"]
@@ -45,6 +45,9 @@ log = logging.getLogger("governor.daemon")
 
 _REPLY_CACHE = 512
 _REPLY_TTL_S = 30.0
+# Layer outputs one request may need at once: a bigger batch could exhaust a 4 GB board's memory (or
+# hold the single loop for minutes), so it is refused with the largest batch that fits.
+_MAX_BATCH_ACTIVATION_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -85,6 +88,7 @@ class Daemon:
     parts: DaemonParts
     served: int = 0
     last_obs: Observation | None = None
+    last_wire: Observation | None = None  # last_obs as the protocol can carry it (see wire_observation)
     last_point: p.Point | None = None
     _started: float = field(default=0.0, init=False)
     _next_tick: float = field(default=0.0, init=False)
@@ -94,6 +98,7 @@ class Daemon:
     _queued: dict[str, _Queued] = field(default_factory=dict, init=False)
     _anon: int = field(default=0, init=False)
     _replied: OrderedDict[str, tuple[float, list[Any]]] = field(default_factory=OrderedDict, init=False)
+    _not_set: dict[str, str] = field(default_factory=dict, init=False)  # domain -> why its last write failed
 
     def __post_init__(self) -> None:
         parts = self.parts
@@ -127,7 +132,8 @@ class Daemon:
         self._last_tick_t = now
         self.scheduler.observe(obs, own)
         self.last_obs = obs
-        self._publish(p.TelemetryObservation.from_observation(obs, self._next_seq()))
+        self.last_wire = wire_observation(obs)
+        self._publish(p.TelemetryObservation.from_observation(self.last_wire, self._next_seq()))
         if self.parts.metrics is not None:
             self.parts.metrics.observation(obs)
         self._next_tick = now + 1.0 / self.parts.tick_hz
@@ -141,6 +147,11 @@ class Daemon:
             msg, tensors = p.decode_request(frames, max_bytes=self.parts.max_bytes)
         except p.ProtocolError as exc:
             self._send(identity, exc.to_reply())
+            return
+        except Exception as exc:  # the decoder promises ProtocolError only; a slip must not stop the daemon
+            log.exception("the decoder raised %s", type(exc).__name__)
+            self._send(identity, p.ErrorReply(code="internal", message=f"cannot decode the request: "
+                                              f"{type(exc).__name__}: {str(exc)[:500]}; see the daemon's log"))
             return
         if msg.id and self._answer_duplicate(msg.id, identity):
             return
@@ -156,7 +167,7 @@ class Daemon:
             self._count(msg.type, "error")
             log.exception("internal error while handling %s", msg.type)
             self._send(identity, p.ErrorReply(id=msg.id, code="internal",
-                                              message=f"{type(exc).__name__}: {exc}; see the daemon's log"))
+                                              message=f"{type(exc).__name__}: {str(exc)[:500]}; see the daemon's log"))
 
     def _answer_duplicate(self, request_id: str, identity: Any) -> bool:
         if request_id in self._queued:
@@ -175,15 +186,14 @@ class Daemon:
             max_bytes=self.parts.max_bytes))
 
     def _status(self, msg: p.StatusRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
-        obs = self.last_obs
+        obs = self.last_wire
         self._send(identity, p.StatusReply(
             id=msg.id, server=f"dnn-governor {__version__}", board=self.parts.spec.name,
             simulated=self.parts.simulated, uptime_s=max(0.0, self.parts.clock() - self._started),
             model=self.parts.model_name, point=self.last_point, domains=domains_info(obs),
             total_power_mw=obs.total_power_mw if obs else None,
-            temps_c={z: v for z, v in (obs.temps_c.items() if obs else ()) if -300 <= v <= 1000},
-            served=self.served,
-            unavailable=(*self.parts.unavailable, *(obs.unavailable if obs else ()))))
+            temps_c=dict(obs.temps_c) if obs else {}, served=self.served,
+            unavailable=(*self.parts.unavailable, *(obs.unavailable if obs else ()), *self._not_set.values())))
 
     def _profiles(self, msg: p.ProfilesRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
         meta = self.parts.meta
@@ -230,6 +240,10 @@ class Daemon:
             shape = ", ".join(map(str, want))
             raise p.ProtocolError("bad_request", f"input has shape {list(arr.shape)}; model "
                                   f"{self.parts.model_name} takes (N, {shape}) or ({shape})", request_id=msg.id)
+        if arr.shape[0] > self.max_batch:
+            raise p.ProtocolError("too_large", f"a batch of {arr.shape[0]} inputs is more than this daemon runs at "
+                                  f"once ({self.max_batch} for {self.parts.model_name}); split it into several "
+                                  "requests", request_id=msg.id)
         if arr.dtype.kind not in "fiu":
             raise p.ProtocolError("bad_request", f"input dtype {arr.dtype} is not numeric; send float32",
                                   request_id=msg.id)
@@ -237,6 +251,12 @@ class Daemon:
             raise p.ProtocolError("bad_request", "input holds NaN or infinity", request_id=msg.id)
         # The frame is read-only and the request may sit in the queue: own a float32 copy (inputs are small).
         return np.array(arr, dtype=np.float32)
+
+    @property
+    def max_batch(self) -> int:
+        """The most inputs one ``infer`` may carry: what fits in ``_MAX_BATCH_ACTIVATION_BYTES`` of layer outputs."""
+        per_input = max((level.activation_bytes for level in self.parts.meta.levels), default=0)
+        return max(1, _MAX_BATCH_ACTIVATION_BYTES // max(per_input, 1))
 
     def _check_budget(self, msg: p.InferRequest | p.AdviseRequest) -> None:
         if msg.budget.energy_mj is not None and not self.parts.table.energy_measured:
@@ -291,11 +311,17 @@ class Daemon:
     def _apply(self, decision: Decision) -> None:
         setpoints = decision.point.setpoints
         table = self.parts.table.table
-        if not setpoints.hz or self.scheduler.current_setpoints == int(table.setpoint_id[decision.index]):
+        same = self.scheduler.current_setpoints == int(table.setpoint_id[decision.index])
+        if not setpoints.hz or (same and not self._not_set):  # after a failed write, try again
             return
         applied = self.parts.board.apply(setpoints)
         self.scheduler.applied(decision.index, {n: r.cur_hz for n, r in applied.items()})
         errors = getattr(applied, "errors", {})
+        for name, hz in setpoints.hz.items():  # status lists what could not be set until a write succeeds
+            if name in errors:
+                self._not_set[name] = f"{name}: could not set {hz} Hz: {str(errors[name])[:500]}"
+            else:
+                self._not_set.pop(name, None)
         message = f"setpoints {dict(setpoints.hz)}" + (f"; failed: {errors}" if errors else "")
         self._publish(p.TelemetryEvent(seq=self._next_seq(), t=self.parts.clock(), simulated=self.parts.simulated,
                                        kind="setpoints", reason=Reason.CLIENT.value, message=message[:4000]))
