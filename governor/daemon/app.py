@@ -33,6 +33,7 @@ from governor.daemon.service import Daemon, DaemonParts
 from governor.daemon.statefile import clear_state, load_state, save_state
 from governor.daemon.tables import MeasuredTable, host_points, measure_table
 from governor.daemon.target import Target, open_target
+from governor.drivers.hotplug import CpuHotplug
 
 __all__ = ["App", "build_app", "restore_leftover"]
 
@@ -49,11 +50,21 @@ def restore_leftover(state_path: Path) -> str | None:
         return f"dropped the state of simulated board {saved.board}"
     target = open_target(saved.board, saved.sysfs_root)
     try:
-        target.board.restore(saved.baselines)
+        present = {b.owner for b in target.board.snapshot()}
+        target.board.restore([b for b in saved.baselines if b.owner in present])
     finally:
         target.close()
+    done = f"restored the baseline of {saved.board} left by pid {saved.pid}"
+    missing = [b.owner for b in saved.baselines if b.owner not in present]
+    if missing:
+        # A part that is gone (driver unloaded, node vanished) cannot be written; failing here would keep
+        # every later start from running. Its baseline is moved aside, never dropped.
+        kept = state_path.with_name(state_path.name + ".unrestored")
+        os.replace(state_path, kept)
+        return (f"{done}, except {', '.join(missing)}: not on this board now (driver unloaded? not root?); "
+                f"their baseline is kept in {kept}: once they are back, run `governor restore --state-file {kept}`")
     clear_state(state_path)
-    return f"restored the baseline of {saved.board} left by pid {saved.pid}"
+    return done
 
 
 @dataclass
@@ -108,7 +119,9 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
     target = open_target(d.board, d.sysfs_root, clock="real", scenario="demo" if d.board.startswith("sim:") else None)
     closers: list[Callable[[], None]] = [target.close]
     try:
-        baselines = target.board.snapshot()
+        # The daemon never changes the CPU online mask (nvpmodel owns it on Jetson), so it neither saves nor
+        # restores it: putting it back at exit would undo a power-mode switch made while the daemon ran.
+        baselines = [b for b in target.board.snapshot() if b.owner != CpuHotplug.owner]
         save_state(state_path, d.board if target.simulated else target.spec.name, target.root, baselines)
         model_path = Path(d.model) if d.model else _bundled_model(say)
         backend, meta = _backend(target, model_path)
