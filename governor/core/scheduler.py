@@ -67,6 +67,7 @@ class Scheduler:
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _previous: int | None = None
     _current_setpoints: int | None = None
+    _asked_hz: dict[str, int] = field(default_factory=dict)  # the setpoints of the row applied last
     _mult: npt.NDArray[np.float64] | None = None
     residual_alpha: float = 0.2
     min_margin: float = 0.02
@@ -87,8 +88,11 @@ class Scheduler:
         self.others_util = {u: max(0.0, float(v) - float(own.get(u, 0.0))) for u, v in obs.util.items()}
         caps: dict[str, int] = {}
         for name, reading in obs.domains.items():
-            top = self.table_max_hz.get(name)
-            if top is not None and reading.max_hz < top:
+            # Pinning by limits sets max to the clock we asked for: that max is ours, not a cap (else the
+            # first low pin would cap every later choice); only a max below our request is someone else's.
+            asked = self._asked_hz.get(name)
+            ceiling = asked * (1 - _CAP_TOLERANCE) if asked else self.table_max_hz.get(name)
+            if ceiling is not None and reading.max_hz < ceiling:
                 caps[name] = reading.max_hz
             pinned = self.pinned_hz.get(name)
             if pinned and reading.cur_hz < pinned * (1 - _CAP_TOLERANCE):
@@ -100,6 +104,7 @@ class Scheduler:
         """The daemon applied the setpoints of ``row``; ``readback_hz`` is what the kernel accepted."""
         self._current_setpoints = int(self.optimiser.table.setpoint_id[row])
         self.pinned_hz = dict(readback_hz)
+        self._asked_hz = dict(self.optimiser.table.points[row].setpoints.hz)
 
     # -- queue ----------------------------------------------------------------------------------
     def submit(self, request: PendingRequest) -> None:
