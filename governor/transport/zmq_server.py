@@ -67,17 +67,19 @@ class ZmqServerEnd:
         self.security = security or ServerSecurity()
         self._ctx = context or zmq.Context.instance()
         self._auth: Any = None
-        self._router = self._bind(zmq.ROUTER, endpoint)
-        # libzmq drops over-size peers without a reply; keep its guard well above the protocol's own.
-        self._router.setsockopt(zmq.MAXMSGSIZE, max_bytes * 2 + 65536)
+        # libzmq drops over-size peers without a reply; keep its guard well above the protocol's own. It
+        # must be set before bind: a listener copies the socket's options when it is bound.
+        self._router = self._bind(zmq.ROUTER, endpoint, {zmq.MAXMSGSIZE: max_bytes * 2 + 65536})
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self._pub = self._bind(zmq.PUB, telemetry_endpoint) if telemetry_endpoint else None
         self._poller = zmq.Poller()
         self._poller.register(self._router, zmq.POLLIN)
 
-    def _bind(self, kind: int, endpoint: str) -> Any:
+    def _bind(self, kind: int, endpoint: str, options: dict[int, int] | None = None) -> Any:
         sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        for option, value in (options or {}).items():
+            sock.setsockopt(option, value)
         if endpoint.startswith("tcp://"):
             self._secure(sock, endpoint)
         path = ipc_path(endpoint)
