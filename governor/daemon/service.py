@@ -247,10 +247,13 @@ class Daemon:
         if arr.dtype.kind not in "fiu":
             raise p.ProtocolError("bad_request", f"input dtype {arr.dtype} is not numeric; send float32",
                                   request_id=msg.id)
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            raise p.ProtocolError("bad_request", "input holds NaN or infinity", request_id=msg.id)
         # The frame is read-only and the request may sit in the queue: own a float32 copy (inputs are small).
-        return np.array(arr, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            batch = np.array(arr, dtype=np.float32)
+        if not np.all(np.isfinite(batch)):  # checked after the cast: 1e300 as float64 becomes inf
+            raise p.ProtocolError("bad_request", "input holds NaN or infinity, or values beyond float32 (±3.4e38)",
+                                  request_id=msg.id)
+        return batch
 
     @property
     def max_batch(self) -> int:
