@@ -167,7 +167,7 @@ def _bundled_model(say: Callable[[str], None]) -> Path:
 
 
 def _backend(target: Target, model_path: Path) -> tuple[Backend, ModelMeta]:
-    from governor.runtime.executor import Executor
+    from governor.runtime.executor import Executor, cuda_available
 
     # Every (k, threads) is exercised while the table is measured, so later switches need no untimed
     # warm-up passes; those would only add to the client's end-to-end time.
@@ -180,11 +180,8 @@ def _backend(target: Target, model_path: Path) -> tuple[Backend, ModelMeta]:
         sim_exec = SimExecutor(target.sim, workload_from_meta(meta))
         return SimBackend(sim_exec, executor, len(meta.classes)), meta
     gpu = None
-    if any(u.kind == "gpu" for u in target.spec.units):
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = Executor(model_path, device="cuda", warmup_runs=0)
+    if any(u.kind == "gpu" for u in target.spec.units) and cuda_available():
+        gpu = Executor(model_path, device="cuda", warmup_runs=0)
     return HostBackend(executor, target.spec, gpu_executor=gpu), meta
 
 
