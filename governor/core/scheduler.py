@@ -106,6 +106,12 @@ class Scheduler:
         self.pinned_hz = dict(readback_hz)
         self._asked_hz = dict(self.optimiser.table.points[row].setpoints.hz)
 
+    def released(self) -> None:
+        """The daemon dropped the clocks it pinned (idle): no setpoints of the table are in force."""
+        self._current_setpoints = None
+        self.pinned_hz = {}
+        self._asked_hz = {}
+
     # -- queue ----------------------------------------------------------------------------------
     def submit(self, request: PendingRequest) -> None:
         heapq.heappush(self._queue, (request.due_t, next(self._seq), request))

@@ -143,7 +143,8 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
     parts = DaemonParts(
         spec=target.spec, board=target.board, backend=backend, meta=meta, model_name=_model_name(model_path),
         table=table, server=server, tick_hz=d.tick_hz, max_bytes=d.max_message_bytes, max_queue=d.max_queue,
-        hysteresis=config.policy.hysteresis, switch_ms=max(config.policy.switch_ms, 0.0),
+        hysteresis=config.policy.hysteresis, idle_clocks=config.policy.idle_clocks,
+        table_hz={name: tuple(dom.available_hz()) for name, dom in target.board.domains.items()}, switch_ms=max(config.policy.switch_ms, 0.0),
         telemetry_endpoint=telemetry, simulated=target.simulated, cpu_count=os.cpu_count() or 1,
         watchdog=notifier.watchdog, watchdog_interval_s=notifier.watchdog_interval_s if d.watchdog else 0.0,
         unavailable=tuple(f"{k}: {v}" for k, v in target.board.unavailable.items()), metrics=metrics,

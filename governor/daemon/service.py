@@ -34,7 +34,7 @@ from governor.core.board import BoardSpec
 from governor.core.modelmeta import ModelMeta
 from governor.core.optimise import Decision, Optimiser
 from governor.core.scheduler import PendingRequest, Scheduler
-from governor.core.types import Observation, Reason
+from governor.core.types import Observation, Reason, Setpoints
 from governor.daemon.backend import Backend
 from governor.daemon.replies import core_budget, domains_info, estimate, met, wire_observation
 from governor.daemon.tables import MeasuredTable
@@ -73,6 +73,8 @@ class DaemonParts:
     watchdog: Callable[[], object] = lambda: None
     watchdog_interval_s: float = 0.0
     metrics: Any = None
+    idle_clocks: str = "keep"  # or "lowest": drop the clocks we pinned when nothing is queued
+    table_hz: dict[str, tuple[int, ...]] = field(default_factory=dict)  # available Hz per domain
     unavailable: tuple[str, ...] = ()
 
 
@@ -310,6 +312,19 @@ class Daemon:
         total_ms = (self.parts.clock() - pending.arrival_t) * 1000.0 if not outcome.simulated else (
             (deciding - pending.arrival_t) * 1000.0 + outcome.latency_ms)
         self._reply_infer(queued, decision, outcome, total_ms)
+        if not self.scheduler.pending():
+            self._idle()
+
+    def _idle(self) -> None:
+        """Nothing queued: drop every clock we pinned to its lowest frequency, as an idle board's
+        governor would. Pinned-high clocks while idle cost more board energy than the runs."""
+        if self.parts.idle_clocks != "lowest" or self.scheduler.current_setpoints is None:
+            return
+        lowest = {name: min(self.parts.table_hz[name]) for name in self.scheduler.pinned_hz
+                  if self.parts.table_hz.get(name)}
+        if lowest:
+            self.parts.board.apply(Setpoints(lowest))
+        self.scheduler.released()
 
     def _apply(self, decision: Decision) -> None:
         setpoints = decision.point.setpoints

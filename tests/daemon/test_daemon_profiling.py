@@ -58,3 +58,32 @@ def test_faster_clocks_predict_lower_latency(nano, tmp_path):
             and p.setpoints.hz["emc"] == max(p2.setpoints.hz["emc"] for p2 in table.points)]
     by_gpu = sorted(rows, key=lambda i: table.points[i].setpoints.hz["gpu"])
     assert table.latency_ms[by_gpu[0]] > table.latency_ms[by_gpu[-1]]
+
+
+@pytest.mark.parametrize("idle", ["keep", "lowest"])
+def test_idle_clocks_policy(nano, tmp_path, idle):
+    from governor.core import protocol as p
+    from governor.daemon.service import Daemon, DaemonParts
+    from governor.transport.inproc import InprocPair
+
+    target, backend, meta = nano
+    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    pair = InprocPair()
+    hz = {n: tuple(d.available_hz()) for n, d in target.board.domains.items()}
+    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                                table=table, server=pair.server, clock=target.sim.clock, simulated=True,
+                                idle_clocks=idle, table_hz=hz))
+    end = pair.connect()
+    end.send(p.encode_request(p.InferRequest(id="r1", budget=p.Budget(objective="min_latency")),
+                              {"x": np.zeros((1, *meta.input_shape), np.float32)}))
+    ident, frames = pair.server.recv(1000)
+    daemon.receive(ident, frames)
+    daemon.run_next()
+    reply, _ = p.decode_reply(end.recv(1000))
+    unit_domain = target.spec.unit(reply.point.mapping.unit).domain
+    pinned = reply.point.setpoints_hz[unit_domain]
+    now = target.board.domains[unit_domain].read().max_hz
+    if idle == "keep":
+        assert now == pinned and daemon.scheduler.current_setpoints is not None
+    else:
+        assert now == min(hz[unit_domain]) < pinned and daemon.scheduler.current_setpoints is None
