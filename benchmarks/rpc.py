@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from governor_client import Client
 
 
@@ -56,7 +55,7 @@ def start(workdir: Path) -> tuple[subprocess.Popen[str], str]:
             with Client(endpoint, timeout_ms=1000, retries=0) as c:
                 c.status()
             return proc, endpoint
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             time.sleep(0.5)
     raise SystemExit("daemon did not come up in 300 s")
 
@@ -107,7 +106,8 @@ def infer_overhead(endpoint: str, reps: int) -> tuple[float, float]:
             t = time.perf_counter_ns()
             c.infer(x, objective="max_accuracy")
             rtt.append((time.perf_counter_ns() - t) / 1e6)
-    model = next((Path(os.environ.get("STATE_DIRECTORY", str(Path.home() / ".cache/governor"))) / "models").glob("*.dgm"))
+    state = Path(os.environ.get("STATE_DIRECTORY", str(Path.home() / ".cache/governor")))
+    model = next((state / "models").glob("*.dgm"))
     torch.set_num_threads(point.mapping.threads)
     with Executor(model) as ex:
         direct = [ex.run(x, point.k, threads=point.mapping.threads).latency_ms for _ in range(reps)]

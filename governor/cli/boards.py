@@ -30,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
         rows.append((s.name, s.board.family, s.board.soc, units, domains, s.board.title))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
     print("\nAlso: sim:<board> for a simulated board (labelled simulated wherever it appears).")
     return 0

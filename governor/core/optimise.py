@@ -201,8 +201,11 @@ class Optimiser:
         pick = _least_violating(budget, lat, energy, acc)
         return self._decision(rows[pick], lat[pick], energy[pick], acc[pick], True, _why(budget, lat, energy, acc))
 
-    def _decision(self, row: int, lat: float, energy: float, acc: float, infeasible: bool, reason: str = "") -> Decision:
-        return Decision(self.table.points[int(row)], int(row), float(lat), float(energy), float(acc), infeasible, reason)
+    def _decision(
+        self, row: int, lat: float, energy: float, acc: float, infeasible: bool, reason: str = ""
+    ) -> Decision:
+        point = self.table.points[int(row)]
+        return Decision(point, int(row), float(lat), float(energy), float(acc), infeasible, reason)
 
 
 def _objective_value(objective: Objective, lat: FloatArray, energy: FloatArray, acc: FloatArray) -> FloatArray:

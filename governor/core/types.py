@@ -14,8 +14,8 @@ from types import MappingProxyType
 
 __all__ = [
     "DomainReading",
-    "OperatingPoint",
     "Observation",
+    "OperatingPoint",
     "Reason",
     "Sample",
     "Setpoints",

@@ -22,7 +22,7 @@ def nano(quick_model):
 
 
 def test_space_varies_only_the_units_clock_and_memory(nano):
-    target, backend, meta = nano
+    target, _backend, meta = nano
     hz = {n: tuple(d.available_hz()) for n, d in target.board.domains.items()}
     space = board_space(target.spec, hz, meta, cpu_count=4)
     assert set(space.mappings) == {"a57/1", "a57/2", "a57/4", "gpu/1"}

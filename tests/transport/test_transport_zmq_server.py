@@ -67,7 +67,7 @@ def test_error_reply_for_a_request_the_handler_refuses(running):
 
 
 def test_message_without_delimiter_is_dropped(running):
-    ep, server, _ = running
+    ep, _server, _ = running
     ctx = zmq.Context.instance()
     raw = ctx.socket(zmq.DEALER)
     raw.setsockopt(zmq.LINGER, 0)
