@@ -60,9 +60,9 @@ class ResidualTracker:
     n_groups: int
     alpha: float = 0.2
     window: int = 64
-    quantile: float = 0.95
+    quantile: float = 0.99
     min_margin: float = 0.02
-    max_margin: float = 0.5
+    max_margin: float = 2.0
     _log_bias: npt.NDArray[np.float64] = field(init=False, repr=False)
     _seen: npt.NDArray[np.int64] = field(init=False, repr=False)
     _errors: deque[float] = field(init=False, repr=False)

@@ -71,7 +71,7 @@ class Scheduler:
     _mult: npt.NDArray[np.float64] | None = None
     residual_alpha: float = 0.2
     min_margin: float = 0.02
-    max_margin: float = 0.5
+    max_margin: float = 2.0
 
     def __post_init__(self) -> None:
         self.residuals = ResidualTracker(

@@ -79,7 +79,7 @@ class PolicySection(_Section):
     idle_clocks: Literal["lowest", "keep"] = "keep"
     switch_ms: float = Field(default=-1.0, description="DVFS transition time; negative = measure at start")
     min_margin: float = Field(default=0.02, ge=0, le=1)
-    max_margin: float = Field(default=0.5, ge=0, le=5)
+    max_margin: float = Field(default=2.0, ge=0, le=5)
     residual_alpha: float = Field(default=0.2, gt=0, le=1)
 
 

@@ -73,6 +73,9 @@ class DaemonParts:
     watchdog: Callable[[], object] = lambda: None
     watchdog_interval_s: float = 0.0
     metrics: Any = None
+    min_margin: float = 0.02
+    max_margin: float = 2.0
+    residual_alpha: float = 0.2
     idle_clocks: str = "keep"  # or "lowest": drop the clocks we pinned when nothing is queued
     table_hz: dict[str, tuple[int, ...]] = field(default_factory=dict)  # available Hz per domain
     unavailable: tuple[str, ...] = ()
@@ -110,6 +113,7 @@ class Daemon:
             unit_kind={n: u.kind for n, u in units.items()},
             unit_cores={n: len(u.cpus) or (parts.cpu_count if u.kind == "cpu" else 1) for n, u in units.items()},
             table_max_hz={d.name: max(d.table_hz) for d in parts.spec.domains if d.table},
+            residual_alpha=parts.residual_alpha, min_margin=parts.min_margin, max_margin=parts.max_margin,
         )
         self._started = parts.clock()
         self._last_tick_t = self._started
