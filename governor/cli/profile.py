@@ -146,9 +146,10 @@ def _open_board(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dic
     except BaseException:
         target.close()
         raise
-    from governor.daemon.profiling import BoardSource
+    from governor.daemon.profiling import BoardSource, sim_time
 
-    source = BoardSource(target.board, backend, np.zeros((1, *meta.input_shape), np.float32), reps=3)
+    source = BoardSource(target.board, backend, np.zeros((1, *meta.input_shape), np.float32), reps=3,
+                         **sim_time(target))
     label = ("sim-" if target.simulated else "") + target.spec.name
     info = {"board": label, "source": ("sim:" if target.simulated else "board:") + target.spec.name,
             "simulated": str(target.simulated)}

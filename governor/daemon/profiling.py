@@ -116,25 +116,37 @@ class BoardSource:
     backend: Any
     batch: np.ndarray
     reps: int = 5
+    max_reps: int = 50
+    stable_rel: float = 0.02  # the median counts as stable when the last reps move it less than this
     min_window_s: float = 0.05
     cool_wait_s: float = 0.5
+    cool_margin_c: float = 10.0  # start a point only this far below the board's passive trip points
+    cool_limit_s: float = 120.0
+    idle_baseline: bool = False  # subtract idle board power (mW) from sensor-based energy
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        # Energy from power sensors needs the run to span several sensor updates (XU3 INA231: ~264 ms).
+        rates = [getattr(s, "update_interval_s", 0.0) for s in getattr(self.board, "power", ())]
+        self.min_window_s = max(self.min_window_s, 5 * max(rates, default=0.0))
 
     def measure(self, point: ProfilePoint) -> Measurement:
         unit, threads = parse_mapping(point.mapping)
         op = OperatingPoint(unit, threads, point.setpoints, point.groups)
+        self._cool_down()
+        idle_mw = self._idle_power() if self.idle_baseline else 0.0
         for _attempt in range(3):
             self._apply(point.setpoints)
             latencies, energies, powers = self._runs(op)
             if not self._throttled(point.setpoints):
                 break
             self.sleep(self.cool_wait_s)  # discard: the clocks were capped under us
-        latency = statistics.median(latencies)
+        latency = statistics.median(_without_outliers(latencies))
         if energies:
-            energy = statistics.median(energies)
+            energy = statistics.median(_without_outliers(energies))
         elif powers:
-            energy = statistics.fmean(powers) * latency / 1000.0
+            energy = max(statistics.fmean(powers) - idle_mw, 1e-3) * latency / 1000.0
         else:
             energy = None
         simulated = bool(getattr(self.backend, "simulated", False))
@@ -152,7 +164,7 @@ class BoardSource:
         energies: list[float] = []
         powers: list[float] = []
         start = self.clock()
-        while len(latencies) < self.reps or (self.clock() - start < self.min_window_s and len(latencies) < 1000):
+        while self._more(latencies, start):
             outcome = self.backend.run(self.batch, op)
             latencies.append(outcome.latency_ms)
             if outcome.energy_mj is not None:
@@ -163,10 +175,61 @@ class BoardSource:
                     powers.append(total)
         return latencies, energies, powers
 
+    def _more(self, latencies: list[float], start: float) -> bool:
+        """Run again until ``reps`` runs, the energy window and a stable median (or ``max_reps``)."""
+        n = len(latencies)
+        if n < self.reps or (self.clock() - start < self.min_window_s and n < 1000):
+            return True
+        if n >= self.max_reps:
+            return False
+        half = statistics.median(latencies[: n // 2 + 1])
+        return abs(statistics.median(latencies) - half) > self.stable_rel * half
+
+    def _cool_down(self) -> None:
+        """Wait (bounded) until every zone with a passive trip is ``cool_margin_c`` below it."""
+        trips = {z.type: z.passive_trip_c for z in getattr(self.board.spec, "thermal", ()) if z.passive_trip_c}
+        deadline = self.clock() + self.cool_limit_s
+        while trips and self.clock() < deadline:
+            temps = self.board.sample().temps_c
+            if all(temps.get(zone, -300.0) < trip - self.cool_margin_c for zone, trip in trips.items()):
+                return
+            self.sleep(self.cool_wait_s)
+
+    def _idle_power(self) -> float:
+        """Board power with nothing of ours running, mW (median over the energy window)."""
+        samples: list[float] = []
+        start = self.clock()
+        while self.clock() - start < self.min_window_s or not samples:
+            total = self.board.sample().total_power_mw
+            if total is None:
+                return 0.0
+            samples.append(total)
+            self.sleep(min(0.01, self.min_window_s))
+        return statistics.median(samples)
+
     def _throttled(self, setpoints: Setpoints) -> bool:
         obs = self.board.sample()
         return any(name in obs.domains and obs.domains[name].cur_hz < hz * _THROTTLE_TOLERANCE
                    for name, hz in setpoints.hz.items())
+
+
+def sim_time(target: Any) -> dict[str, Any]:
+    """On a virtual-clock simulated board, waiting means advancing simulated time."""
+    sim = getattr(target, "sim", None)
+    advance = getattr(sim, "advance", None)
+    if sim is None or type(sim.clock).__name__ != "VirtualClock" or advance is None:
+        return {}
+    return {"sleep": advance, "clock": sim.clock}
+
+
+def _without_outliers(values: list[float]) -> list[float]:
+    """Drop values more than 5 median absolute deviations from the median (a preempted run)."""
+    if len(values) < 5:
+        return values
+    mid = statistics.median(values)
+    mad = statistics.median(abs(v - mid) for v in values) or 1e-12
+    kept = [v for v in values if abs(v - mid) <= 5 * mad]
+    return kept or values
 
 
 def sample_board(source: BoardSource, space: Space, settings: SamplerSettings,
@@ -224,7 +287,7 @@ def profile_board(target: Any, backend: Any, meta: ModelMeta, space: Space, sett
     say(f"profiling {len(space.mappings)} mappings over {len(space.grid)} candidate points{label}, "
         f"at most {settings.max_points} measurements")
     batch = np.zeros((1, *meta.input_shape), dtype=np.float32)
-    source = BoardSource(target.board, backend, batch, reps=3)
+    source = BoardSource(target.board, backend, batch, reps=3, **sim_time(target))
     baselines = target.board.snapshot()
     try:
         return sample_board(source, space, settings)

@@ -87,3 +87,60 @@ def test_idle_clocks_policy(nano, tmp_path, idle):
         assert now == pinned and daemon.scheduler.current_setpoints is not None
     else:
         assert now == min(hz[unit_domain]) < pinned and daemon.scheduler.current_setpoints is None
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+    def sleep(self, s):
+        self.t += s
+
+
+class _FakeBoard:
+    """Just enough of a drivers Board: apply, sample, a thermal zone that cools, a power sensor."""
+
+    def __init__(self, clock, hot_until):
+        from types import SimpleNamespace
+
+        self.clock, self.hot_until = clock, hot_until
+        self.power = [SimpleNamespace(update_interval_s=0.264)]
+        self.spec = SimpleNamespace(thermal=[SimpleNamespace(type="cpu-thermal", passive_trip_c=90.0)])
+
+    def apply(self, setpoints):
+        return {}
+
+    def sample(self):
+        from governor.core.types import Observation
+
+        temp = 95.0 if self.clock() < self.hot_until else 50.0
+        return Observation(t=self.clock(), temps_c={"cpu-thermal": temp}, total_power_mw=2000.0)
+
+
+def test_board_source_waits_for_cool_down_spans_sensor_updates_and_drops_outliers():
+    from types import SimpleNamespace
+
+    from governor.core.types import Setpoints
+
+    clock = _Clock()
+    board = _FakeBoard(clock, hot_until=3.0)
+    import itertools
+
+    runs = itertools.chain([1.0] * 6, [30.0], itertools.repeat(1.0))
+
+    class Backend:
+        simulated = False
+
+        def run(self, batch, op):
+            clock.t += 0.01
+            return SimpleNamespace(latency_ms=next(runs), energy_mj=None)
+
+    src = BoardSource(board, Backend(), np.zeros((1, 1, 8, 8), np.float32), reps=3, clock=clock, sleep=clock.sleep)
+    assert src.min_window_s == pytest.approx(5 * 0.264)  # the INA231-like sensor needs a longer window
+    m = src.measure(ProfilePoint("a57/1", Setpoints({"cpu": 1}), 1))
+    assert clock.t >= 3.0  # waited until the zone was 10 °C below its trip
+    assert m.latency_ms == pytest.approx(1.0)  # the preempted 30 ms run did not move the median
+    assert m.energy_mj == pytest.approx(2000.0 * 1.0 / 1000.0)
