@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -82,10 +82,15 @@ class Scheduler:
         )
 
     # -- observations -------------------------------------------------------------------------
-    def observe(self, obs: Observation, own_busy: Mapping[str, float] | None = None) -> None:
+    def observe(self, obs: Observation, own_busy: Mapping[str, float] | None = None,
+                held: Collection[str] = ()) -> None:
+        """``held``: units whose reading is ours, not others' (an accelerator's load file averages a short
+        recent window, so right after our own run it reads our work); their estimate is kept as it was."""
         own = own_busy or {}
         self.last_t = obs.t
-        self.others_util = {u: max(0.0, float(v) - float(own.get(u, 0.0))) for u, v in obs.util.items()}
+        previous = self.others_util
+        self.others_util = {u: previous.get(u, 0.0) if u in held else max(0.0, float(v) - float(own.get(u, 0.0)))
+                            for u, v in obs.util.items()}
         caps: dict[str, int] = {}
         for name, reading in obs.domains.items():
             # Pinning by limits sets max to the clock we asked for: that max is ours, not a cap (else the

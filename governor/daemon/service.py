@@ -134,9 +134,12 @@ class Daemon:
         obs = self.parts.board.sample()
         interval = max(now - self._last_tick_t, 1e-3)
         own = {u: min(1.0, busy / interval) for u, busy in self._busy_s.items()}
+        # CPU load is a /proc/stat difference over exactly this interval, so our share can be taken off;
+        # accelerator load files average a short recent window that our last run fills.
+        held = [u for u in own if self.scheduler.unit_kind.get(u) != "cpu"]
         self._busy_s.clear()
         self._last_tick_t = now
-        self.scheduler.observe(obs, own)
+        self.scheduler.observe(obs, own, held)
         self.last_obs = obs
         self.last_wire = wire_observation(obs)
         self._publish(p.TelemetryObservation.from_observation(self.last_wire, self._next_seq()))

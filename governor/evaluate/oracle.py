@@ -22,7 +22,7 @@ Three things use it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,8 +95,9 @@ class OracleScheduler(Scheduler):
         return cls(scheduler.optimiser, scheduler.unit_kind, scheduler.unit_cores, scheduler.table_max_hz,
                    contention=contention, true_caps=true_caps)
 
-    def observe(self, obs: Observation, own_busy: Mapping[str, float] | None = None) -> None:
-        super().observe(obs, own_busy)
+    def observe(self, obs: Observation, own_busy: Mapping[str, float] | None = None,
+                held: Collection[str] = ()) -> None:
+        super().observe(obs, own_busy, held)
         if self.true_caps is not None:
             self.caps_hz = dict(self.true_caps())  # the simulator's thermal caps, not inferred from read-backs
 

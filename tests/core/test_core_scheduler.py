@@ -98,3 +98,12 @@ def test_multiplier_follows_observations_feedback_and_reset():
     assert s.multiplier()[s.optimiser.table.group_of[d.index]] > loaded[s.optimiser.table.group_of[d.index]]
     s.reset_learning()
     assert np.allclose(s.multiplier(), loaded)
+
+
+def test_accelerator_load_right_after_our_own_run_is_not_counted_as_others():
+    s = make_scheduler()
+    s.observe(Observation(t=1.0, util={"gpu": 0.3}))
+    s.observe(Observation(t=1.1, util={"gpu": 0.95}), own_busy={"gpu": 0.05}, held=["gpu"])
+    assert s.others_util["gpu"] == pytest.approx(0.3)  # held: the 0.95 was our own run in the load window
+    s.observe(Observation(t=1.2, util={"gpu": 0.6}))
+    assert s.others_util["gpu"] == pytest.approx(0.6)  # no run of ours since: the reading is others'
