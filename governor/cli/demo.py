@@ -88,7 +88,9 @@ def _connect(endpoint: str, daemon: subprocess.Popen[bytes] | None) -> Any:
             client = Client(endpoint, timeout_ms=60_000, retries=1)
             client.connect()
             return client
-        except GovernorError:
+        except GovernorError as exc:
+            if daemon is None:  # the user's endpoint: say what is wrong instead of waiting
+                raise CliError(str(exc)) from exc
             if time.monotonic() > deadline:
                 raise CliError(f"no daemon answered at {endpoint} within 300 s") from None
             time.sleep(0.5)

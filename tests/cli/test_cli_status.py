@@ -76,3 +76,8 @@ def test_subcommand_help_lists_its_own_flags(capsys):
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert "--sysfs-root" in out and "--board" in out
+
+
+def test_demo_against_a_missing_daemon_says_how_to_start_one(tmp_path):
+    code, _, err = run_cli("demo", "--endpoint", f"ipc://{tmp_path}/none.sock", "--requests", "1")
+    assert code == 2 and "governor serve" in err
