@@ -15,6 +15,9 @@ One thread does everything, so no state is shared. Each turn of :meth:`Daemon.st
 
 A request id already answered is answered again from a short cache; a resend of one still queued
 only updates where the reply goes (docs/protocol.md §10), so a retried ``infer`` never runs twice.
+
+Why one module of ~400 lines: it is the loop and the only owner of its state (queue, reply cache,
+busy time, last observation); splitting the handlers out would hand that state around instead.
 """
 
 from __future__ import annotations
