@@ -127,7 +127,7 @@ class _BoardMeasurement:
 def _open_board(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dict[str, str]]:
     import numpy as np
 
-    from governor.daemon.app import _backend
+    from governor.daemon.app import open_backend
     from governor.daemon.profiling import board_space
     from governor.daemon.target import TargetError, open_target
 
@@ -139,7 +139,7 @@ def _open_board(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dic
     except TargetError as exc:
         raise CliError(str(exc)) from exc
     try:
-        backend, meta = _backend(target, model)
+        backend, meta = open_backend(target, model)
         domains_hz = {name: tuple(d.available_hz()) for name, d in target.board.domains.items()}
         space = board_space(target.spec, domains_hz, meta, units=args.mappings, groups=args.groups,
                             cpu_count=os.cpu_count() or 1, unit_kinds=backend.unit_kinds)

@@ -35,7 +35,7 @@ from governor.daemon.tables import MeasuredTable, host_points, measure_table
 from governor.daemon.target import Target, open_target
 from governor.drivers.hotplug import CpuHotplug
 
-__all__ = ["App", "build_app", "restore_leftover"]
+__all__ = ["App", "build_app", "open_backend", "restore_leftover"]
 
 log = logging.getLogger("governor.app")
 
@@ -124,7 +124,7 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         baselines = [b for b in target.board.snapshot() if b.owner != CpuHotplug.owner]
         save_state(state_path, d.board if target.simulated else target.spec.name, target.root, baselines)
         model_path = Path(d.model) if d.model else _bundled_model(say)
-        backend, meta = _backend(target, model_path)
+        backend, meta = open_backend(target, model_path)
         closers.append(backend.close)
         table = _table(target, backend, meta, say, _profile_path(config, target, model_path), d.profile_points)
         server, endpoint, telemetry = _server(config)
@@ -170,7 +170,7 @@ def _bundled_model(say: Callable[[str], None]) -> Path:
     return ensure_default_model(cache)
 
 
-def _backend(target: Target, model_path: Path) -> tuple[Backend, ModelMeta]:
+def open_backend(target: Target, model_path: Path) -> tuple[Backend, ModelMeta]:
     from governor.runtime.executor import Executor, cuda_available
 
     # Every (k, threads) is exercised while the table is measured, so later switches need no untimed

@@ -215,11 +215,12 @@ class BoardSource:
 
 def sim_time(target: Any) -> dict[str, Any]:
     """On a virtual-clock simulated board, waiting means advancing simulated time."""
+    from governor.sim import VirtualClock
+
     sim = getattr(target, "sim", None)
-    advance = getattr(sim, "advance", None)
-    if sim is None or type(sim.clock).__name__ != "VirtualClock" or advance is None:
+    if sim is None or not isinstance(sim.clock, VirtualClock):
         return {}
-    return {"sleep": advance, "clock": sim.clock}
+    return {"sleep": sim.advance, "clock": sim.clock}
 
 
 def _without_outliers(values: list[float]) -> list[float]:

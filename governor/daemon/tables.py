@@ -59,19 +59,16 @@ def measure_table(
     """Run each point ``reps`` times (``run`` returns latency ms and energy mJ or None); keep medians."""
     if reps < 1:
         raise ValueError("reps must be at least 1")
-    lat, energy, measured = [], [], True
+    lat: list[float] = []
+    joules: list[float | None] = []
     for point in points:
         samples = [run(point) for _ in range(reps)]
-        latency = statistics.median(s[0] for s in samples)
-        joules = [s[1] for s in samples if s[1] is not None]
-        if len(joules) == len(samples):
-            energy.append(statistics.median(joules))
-        else:
-            measured = False
-            energy.append(point.threads * latency * CORE_MS_PROXY_MJ)
-        lat.append(latency)
-    if not measured:  # never mix measured energy with the proxy in one table
-        energy = [p.threads * la * CORE_MS_PROXY_MJ for p, la in zip(points, lat, strict=True)]
+        lat.append(statistics.median(s[0] for s in samples))
+        known = [s[1] for s in samples if s[1] is not None]
+        joules.append(statistics.median(known) if len(known) == len(samples) else None)
+    measured = all(j is not None for j in joules)
+    # Never mix measured energy with the proxy in one table.
+    energy = joules if measured else [p.threads * la * CORE_MS_PROXY_MJ for p, la in zip(points, lat, strict=True)]
     accuracy = [meta.accuracy(p.groups) or 0.0 for p in points]
     table = DecisionTable(tuple(points), np.array(lat), np.array(energy), np.array(accuracy), simulated=simulated)
     return MeasuredTable(table, measured, reps)

@@ -153,9 +153,6 @@ class ZmqServerEnd:
             with contextlib.suppress(zmq.Again):
                 self._pub.send_multipart(list(frames), copy=False, flags=zmq.NOBLOCK)
 
-    def fileno_ready(self) -> Any:
-        return self._router
-
     def close(self) -> None:
         for sock, ep in ((self._router, self.endpoint), (self._pub, self.telemetry_endpoint)):
             if sock is None:
