@@ -75,6 +75,11 @@ class ZmqServerEnd:
         self._poller = zmq.Poller()
         self._poller.register(self._router, zmq.POLLIN)
 
+    @property
+    def bound_endpoint(self) -> str:
+        """The endpoint the request socket actually listens on (a wildcard port resolved), for logs and tests."""
+        return str(self._router.getsockopt(zmq.LAST_ENDPOINT).decode())
+
     def _bind(self, kind: int, endpoint: str, options: dict[int, int] | None = None) -> Any:
         sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)

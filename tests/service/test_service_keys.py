@@ -71,7 +71,7 @@ def test_curve_lets_the_authorised_client_in_and_refuses_another(keys, caplog):
     security = ServerSecurity(curve_secret_file=str(kdir / "server.key_secret"),
                               curve_authorized_dir=str(kdir / "authorized"))
     server = ZmqServerEnd("tcp://127.0.0.1:*", security=security, context=ctx)
-    endpoint = server.fileno_ready().getsockopt(zmq.LAST_ENDPOINT).decode()
+    endpoint = server.bound_endpoint
     stop = threading.Event()
     worker = threading.Thread(target=answer_status, args=(server, stop), daemon=True)
     worker.start()
