@@ -10,6 +10,10 @@ perfect. Two corrections turn a nominal prediction into the one the optimiser tr
    ``t`` threads get at most ``n - u*n`` cores' worth of time, so latency grows by
    ``max(1, (t + u*n) / n)`` when ``t`` threads would no longer fit. On a GPU (one time-sliced
    engine) a co-runner holding share ``u`` leaves ``1 - u``: latency grows by ``1 / (1 - u)``.
+   The share is clock-aware (:func:`row_contention`): a co-runner seen taking ``u`` at clock
+   ``f_obs`` does fixed work, so at a lower clock ``f`` it takes ``u * f_obs / f`` (a slow GPU
+   is eaten by the same video decoder); at a higher clock it is assumed to keep ``u`` (a CPU hog
+   does not shrink), which errs on the safe side.
 2. **Residuals** (:class:`ResidualTracker`): per (unit, threads, groups) an exponentially weighted
    mean of ``log(measured / predicted)`` *after* the contention correction; its ``exp`` multiplies
    later predictions. The safety margin is a high quantile of the recent relative errors left
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ResidualTracker", "contention_multiplier"]
+__all__ = ["ResidualTracker", "contention_multiplier", "row_contention"]
 
 _MAX_SHARE = 0.95  # a unit reported 100 % busy by others still gives us a slice
 
@@ -50,6 +54,39 @@ def contention_multiplier(
             out[i] = max(1.0, (threads + u * n) / n)
         else:
             out[i] = 1.0 / (1.0 - u)
+    return out
+
+
+def row_contention(
+    units: Sequence[str],
+    threads: npt.NDArray[np.float64],
+    row_hz: npt.NDArray[np.float64],
+    others_util: Mapping[str, float],
+    others_hz: Mapping[str, float],
+    unit_kind: Mapping[str, str],
+    unit_cores: Mapping[str, int],
+    unit_of: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float64]:
+    """Latency multiplier per table row, clock-aware (see the module doc).
+
+    ``units[unit_of[i]]`` is row i's unit, ``threads[i]`` its thread count and ``row_hz[i]`` the clock
+    it sets on that unit's domain (0 when it sets none: then the observed share is used as it is);
+    ``others_hz[unit]`` is the clock the unit ran at when ``others_util[unit]`` was observed."""
+    out = np.ones(unit_of.size)
+    for j, unit in enumerate(units):
+        u = min(max(float(others_util.get(unit, 0.0)), 0.0), _MAX_SHARE)
+        if u == 0.0:
+            continue
+        rows = unit_of == j
+        seen_hz = float(others_hz.get(unit, 0.0))
+        hz = row_hz[rows]
+        ratio = np.where((hz > 0) & (seen_hz > 0), seen_hz / np.where(hz > 0, hz, 1.0), 1.0)
+        share = np.minimum(u * np.maximum(ratio, 1.0), _MAX_SHARE)
+        if unit_kind.get(unit) == "cpu":
+            n = max(int(unit_cores.get(unit, 1)), 1)
+            out[rows] = np.maximum(1.0, (threads[rows] + share * n) / n)
+        else:
+            out[rows] = 1.0 / (1.0 - share)
     return out
 
 

@@ -14,9 +14,20 @@ feasible point; if none is feasible the least-violating point is returned with
 ``infeasible=True`` (the caller rejects instead when the client asked for strict mode).
 
 Speed: a multiplier scales latency and energy of a whole group alike, so within a group a point
-that is dominated in (latency, energy) stays dominated. Only the per-group Pareto fronts can ever be
+that is dominated in (latency, energy) stays dominated. Contention is per row (it depends on the
+clock a row sets, see :func:`governor.core.feedback.row_contention`), so it is folded into the
+table before the fronts are taken, once per contention state (the caller names each state by a
+key), and only the per-group residuals scale the fronts at decision time. Only the per-group Pareto fronts can ever be
 chosen, whatever the budget or objective, and they are computed once per table (and once per
 clock-cap state, since a cap removes points). Thousands of points shrink to a few hundred.
+
+Idle floor: when the daemon hands the clocks back while idle, the board burns its idle power
+``floor_mw`` whether a run takes long or not, so what a choice really costs is its energy *above*
+that floor, ``E - floor x L``: a slower, lower-clocked run then often costs less than racing to idle
+(the minimum-energy objective uses this; budgets and replies keep the whole-board energy ``E``).
+With ``floor > 0`` a point dominated in (L, E) can still win, so the fronts are taken on
+(L, E - floor x L) instead: if q beats p on both, q also meets every deadline and energy budget p
+meets, so nothing optimal is lost. The floor is bucketed (5 % steps) to keep that cache small.
 
 Hysteresis: when the previous choice is still feasible and within ``hysteresis`` (relative) of the
 best objective value, it is kept, so the board does not thrash between near-equal points. A
@@ -25,7 +36,7 @@ point whose setpoints differ from the ones in force pays ``switch_ms`` (DVFS tra
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -38,6 +49,7 @@ __all__ = ["Budget", "Decision", "DecisionTable", "Objective", "Optimiser"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+Contention = tuple[Hashable, FloatArray]  # (a key naming the contention state, per-row multiplier)
 
 
 class Objective(str, Enum):
@@ -104,15 +116,31 @@ class DecisionTable:
     def __len__(self) -> int:
         return len(self.points)
 
-    def pareto_rows(self, allowed: npt.NDArray[np.bool_] | None = None) -> IntArray:
-        """Rows on the (latency, energy) Pareto front of their group, among ``allowed`` rows."""
+    def pareto_rows(self, allowed: npt.NDArray[np.bool_] | None = None, floor_mw: float = 0.0,
+                    scale: FloatArray | None = None) -> IntArray:
+        """Rows on the (latency, energy above ``floor_mw``) Pareto front of their group, among ``allowed``;
+        ``scale`` multiplies every row's latency and energy first (per-row contention)."""
         rows = np.arange(len(self)) if allowed is None else np.flatnonzero(allowed)
+        lat = self.latency_ms if scale is None else self.latency_ms * scale
+        energy = self.energy_mj if scale is None else self.energy_mj * scale
+        above = energy - floor_mw * lat / 1000.0 if floor_mw else energy
         keep: list[IntArray] = []
         for g in range(len(self.groups)):
             members = rows[self.group_of[rows] == g]
             if members.size:
-                keep.append(_front(members, self.latency_ms[members], self.energy_mj[members]))
+                keep.append(_front(members, lat[members], above[members]))
         return np.sort(np.concatenate(keep)) if keep else np.empty(0, dtype=np.int64)
+
+
+_MAX_FRONTS = 32
+_FLOOR_STEP = np.log(1.05)
+
+
+def bucket_floor(floor_mw: float) -> float:
+    """``floor_mw`` rounded to a 5 % grid (0 stays 0), so nearby floors share one front."""
+    if floor_mw <= 1.0:
+        return 0.0
+    return float(np.exp(np.round(np.log(floor_mw) / _FLOOR_STEP) * _FLOOR_STEP))
 
 
 def _front(rows: IntArray, lat: FloatArray, energy: FloatArray) -> IntArray:
@@ -129,6 +157,7 @@ class _Candidates:
     rows: IntArray
     lat: FloatArray
     energy: FloatArray
+    above: FloatArray  # energy above the idle floor the fronts were taken at, mJ
     acc: FloatArray
     group: IntArray
     setpoint: IntArray
@@ -141,27 +170,37 @@ class Optimiser:
     table: DecisionTable
     hysteresis: float = 0.05
     switch_ms: float = 0.0
-    _fronts: dict[tuple[tuple[str, int], ...], _Candidates] = field(default_factory=dict, repr=False)
+    _fronts: dict[tuple[object, ...], _Candidates] = field(default_factory=dict, repr=False)
 
-    def candidates(self, caps_hz: Mapping[str, int] | None = None) -> IntArray:
+    def candidates(self, caps_hz: Mapping[str, int] | None = None, floor_mw: float = 0.0,
+                   contention: Contention | None = None) -> IntArray:
         """Rows worth considering when clocks are capped at ``caps_hz`` (e.g. thermal capping)."""
-        return self._gathered(caps_hz).rows
+        return self._gathered(caps_hz, floor_mw, contention).rows
 
-    def _gathered(self, caps_hz: Mapping[str, int] | None) -> _Candidates:
+    def _gathered(self, caps_hz: Mapping[str, int] | None, floor_mw: float = 0.0,
+                  contention: Contention | None = None) -> _Candidates:
         key = tuple(sorted(caps_hz.items())) if caps_hz else ()
-        if key not in self._fronts:
+        floor = bucket_floor(floor_mw)
+        state = (key, floor, None if contention is None else contention[0])
+        if state not in self._fronts:
+            if len(self._fronts) >= _MAX_FRONTS:  # caps and floors drift; keep the newest few
+                del self._fronts[next(iter(self._fronts))]
             allowed = None
             if key:
                 ok_sp = np.array(
                     [all(sp.get(d, 0) <= cap for d, cap in key) for sp in self.table.setpoints], dtype=bool
                 )
                 allowed = ok_sp[self.table.setpoint_id]
-            rows = self.table.pareto_rows(allowed)
+            scale = None if contention is None else contention[1]
+            rows = self.table.pareto_rows(allowed, floor, scale)
             t = self.table
-            self._fronts[key] = _Candidates(
-                rows, t.latency_ms[rows], t.energy_mj[rows], t.accuracy[rows], t.group_of[rows], t.setpoint_id[rows]
-            )
-        return self._fronts[key]
+            lat, energy = t.latency_ms[rows], t.energy_mj[rows]
+            if scale is not None:
+                lat, energy = lat * scale[rows], energy * scale[rows]
+            self._fronts[state] = _Candidates(
+                rows, lat, energy, energy - floor * lat / 1000.0, t.accuracy[rows], t.group_of[rows],
+                t.setpoint_id[rows])
+        return self._fronts[state]
 
     def decide(
         self,
@@ -172,10 +211,14 @@ class Optimiser:
         caps_hz: Mapping[str, int] | None = None,
         current_setpoints: int | None = None,
         previous: int | None = None,
+        floor_mw: float = 0.0,
+        contention: Contention | None = None,
     ) -> Decision:
         """Choose a row. ``multiplier`` is per group (``table.groups`` order); ``margin`` is relative
-        (0.1 = predictions inflated by 10 %); ``current_setpoints`` is a ``table.setpoint_id`` value."""
-        c = self._gathered(caps_hz)
+        (0.1 = predictions inflated by 10 %); ``current_setpoints`` is a ``table.setpoint_id`` value;
+        ``floor_mw`` is the board's idle power while we are not running (see the module doc);
+        ``contention`` is (key, per-row latency multiplier over the whole table), the key naming that state."""
+        c = self._gathered(caps_hz, floor_mw, contention)
         rows = c.rows
         if rows.size == 0:
             raise ValueError("no operating point is allowed under the current clock caps")
@@ -196,7 +239,8 @@ class Optimiser:
         if budget.min_accuracy is not None:
             feasible &= acc >= budget.min_accuracy
         if feasible.any():
-            pick = _best(budget.objective, lat, energy, acc, feasible, self.hysteresis, rows, previous)
+            above = c.above * scale
+            pick = _best(budget.objective, lat, above, acc, feasible, self.hysteresis, rows, previous)
             return self._decision(rows[pick], lat[pick], energy[pick], acc[pick], False)
         pick = _least_violating(budget, lat, energy, acc)
         return self._decision(rows[pick], lat[pick], energy[pick], acc[pick], True, _why(budget, lat, energy, acc))

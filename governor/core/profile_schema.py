@@ -146,6 +146,9 @@ class ProfileDoc(_Strict):
     sampling: SamplingRecord
     points: tuple[PointRecord, ...]
     models: tuple[ModelRecord, ...]
+    idle_power_mw: float | None = Field(
+        default=None, ge=0, description="board power with nothing of ours running and the clocks left to their "
+        "kernel governors, mW, measured before profiling; the daemon's first idle floor (None: no sensor)")
 
     @model_validator(mode="after")
     def _references(self) -> ProfileDoc:
@@ -216,7 +219,7 @@ def _point_record(space: Space, index: int, m: Measurement) -> PointRecord:
 
 def build_profile_doc(model_name: str, provenance: Provenance, space: Space, settings: SamplerSettings,
                       status: SamplerStatus, measured: Mapping[int, Measurement],
-                      fitted: ProfileModel) -> ProfileDoc:
+                      fitted: ProfileModel, idle_power_mw: float | None = None) -> ProfileDoc:
     """Assemble a profile document from a finished sampling run."""
     points: Sequence[PointRecord] = [_point_record(space, i, m) for i, m in sorted(measured.items())]
     space_record = SpaceRecord(
@@ -227,4 +230,4 @@ def build_profile_doc(model_name: str, provenance: Provenance, space: Space, set
                               estimated_mape_pct=dict(status.estimated_mape_pct))
     models = tuple(ModelRecord.model_validate(fitted.models[key].to_dict()) for key in sorted(fitted.models))
     return ProfileDoc(model=model_name, provenance=provenance, space=space_record, sampling=sampling,
-                      points=tuple(points), models=models)
+                      points=tuple(points), models=models, idle_power_mw=idle_power_mw)

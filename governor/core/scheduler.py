@@ -14,6 +14,16 @@ State lives here and changes only through four calls, in the order of the daemon
   the time already spent waiting off the deadline, and asks the optimiser.
 * :meth:`Scheduler.feedback` feeds the measured latency back into the residual tracker.
 
+Queued requests are paced together: the head of the queue gets the tighter of its own deadline and
+``(due_j - now) / (j + 1)`` for the j-th request behind it (each would take about as long), so a
+slow, cheap run does not push the rest of a burst past their deadlines. If that pace is out of reach
+the head falls back to its own deadline.
+
+Idle floor: when the daemon hands the clocks back while idle (``charge_idle``), the board's idle
+power is paid whatever we choose, so the optimiser is told it (``floor_mw``) and minimises energy
+above it. The floor is learned here from observations taken after at least two idle ticks with no
+setpoints of ours in force and nobody else busy (a power sensor averages over its last window).
+
 The current setpoints and the previous choice are remembered so the optimiser charges DVFS
 transition time and applies hysteresis; that is how consecutive requests share setpoints instead
 of thrashing.
@@ -29,13 +39,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from governor.core.feedback import ResidualTracker, contention_multiplier
-from governor.core.optimise import Budget, Decision, Optimiser
+from governor.core.feedback import ResidualTracker, row_contention
+from governor.core.optimise import Budget, Contention, Decision, Optimiser
 from governor.core.types import Observation
 
 __all__ = ["PendingRequest", "Scheduler"]
 
 _CAP_TOLERANCE = 0.02  # read-back within 2 % of the pinned frequency counts as "not capped"
+_QUIET_UTIL = 0.05  # others' utilisation below this counts as nobody else running
+_INFER_RATIO = 1.15  # a held accelerator run this far off its prediction reveals others' share
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,17 @@ class Scheduler:
     residual_alpha: float = 0.2
     min_margin: float = 0.02
     max_margin: float = 2.0
+    unit_domain: Mapping[str, str] = field(default_factory=dict)  # the DVFS domain clocking each unit
+    others_hz: dict[str, int] = field(default_factory=dict)  # each unit's clock when others_util was read
+    charge_idle: bool = False
+    idle_floor_mw: float = 0.0
+    floor_alpha: float = 0.2
+    _idle_ticks: int = 0
+    _rows: tuple[object, tuple[str, ...], npt.NDArray[np.int64], npt.NDArray[np.float64],
+                 npt.NDArray[np.float64]] | None = None
+    _contention: Contention | None = None
+    _contention_stale: bool = True
+    _held: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.residuals = ResidualTracker(
@@ -88,9 +111,15 @@ class Scheduler:
         recent window, so right after our own run it reads our work); their estimate is kept as it was."""
         own = own_busy or {}
         self.last_t = obs.t
+        self._held = frozenset(held)
         previous = self.others_util
         self.others_util = {u: previous.get(u, 0.0) if u in held else max(0.0, float(v) - float(own.get(u, 0.0)))
                             for u, v in obs.util.items()}
+        for unit, domain in self.unit_domain.items():
+            reading = obs.domains.get(domain)
+            if reading is not None and unit not in held:
+                self.others_hz[unit] = reading.cur_hz
+        self._contention_stale = True
         caps: dict[str, int] = {}
         for name, reading in obs.domains.items():
             # Pinning by limits sets max to the clock we asked for: that max is ours, not a cap (else the
@@ -104,6 +133,17 @@ class Scheduler:
                 caps[name] = min(caps.get(name, reading.cur_hz), reading.cur_hz)
         self.caps_hz = caps
         self._mult = None
+        self._learn_floor(obs, own)
+
+    def _learn_floor(self, obs: Observation, own: Mapping[str, float]) -> None:
+        quiet = (self._current_setpoints is None and not any(v > 0.0 for v in own.values())
+                 and all(v < _QUIET_UTIL for v in self.others_util.values()))
+        self._idle_ticks = self._idle_ticks + 1 if quiet else 0
+        power = obs.total_power_mw
+        if self._idle_ticks < 2 or power is None or power <= 0.0:
+            return
+        a = self.floor_alpha
+        self.idle_floor_mw = float(power) if not self.idle_floor_mw else (1 - a) * self.idle_floor_mw + a * power
 
     def applied(self, row: int, readback_hz: Mapping[str, int]) -> None:
         """The daemon applied the setpoints of ``row``; ``readback_hz`` is what the kernel accepted."""
@@ -111,11 +151,14 @@ class Scheduler:
         self.pinned_hz = dict(readback_hz)
         self._asked_hz = dict(self.optimiser.table.points[row].setpoints.hz)
 
-    def released(self) -> None:
-        """The daemon dropped the clocks it pinned (idle): no setpoints of the table are in force."""
+    def released(self, parked_hz: Mapping[str, int] | None = None) -> None:
+        """The daemon dropped the clocks it pinned (idle): no setpoints of the table are in force.
+
+        ``parked_hz``: the limits it parked the domains at (Hz). Their maxima are ours, not a thermal
+        cap; forgetting that made every run after an idle spell stay at the parked clocks."""
         self._current_setpoints = None
         self.pinned_hz = {}
-        self._asked_hz = {}
+        self._asked_hz = dict(parked_hz or {})
 
     # -- queue ----------------------------------------------------------------------------------
     def submit(self, request: PendingRequest) -> None:
@@ -129,12 +172,43 @@ class Scheduler:
 
     # -- decisions ------------------------------------------------------------------------------
     def multiplier(self) -> npt.NDArray[np.float64]:
-        """Contention (from the last observation) times learned residuals, per table group."""
-        if self._mult is None:  # cleared by observe() and feedback(), the only inputs that change it
-            table = self.optimiser.table
-            contention = contention_multiplier(table.groups, self.others_util, self.unit_kind, self.unit_cores)
-            self._mult = contention * self.residuals.multiplier()
+        """Learned residuals per table group (contention is per row: :meth:`contention`)."""
+        if self._mult is None:  # cleared by feedback() and reset_learning(), the only inputs that change it
+            self._mult = self.residuals.multiplier()
         return self._mult
+
+    def contention(self) -> Contention | None:
+        """(key, per-row latency multiplier) from the last observation; None when nobody else is busy.
+
+        Shares are rounded to 2 % so that a steady co-runner keeps one key (and one set of fronts)."""
+        if not self._contention_stale:
+            return self._contention
+        self._contention_stale = False
+        shares = {u: round(v * 50) / 50 for u, v in self.others_util.items() if v >= 0.01}
+        key = tuple(sorted((u, v, self.others_hz.get(u, 0)) for u, v in shares.items() if v > 0))
+        if not key:
+            self._contention = None
+        elif (self._contention is None or self._contention[0] != key or self._rows is None
+              or self._rows[0] is not self.optimiser.table):  # a reload brings a new table: new rows
+            _table, units, unit_of, threads, row_hz = self._row_info()
+            mult = row_contention(units, threads, row_hz, shares, self.others_hz, self.unit_kind, self.unit_cores,
+                                  unit_of)
+            self._contention = (key, mult)
+        return self._contention
+
+    def _row_info(self) -> tuple[object, tuple[str, ...], npt.NDArray[np.int64], npt.NDArray[np.float64],
+                                 npt.NDArray[np.float64]]:
+        """Per table row: unit index, threads and the clock it sets on its unit's domain (0 = none)."""
+        table = self.optimiser.table
+        if self._rows is None or self._rows[0] is not table:
+            units = tuple(dict.fromkeys(p.unit for p in table.points))
+            index = {u: i for i, u in enumerate(units)}
+            unit_of = np.array([index[p.unit] for p in table.points], dtype=np.int64)
+            threads = np.array([p.threads for p in table.points], dtype=np.float64)
+            row_hz = np.array([p.setpoints.hz.get(self.unit_domain.get(p.unit, ""), 0) for p in table.points],
+                              dtype=np.float64)
+            self._rows = (table, units, unit_of, threads, row_hz)
+        return self._rows
 
     @property
     def current_setpoints(self) -> int | None:
@@ -150,17 +224,59 @@ class Scheduler:
         if budget.deadline_ms is not None and now is not None and arrival_t is not None:
             waited_ms = max(0.0, (now - arrival_t) * 1000.0)
             budget = replace(budget, deadline_ms=max(budget.deadline_ms - waited_ms, 1e-6))
-        decision = self.optimiser.decide(
+        paced = self._paced(budget, now)
+        decision = self._optimise(paced)
+        if decision.infeasible and paced is not budget:
+            decision = self._optimise(budget)  # the queue's pace is out of reach: serve the head on its own
+        if remember:
+            self._previous = decision.index
+        return decision
+
+    def _optimise(self, budget: Budget) -> Decision:
+        return self.optimiser.decide(
             budget,
             multiplier=self.multiplier(),
             margin=self.residuals.margin(),
             caps_hz=self.caps_hz or None,
             current_setpoints=self._current_setpoints,
             previous=self._previous,
+            floor_mw=self.idle_floor_mw if self.charge_idle else 0.0,
+            contention=self.contention(),
         )
-        if remember:
-            self._previous = decision.index
-        return decision
+
+    def _paced(self, budget: Budget, now: float | None) -> Budget:
+        """``budget`` with its deadline tightened so the requests queued behind it can keep theirs."""
+        if budget.deadline_ms is None or now is None or not self._queue:
+            return budget
+        dues = sorted(due for due, _, _ in self._queue if due != float("inf"))
+        if not dues:
+            return budget
+        pace = min((due - now) * 1000.0 / (j + 2) for j, due in enumerate(dues))
+        if pace >= budget.deadline_ms:
+            return budget
+        return replace(budget, deadline_ms=max(pace, 1e-6))
+
+    def _infer_share(self, decision: Decision, group: int, contention: float, measured_ms: float) -> bool:
+        """An accelerator whose load reading was ours (``held``) cannot show a co-runner; our own run can.
+
+        A run slower (or faster) than the model, its learned bias and the assumed contention by more than
+        :data:`_INFER_RATIO` says others hold share ``1 - 1/(contention x ratio)`` of the unit at the
+        run's clock. That becomes the unit's observed share (clock-aware from there on) instead of a
+        residual, which would be clock-blind. Returns True when it did."""
+        unit = decision.point.unit
+        if unit not in self._held or self.unit_kind.get(unit) == "cpu":
+            return False
+        expected = float(self.optimiser.table.latency_ms[decision.index]) * contention * float(
+            self.residuals.multiplier()[group])
+        ratio = measured_ms / max(expected, 1e-9)
+        if 1.0 / _INFER_RATIO <= ratio <= _INFER_RATIO:
+            return False
+        self.others_util[unit] = max(0.0, 1.0 - 1.0 / (contention * ratio))
+        hz = float(self._row_info()[4][decision.index])
+        if hz > 0:
+            self.others_hz[unit] = int(hz)
+        self._contention_stale = True
+        return True
 
     def reset_learning(self) -> None:
         """Forget learned residuals and margin (e.g. on reload)."""
@@ -171,8 +287,9 @@ class Scheduler:
         """Learn from one outcome (latency in ms, as measured around the inference)."""
         table = self.optimiser.table
         group = int(table.group_of[decision.index])
-        contention = contention_multiplier(
-            [table.groups[group]], self.others_util, self.unit_kind, self.unit_cores
-        )[0]
+        rows = self.contention()
+        contention = 1.0 if rows is None else float(rows[1][decision.index])
+        if self._infer_share(decision, group, contention, measured_latency_ms):
+            return
         self.residuals.update(group, float(table.latency_ms[decision.index]) * contention, measured_latency_ms)
         self._mult = None

@@ -86,18 +86,37 @@ def test_feedback_learns_that_a_unit_is_slower_than_profiled():
         first.point.unit, first.point.threads, first.point.groups)
 
 
-def test_multiplier_follows_observations_feedback_and_reset():
+def test_contention_per_row_and_residuals_per_group_follow_observations_feedback_and_reset():
     s = make_scheduler()
-    calm = s.multiplier().copy()
+    assert s.contention() is None
     s.observe(Observation(t=1.0, util={"gpu": 0.5}))
-    loaded = s.multiplier().copy()
-    gpu = [i for i, g in enumerate(s.optimiser.table.groups) if g[0] == "gpu"]
-    assert np.all(loaded[gpu] == pytest.approx(2.0)) and np.all(calm[gpu] == 1.0)
+    key, rows = s.contention()
+    gpu = np.array([p.unit == "gpu" for p in s.optimiser.table.points])
+    assert np.all(rows[gpu] == pytest.approx(2.0)) and np.all(rows[~gpu] == 1.0)
     d = s.decide(Budget(deadline_ms=50.0))
+    group = s.optimiser.table.group_of[d.index]
     s.feedback(d, d.latency_ms * 4)
-    assert s.multiplier()[s.optimiser.table.group_of[d.index]] > loaded[s.optimiser.table.group_of[d.index]]
+    assert s.multiplier()[group] > 1.0
     s.reset_learning()
-    assert np.allclose(s.multiplier(), loaded)
+    assert np.allclose(s.multiplier(), 1.0) and s.contention()[0] == key
+
+
+def test_a_co_runner_seen_at_a_high_clock_takes_more_of_a_slower_one():
+    s = make_scheduler()
+    s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
+    seen = {"gpu": DomainReading(cur_hz=F[-1], min_hz=F[0], max_hz=F[-1])}
+    s.observe(Observation(t=1.0, util={"gpu": 0.3}, domains=seen))
+    _, rows = s.contention()
+    table = s.optimiser.table
+    at = {f: rows[[i for i, p in enumerate(table.points) if p.unit == "gpu" and p.setpoints.hz["gpu"] == f]]
+          for f in F}
+    assert np.all(at[F[-1]] == pytest.approx(1 / 0.7))  # seen there: its share as read
+    assert np.all(at[F[1]] == pytest.approx(1 / (1 - 0.3 * 1.5)))  # fixed work: 1.5x the share at 2/3 clock
+    assert np.all(at[F[0]] == pytest.approx(1 / (1 - 0.9)))
+    seen = {"gpu": DomainReading(cur_hz=F[0], min_hz=F[0], max_hz=F[-1])}
+    s.observe(Observation(t=2.0, util={"gpu": 0.3}, domains=seen))
+    _, rows = s.contention()
+    assert np.allclose(rows[[p.unit == "gpu" for p in table.points]], 1 / 0.7)  # never assumed to shrink
 
 
 def test_accelerator_load_right_after_our_own_run_is_not_counted_as_others():
@@ -107,3 +126,48 @@ def test_accelerator_load_right_after_our_own_run_is_not_counted_as_others():
     assert s.others_util["gpu"] == pytest.approx(0.3)  # held: the 0.95 was our own run in the load window
     s.observe(Observation(t=1.2, util={"gpu": 0.6}))
     assert s.others_util["gpu"] == pytest.approx(0.6)  # no run of ours since: the reading is others'
+
+
+def test_the_head_is_paced_so_the_queue_behind_it_keeps_its_deadlines():
+    s = make_scheduler()
+    alone = s.decide(Budget(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False)
+    for i in range(3):  # three more, due 20 ms after the head: all four must fit in 40 ms -> ~10 ms each
+        s.submit(PendingRequest(f"q{i}", Budget(deadline_ms=40.0), arrival_t=0.0))
+    paced = s.decide(Budget(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False)
+    assert alone.latency_ms > 10.0 >= paced.latency_ms
+    # A pace nobody can keep falls back to the head's own deadline instead of failing it.
+    for i in range(40):
+        s.submit(PendingRequest(f"z{i}", Budget(deadline_ms=40.0), arrival_t=0.0))
+    crowded = s.decide(Budget(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False)
+    assert not crowded.infeasible and crowded.latency_ms <= 40.0
+
+
+def test_idle_floor_is_learned_only_from_quiet_ticks_without_our_setpoints():
+    s = make_scheduler()
+    s.charge_idle = True
+    for t in range(3):
+        s.observe(Observation(t=float(t), util={"gpu": 0.0}, total_power_mw=1200.0))
+    assert s.idle_floor_mw == pytest.approx(1200.0)
+    s.observe(Observation(t=4.0, util={"gpu": 0.5}, total_power_mw=4000.0))  # a co-runner: not the floor
+    s.observe(Observation(t=5.0, util={"gpu": 0.0}, total_power_mw=4000.0), own_busy={"gpu": 0.3})  # ours ran
+    assert s.idle_floor_mw == pytest.approx(1200.0)
+
+
+def test_a_held_accelerator_reveals_a_co_runner_through_our_own_slow_run():
+    s = make_scheduler()
+    s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
+    s.observe(Observation(t=1.0, util={"gpu": 1.0}), own_busy={"gpu": 0.4}, held=["gpu"])
+    d = s.decide(Budget(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
+    assert d.point.unit == "gpu" and d.point.setpoints.hz["gpu"] == F[-1] and s.contention() is None
+    nominal = float(s.optimiser.table.latency_ms[d.index])  # d.latency_ms carries the safety margin
+    s.feedback(d, nominal * 2.0)  # others held half the GPU at this clock
+    assert s.others_util["gpu"] == pytest.approx(0.5, abs=0.02)
+    assert s.others_hz["gpu"] == d.point.setpoints.hz["gpu"]
+    assert np.allclose(s.multiplier(), 1.0)  # explained as contention, not learned as a clock-blind residual
+    _, rows = s.contention()
+    table = s.optimiser.table
+    slower = [i for i, p in enumerate(table.points)
+              if p.unit == "gpu" and p.setpoints.hz["gpu"] < d.point.setpoints.hz["gpu"]]
+    assert slower and np.all(rows[slower] > 2.0)  # fixed work takes a larger share of a slower GPU
+    s.feedback(d, nominal)  # back to its idle speed: the co-runner left
+    assert s.others_util["gpu"] == pytest.approx(0.0, abs=0.02)
