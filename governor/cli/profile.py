@@ -265,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with single_threaded_blas():
             resumed = _resume(checkpoint, space, sampler, args.quiet)
+            idle_power = getattr(source, "idle_power_mw", lambda: None)()  # before anything is written
             started = time.monotonic()
             while batch := sampler.next_batch():
                 for index in batch:
@@ -281,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     provenance = Provenance(board=info["board"], kernel=args.kernel, jetpack=args.jetpack, sensor=args.sensor,
                             date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                             simulated=simulated, source=info["source"], tool=f"dnn-governor {__version__}")
-    doc = build_profile_doc(model, provenance, space, settings, status, sampler.measured, fitted)
+    doc = build_profile_doc(model, provenance, space, settings, status, sampler.measured, fitted, idle_power)
     write_atomically(out, dump_profile(doc))
     checkpoint.unlink(missing_ok=True)
     est = ", ".join(f"{k} {v:.2f}%" for k, v in status.estimated_mape_pct.items()) or "none"

@@ -147,7 +147,7 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         min_margin=config.policy.min_margin, max_margin=config.policy.max_margin,
         residual_alpha=config.policy.residual_alpha,
         table_hz={name: tuple(dom.available_hz()) for name, dom in target.board.domains.items()},
-        switch_ms=max(config.policy.switch_ms, 0.0),
+        switch_ms=config.policy.switch_ms,
         telemetry_endpoint=telemetry, simulated=target.simulated, cpu_count=os.cpu_count() or 1,
         watchdog=notifier.watchdog, watchdog_interval_s=notifier.watchdog_interval_s if d.watchdog else 0.0,
         unavailable=tuple(f"{k}: {v}" for k, v in target.board.unavailable.items()), metrics=metrics,

@@ -76,7 +76,7 @@ class DaemonSection(_Section):
 class PolicySection(_Section):
     objective: Literal["min_energy", "max_accuracy", "min_latency"] = "min_energy"
     hysteresis: float = Field(default=0.05, ge=0, le=1)
-    idle_clocks: Literal["lowest", "keep"] = "keep"
+    idle_clocks: Literal["release", "lowest", "keep"] = "release"
     switch_ms: float = Field(default=-1.0, description="DVFS transition time; negative = measure at start")
     min_margin: float = Field(default=0.02, ge=0, le=1)
     max_margin: float = Field(default=2.0, ge=0, le=5)

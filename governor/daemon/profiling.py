@@ -19,6 +19,7 @@ optimiser's :class:`~governor.core.optimise.DecisionTable` over every OPP combin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import os
@@ -135,7 +136,7 @@ class BoardSource:
         unit, threads = parse_mapping(point.mapping)
         op = OperatingPoint(unit, threads, point.setpoints, point.groups)
         self._cool_down()
-        idle_mw = self._idle_power() if self.idle_baseline else 0.0
+        idle_mw = (self.idle_power_mw() or 0.0) if self.idle_baseline else 0.0
         for _attempt in range(3):
             self._apply(point.setpoints)
             latencies, energies, powers = self._runs(op)
@@ -195,14 +196,15 @@ class BoardSource:
                 return
             self.sleep(self.cool_wait_s)
 
-    def _idle_power(self) -> float:
-        """Board power with nothing of ours running, mW (median over the energy window)."""
+    def idle_power_mw(self) -> float | None:
+        """Board power with nothing of ours running, mW (median over the energy window); None without a
+        power sensor."""
         samples: list[float] = []
         start = self.clock()
         while self.clock() - start < self.min_window_s or not samples:
             total = self.board.sample().total_power_mw
             if total is None:
-                return 0.0
+                return None
             samples.append(total)
             self.sleep(min(0.01, self.min_window_s))
         return statistics.median(samples)
@@ -282,21 +284,24 @@ def _only(space: Space, mappings: Sequence[str]) -> Space:
 
 
 def profile_board(target: Any, backend: Any, meta: ModelMeta, space: Space, settings: SamplerSettings,
-                  say: Callable[[str], None]) -> ActiveSampler:
-    """Run the active sampler on the board; the board's baseline is restored afterwards."""
+                  say: Callable[[str], None]) -> tuple[ActiveSampler, float | None]:
+    """Run the active sampler on the board; the board's baseline is restored afterwards. Also returns the
+    board's idle power (mW, None without a sensor), measured first, before anything is written."""
     label = " (simulated)" if target.simulated else ""
     say(f"profiling {len(space.mappings)} mappings over {len(space.grid)} candidate points{label}, "
         f"at most {settings.max_points} measurements")
     batch = np.zeros((1, *meta.input_shape), dtype=np.float32)
     source = BoardSource(target.board, backend, batch, reps=3, **sim_time(target))
+    idle_mw = source.idle_power_mw()
     baselines = target.board.snapshot()
     try:
-        return sample_board(source, space, settings)
+        return sample_board(source, space, settings), idle_mw
     finally:
         target.board.restore(baselines)
 
 
-def save_profile(path: Path, model_name: str, target: Any, space: Space, sampler: ActiveSampler) -> None:
+def save_profile(path: Path, model_name: str, target: Any, space: Space, sampler: ActiveSampler,
+                 idle_power_mw: float | None = None) -> None:
     from governor import __version__
 
     provenance = Provenance(
@@ -305,7 +310,7 @@ def save_profile(path: Path, model_name: str, target: Any, space: Space, sampler
         date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), simulated=target.simulated,
         source=("sim:" if target.simulated else "board:") + target.spec.name, tool=f"dnn-governor {__version__}")
     doc = build_profile_doc(model_name, provenance, space, sampler.settings, sampler.status(), sampler.measured,
-                            sampler.model())
+                            sampler.model(), idle_power_mw)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(dump_profile(doc), encoding="utf-8")
@@ -324,7 +329,9 @@ def load_profile_table(path: Path, space: Space, meta: ModelMeta, *, simulated: 
     doc = parse_profile(path.read_text(encoding="utf-8"), str(path))
     same = (tuple(d.name for d in doc.space.domains) == space.domains and doc.space.mappings == space.mappings
             and doc.provenance.simulated == simulated)
-    return table_from_model(space, profile_model(doc), meta) if same else None
+    if not same:
+        return None
+    return dataclasses.replace(table_from_model(space, profile_model(doc), meta), idle_power_mw=doc.idle_power_mw)
 
 
 def board_table(target: Any, backend: Any, meta: ModelMeta, *, say: Callable[[str], None] = print,
@@ -349,10 +356,10 @@ def board_table(target: Any, backend: Any, meta: ModelMeta, *, say: Callable[[st
     budget = max(max_points or 24 * len(space.mappings), 4 * len(space.mappings))
     settings = SamplerSettings(max_points=budget, target_mape_pct=target_mape_pct,
                                targets=("latency_ms", "energy_mj"))
-    sampler = profile_board(target, backend, meta, space, settings, say)
+    sampler, idle_mw = profile_board(target, backend, meta, space, settings, say)
     status = sampler.status()
     say(f"measured {status.measured} of {status.candidates} points; stopped: {status.stopped}")
     if cache is not None:
-        save_profile(cache, model_name, target, space, sampler)
+        save_profile(cache, model_name, target, space, sampler, idle_mw)
         say(f"saved profile {cache}")
-    return table_from_model(space, sampler.model(), meta)
+    return dataclasses.replace(table_from_model(space, sampler.model(), meta), idle_power_mw=idle_mw)

@@ -48,6 +48,8 @@ log = logging.getLogger("governor.daemon")
 
 _REPLY_CACHE = 512
 _REPLY_TTL_S = 30.0
+_DRAIN_MAX = 64  # messages taken per step before the next run: bounds how long a run can be held back
+_WOKE_S = 0.0005  # a poll that took longer than this blocked, so its message arrived as it returned
 # Layer outputs one request may need at once: a bigger batch could exhaust a 4 GB board's memory (or
 # hold the single loop for minutes), so it is refused with the largest batch that fits.
 _MAX_BATCH_ACTIVATION_BYTES = 256 * 2**20
@@ -69,7 +71,7 @@ class DaemonParts:
     max_bytes: int = p.MAX_MESSAGE_BYTES
     max_queue: int = 256
     hysteresis: float = 0.05
-    switch_ms: float = 0.0
+    switch_ms: float = 0.0  # DVFS transition time charged to a change of setpoints, ms; negative = measure it
     telemetry_endpoint: str | None = None
     simulated: bool = False
     cpu_count: int = 1
@@ -79,7 +81,7 @@ class DaemonParts:
     min_margin: float = 0.02
     max_margin: float = 2.0
     residual_alpha: float = 0.2
-    idle_clocks: str = "keep"  # or "lowest": drop the clocks we pinned when nothing is queued
+    idle_clocks: str = "release"  # when nothing is queued: "release" to the kernel, park at "lowest", or "keep"
     table_hz: dict[str, tuple[int, ...]] = field(default_factory=dict)  # available Hz per domain
     unavailable: tuple[str, ...] = ()
 
@@ -107,19 +109,25 @@ class Daemon:
     _anon: int = field(default=0, init=False)
     _replied: OrderedDict[str, tuple[float, list[Any]]] = field(default_factory=OrderedDict, init=False)
     _not_set: dict[str, str] = field(default_factory=dict, init=False)  # domain -> why its last write failed
+    _polled_at: float = field(default=0.0, init=False)  # when the socket was last seen empty, daemon clock s
+    _arrival_t: float = field(default=0.0, init=False)
+    _switch_seen: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         parts = self.parts
         units = {u.name: u for u in parts.spec.units}
         self.scheduler = Scheduler(
-            Optimiser(parts.table.table, hysteresis=parts.hysteresis, switch_ms=parts.switch_ms),
+            Optimiser(parts.table.table, hysteresis=parts.hysteresis, switch_ms=max(parts.switch_ms, 0.0)),
             unit_kind={n: u.kind for n, u in units.items()},
             unit_cores={n: len(u.cpus) or (parts.cpu_count if u.kind == "cpu" else 1) for n, u in units.items()},
             table_max_hz={d.name: max(d.table_hz) for d in parts.spec.domains if d.table},
             residual_alpha=parts.residual_alpha, min_margin=parts.min_margin, max_margin=parts.max_margin,
+            charge_idle=parts.idle_clocks != "keep", idle_floor_mw=parts.table.idle_power_mw or 0.0,
+            unit_domain={n: u.domain for n, u in units.items() if u.domain},
         )
+        self._release_hz = _limits_in_force(parts.board)
         self._started = parts.clock()
-        self._last_tick_t = self._started
+        self._last_tick_t = self._polled_at = self._started
 
     # -- the loop -------------------------------------------------------------------------------
     def step(self) -> None:
@@ -127,11 +135,28 @@ class Daemon:
         if now >= self._next_tick:
             self.tick(now)
         wait_ms = 0 if self.scheduler.pending() else max(0, int((self._next_tick - self.parts.clock()) * 1000))
-        got = self.parts.server.recv(wait_ms)
-        if got is not None:
-            self.receive(*got)
+        self._drain(wait_ms)
         if self.scheduler.pending():
             self.run_next()
+
+    def _drain(self, wait_ms: int) -> None:
+        """Take every message waiting (up to a bound) so EDF and pacing see the whole queue, not one.
+
+        A message found already waiting arrived at some time since the previous poll ended (the
+        daemon was running); that poll's end is taken as its arrival, which can only overstate how
+        long it waited, so its deadline is never overestimated. One that woke a blocking poll
+        arrived just now."""
+        since = self._polled_at  # the socket was last known empty then
+        before = self.parts.clock()
+        got = self.parts.server.recv(wait_ms)
+        if got is not None and self.parts.clock() - before > _WOKE_S:
+            since = self.parts.clock()
+        for _ in range(_DRAIN_MAX):
+            if got is None:
+                break
+            self.receive(*got, arrival_t=since)
+            got = self.parts.server.recv(0)
+        self._polled_at = self.parts.clock()
 
     def tick(self, now: float) -> None:
         obs = self.parts.board.sample()
@@ -154,7 +179,9 @@ class Daemon:
             self._next_watchdog = now + self.parts.watchdog_interval_s
 
     # -- requests -------------------------------------------------------------------------------
-    def receive(self, identity: Any, frames: list[Any]) -> None:
+    def receive(self, identity: Any, frames: list[Any], arrival_t: float | None = None) -> None:
+        """Handle one message; ``arrival_t`` (daemon clock, s) is when it arrived if known, else now."""
+        self._arrival_t = self.parts.clock() if arrival_t is None else arrival_t
         try:
             msg, tensors = p.decode_request(frames, max_bytes=self.parts.max_bytes)
         except p.ProtocolError as exc:
@@ -238,7 +265,7 @@ class Daemon:
         key = msg.id or f"anon-{self._anon}"
         self._anon += 1
         self._queued[key] = _Queued(msg, batch, identity)
-        self.scheduler.submit(PendingRequest(key, core_budget(msg.budget), self.parts.clock(), msg.strict))
+        self.scheduler.submit(PendingRequest(key, core_budget(msg.budget), self._arrival_t, msg.strict))
 
     def _input(self, msg: p.InferRequest, tensors: dict[str, np.ndarray]) -> np.ndarray:
         if len(tensors) != 1:
@@ -326,14 +353,27 @@ class Daemon:
             self._idle()
 
     def _idle(self) -> None:
-        """Nothing queued: drop every clock we pinned to its lowest frequency, as an idle board's
-        governor would. Pinned-high clocks while idle cost more board energy than the runs."""
-        if self.parts.idle_clocks != "lowest" or self.scheduler.current_setpoints is None:
+        """Nothing queued: stop holding clocks. Clocks pinned high while idle cost more board energy than
+        the runs. ``release`` hands each domain back to its kernel governor within the limits found at
+        start (it follows other processes' load and drops when the board is idle); ``lowest`` parks it."""
+        mode = self.parts.idle_clocks
+        if mode == "keep" or self.scheduler.current_setpoints is None:
             return
-        lowest = {name: min(self.parts.table_hz[name]) for name in self.scheduler.pinned_hz
-                  if self.parts.table_hz.get(name)}
-        if lowest:
-            self.parts.board.apply(Setpoints(lowest))
+        pinned = list(self.scheduler.pinned_hz)
+        if mode == "lowest":
+            lowest = {name: min(self.parts.table_hz[name]) for name in pinned if self.parts.table_hz.get(name)}
+            if lowest:
+                self.parts.board.apply(Setpoints(lowest))
+            self.scheduler.released(lowest)
+            return
+        for name in pinned:
+            domain, limits = self.parts.board.domains.get(name), self._release_hz.get(name)
+            if domain is None or limits is None:
+                continue
+            try:
+                domain.set_range(*limits)
+            except (OSError, ValueError) as exc:  # the next run pins again; say why the clock stayed
+                log.warning("cannot hand %s back to its kernel governor: %s", name, exc)
         self.scheduler.released()
 
     def _apply(self, decision: Decision) -> None:
@@ -342,7 +382,13 @@ class Daemon:
         same = self.scheduler.current_setpoints == int(table.setpoint_id[decision.index])
         if not setpoints.hz or (same and not self._not_set):  # after a failed write, try again
             return
+        writing = self.parts.clock()
         applied = self.parts.board.apply(setpoints)
+        if self.parts.switch_ms < 0:  # measured: the writes and read-backs a change of setpoints costs
+            took_ms = (self.parts.clock() - writing) * 1000.0
+            optimiser = self.scheduler.optimiser
+            optimiser.switch_ms = took_ms if not self._switch_seen else 0.8 * optimiser.switch_ms + 0.2 * took_ms
+            self._switch_seen = True
         self.scheduler.applied(decision.index, {n: r.cur_hz for n, r in applied.items()})
         errors = getattr(applied, "errors", {})
         for name, hz in setpoints.hz.items():  # status lists what could not be set until a write succeeds
@@ -415,3 +461,15 @@ _HANDLERS: dict[str, Callable[..., None]] = {
     "advise": Daemon._advise,
     "infer": Daemon._infer,
 }
+
+
+def _limits_in_force(board: Any) -> dict[str, tuple[int, int]]:
+    """Each domain's (min, max) limits in Hz before we write anything: what ``release`` hands back."""
+    limits: dict[str, tuple[int, int]] = {}
+    for name, domain in getattr(board, "domains", {}).items():
+        try:
+            reading = domain.read()
+        except (OSError, ValueError):
+            continue
+        limits[name] = (reading.min_hz, reading.max_hz)
+    return limits

@@ -34,6 +34,7 @@ class MeasuredTable:
     table: DecisionTable
     energy_measured: bool
     reps: int
+    idle_power_mw: float | None = None  # the board's idle power when profiled, mW (None: unknown)
 
 
 def host_points(spec: BoardSpec, meta: ModelMeta, cpu_count: int, max_threads: int = 8) -> list[OperatingPoint]:

@@ -60,7 +60,7 @@ def test_faster_clocks_predict_lower_latency(nano, tmp_path):
     assert table.latency_ms[by_gpu[0]] > table.latency_ms[by_gpu[-1]]
 
 
-@pytest.mark.parametrize("idle", ["keep", "lowest"])
+@pytest.mark.parametrize("idle", ["keep", "lowest", "release"])
 def test_idle_clocks_policy(nano, tmp_path, idle):
     from governor.core import protocol as p
     from governor.daemon.service import Daemon, DaemonParts
@@ -83,10 +83,24 @@ def test_idle_clocks_policy(nano, tmp_path, idle):
     unit_domain = target.spec.unit(reply.point.mapping.unit).domain
     pinned = reply.point.setpoints_hz[unit_domain]
     now = target.board.domains[unit_domain].read().max_hz
+    reading = target.board.domains[unit_domain].read()
     if idle == "keep":
         assert now == pinned and daemon.scheduler.current_setpoints is not None
-    else:
+    elif idle == "lowest":
         assert now == min(hz[unit_domain]) < pinned and daemon.scheduler.current_setpoints is None
+    else:  # handed back to the kernel governor within the limits found at start
+        assert (reading.min_hz, reading.max_hz) == (min(hz[unit_domain]), max(hz[unit_domain]))
+        assert daemon.scheduler.current_setpoints is None
+    assert daemon.scheduler.idle_floor_mw == pytest.approx(table.idle_power_mw) and table.idle_power_mw > 500
+    # The limits we parked or released at are ours, not a thermal cap: the next request may go fast again.
+    daemon.tick(target.sim.clock())
+    assert daemon.scheduler.caps_hz == {}
+    end.send(p.encode_request(p.InferRequest(id="r2", budget=p.Budget(objective="min_latency")),
+                              {"x": np.zeros((1, *meta.input_shape), np.float32)}))
+    daemon.receive(*pair.server.recv(1000))
+    daemon.run_next()
+    again, _ = p.decode_reply(end.recv(1000))
+    assert again.point.setpoints_hz[unit_domain] == pinned
 
 
 class _Clock:
@@ -144,3 +158,78 @@ def test_board_source_waits_for_cool_down_spans_sensor_updates_and_drops_outlier
     assert clock.t >= 3.0  # waited until the zone was 10 °C below its trip
     assert m.latency_ms == pytest.approx(1.0)  # the preempted 30 ms run did not move the median
     assert m.energy_mj == pytest.approx(2000.0 * 1.0 / 1000.0)
+
+
+class _ScriptedServer:
+    """A transport whose socket holds what the test put there; records what the daemon sent back."""
+
+    def __init__(self, clock):
+        self.clock, self.waiting, self.sent = clock, [], []
+
+    def recv(self, timeout_ms):
+        return self.waiting.pop(0) if self.waiting else None
+
+    def send(self, identity, frames):
+        self.sent.append((identity, p_decode(frames)))
+
+    def publish(self, frames):
+        pass
+
+
+def p_decode(frames):
+    from governor.core import protocol as p
+
+    return p.decode_reply(frames)[0]
+
+
+def test_a_step_takes_every_waiting_request_so_edf_sees_the_later_tighter_one(nano, tmp_path):
+    """Requests that came in during a run are all taken before the next one; the tighter deadline goes first,
+    and each is stamped with the time the socket was last seen empty (it can only have waited longer)."""
+    from governor.core import protocol as p
+    from governor.daemon.service import Daemon, DaemonParts
+
+    target, backend, meta = nano
+    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    clock = target.sim.clock
+    server = _ScriptedServer(clock)
+    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                                table=table, server=server, clock=clock, simulated=True))
+    daemon.step()  # an empty poll: the socket is known empty now
+    seen_empty = clock()
+    target.sim.advance(0.05)  # the daemon was busy; two requests arrived meanwhile
+    x = {"x": np.zeros((1, *meta.input_shape), np.float32)}
+    for rid, deadline in (("loose", 500.0), ("tight", 80.0)):
+        server.waiting.append((rid.encode(), p.encode_request(p.InferRequest(id=rid, budget=p.Budget(
+            deadline_ms=deadline)), x)))
+    daemon.step()
+    assert [ident for ident, _ in server.sent] == [b"tight"]
+    assert daemon.scheduler.pending() == 1
+    (queued,) = [req for _, _, req in daemon.scheduler._queue]
+    assert queued.arrival_t == pytest.approx(seen_empty)
+    daemon.step()
+    assert [ident for ident, _ in server.sent] == [b"tight", b"loose"]
+
+
+def test_negative_switch_ms_measures_what_a_change_of_setpoints_costs(nano):
+    from governor.core import protocol as p
+    from governor.daemon.service import Daemon, DaemonParts
+
+    target, backend, meta = nano
+    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    real_apply = target.board.apply
+    t = [0.0]
+
+    def slow_apply(setpoints):  # a board whose writes take 3 ms (the daemon's clock is ours here)
+        t[0] += 0.003
+        return real_apply(setpoints)
+
+    target.board.apply = slow_apply
+    server = _ScriptedServer(None)
+    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                                table=table, server=server, clock=lambda: t[0], simulated=True, switch_ms=-1.0,
+                                idle_clocks="keep"))
+    assert daemon.scheduler.optimiser.switch_ms == 0.0
+    x = {"x": np.zeros((1, *meta.input_shape), np.float32)}
+    server.waiting.append((b"a", p.encode_request(p.InferRequest(id="a", budget=p.Budget(objective="min_latency")), x)))
+    daemon.step()
+    assert daemon.scheduler.optimiser.switch_ms == pytest.approx(3.0)

@@ -47,7 +47,8 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 10.0, what: str = "a c
 class LiveApp:
     """The daemon's composition root in this process, its loop on a thread (see the module doc)."""
 
-    def __init__(self, root: Path, model: Path, work: Path, *, board: str = BOARD, tick_hz: float = 20.0) -> None:
+    def __init__(self, root: Path, model: Path, work: Path, *, board: str = BOARD, tick_hz: float = 20.0,
+                 idle_clocks: str = "keep") -> None:
         from governor.daemon.app import build_app
         from governor.daemon.config import Config
 
@@ -55,6 +56,9 @@ class LiveApp:
         self.state_file = work / "state.json"
         config = Config().with_overrides(endpoint=self.endpoint, board=board, sysfs_root=str(root), model=str(model),
                                          state_file=str(self.state_file), tick_hz=tick_hz)
+        # These tests watch the clocks a request pinned between requests, so by default the daemon keeps them;
+        # handing them back when idle ("release", the shipped default) is covered in tests/daemon.
+        config = config.model_copy(update={"policy": config.policy.model_copy(update={"idle_clocks": idle_clocks})})
         self.app = build_app(config, say=lambda _line: None)
         self.loop_error: BaseException | None = None
         self._stop = threading.Event()
