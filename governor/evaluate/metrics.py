@@ -9,6 +9,12 @@ Definitions (also in ``docs/evaluate.md``):
 * *energy per request*: the board's simulated input-rail energy over the whole replay (idle time
   included) divided by the number of requests; *run energy* is the mean energy of the runs alone,
   and *idle energy* the rest (board energy outside runs, per request);
+* *active energy per request*: board energy above the board's idle floor (its power with nothing
+  running and every clock left to its kernel governor, measured on a fresh simulated board) over the
+  replay, per request. Every policy pays the floor for the whole replay whatever it does, so board
+  energy differences shrink with the trace's idle share; active energy is what a policy causes,
+  idle clocks it leaves pinned included. The energy targets are judged on it; board energy is
+  reported next to it.
 * *accuracy delivered*: the mean accuracy of the sub-networks that ran.
 """
 
@@ -36,6 +42,7 @@ class PolicyMetrics:
     energy_per_request_mj: float
     run_energy_per_request_mj: float
     idle_energy_per_request_mj: float
+    active_energy_per_request_mj: float
     accuracy_pct: float | None
     p50_ms: float
     p99_ms: float
@@ -43,6 +50,7 @@ class PolicyMetrics:
     mappings: dict[str, int]
     energy_vs_oracle: float | None = None
     run_energy_vs_oracle: float | None = None
+    active_energy_vs_oracle: float | None = None
     simulated: bool = True
 
 
@@ -50,7 +58,7 @@ def _pct(part: int, whole: int) -> float:
     return 100.0 * part / whole if whole else 100.0
 
 
-def _one(run: PolicyRun, summary: str, feasible: Sequence[bool]) -> PolicyMetrics:
+def _one(run: PolicyRun, summary: str, feasible: Sequence[bool], floor_mw: float) -> PolicyMetrics:
     recs, n = run.records, len(feasible)
     met = {r.index for r in run.records if r.deadline_met}
     latencies = sorted(r.total_ms for r in recs) or [0.0]
@@ -64,20 +72,29 @@ def _one(run: PolicyRun, summary: str, feasible: Sequence[bool]) -> PolicyMetric
         energy_per_request_mj=run.board_energy_mj / max(n, 1),
         run_energy_per_request_mj=statistics.fmean(energies) if energies else float("nan"),
         idle_energy_per_request_mj=(run.board_energy_mj - sum(energies)) / max(n, 1),
+        active_energy_per_request_mj=(run.board_energy_mj - floor_mw * run.duration_s) / max(n, 1),
         accuracy_pct=100.0 * statistics.fmean(accuracy) if accuracy else None,
         p50_ms=latencies[len(latencies) // 2], p99_ms=latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
         mean_k=statistics.fmean(r.k for r in recs) if recs else 0.0,
         mappings=dict(Counter(f"{r.unit}/{r.threads}" for r in recs).most_common()))
 
 
-def summarise(runs: Sequence[PolicyRun], summaries: dict[str, str], feasible: Sequence[bool]) -> list[PolicyMetrics]:
-    """Metrics per run, with energies relative to the oracle's when the oracle ran."""
-    out = [_one(run, summaries.get(run.policy, ""), feasible) for run in runs]
+def summarise(runs: Sequence[PolicyRun], summaries: dict[str, str], feasible: Sequence[bool],
+              floor_mw: float = 0.0) -> list[PolicyMetrics]:
+    """Metrics per run, with energies relative to the oracle's when the oracle ran; ``floor_mw`` is the
+    board's idle floor (see the module doc)."""
+    out = [_one(run, summaries.get(run.policy, ""), feasible, floor_mw) for run in runs]
     oracle = next((m for m in out if m.policy == "oracle"), None)
     if oracle is None:
         return out
     return [replace(m, energy_vs_oracle=m.energy_per_request_mj / oracle.energy_per_request_mj,
-                    run_energy_vs_oracle=m.run_energy_per_request_mj / oracle.run_energy_per_request_mj) for m in out]
+                    run_energy_vs_oracle=m.run_energy_per_request_mj / oracle.run_energy_per_request_mj,
+                    active_energy_vs_oracle=_ratio(m.active_energy_per_request_mj,
+                                                   oracle.active_energy_per_request_mj)) for m in out]
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
 
 
 @dataclass(frozen=True)
@@ -95,14 +112,15 @@ def check_targets(metrics: Sequence[PolicyMetrics]) -> list[TargetCheck]:
     ours, oracle, sched = by.get("ours"), by.get("oracle"), by.get("schedutil")
     checks = [TargetCheck("ours: feasible deadlines met", f"{ours.feasible_met_pct:.1f} %" if ours else "-",
                           ">= 99 %", ours.feasible_met_pct >= 99.0 if ours else None)]
-    for label, attr in (("board energy", "energy_per_request_mj"), ("run energy", "run_energy_per_request_mj")):
+    energies = (("active energy", "active_energy_per_request_mj"), ("board energy", "energy_per_request_mj"))
+    for label, attr in energies:
         if ours and oracle:
             ratio = getattr(ours, attr) / getattr(oracle, attr)
             value = f"{ratio:.3f}x, deadlines {ours.deadlines_met_pct:.1f} % vs {oracle.deadlines_met_pct:.1f} %"
             checks.append(TargetCheck(f"ours vs oracle, {label}", value, "<= 1.05x", ratio <= 1.05))
         else:
             checks.append(TargetCheck(f"ours vs oracle, {label}", "-", "<= 1.05x", None))
-    for label, attr in (("board energy", "energy_per_request_mj"), ("run energy", "run_energy_per_request_mj")):
+    for label, attr in energies:
         if ours and sched:
             saving = 100.0 * (1.0 - getattr(ours, attr) / getattr(sched, attr))
             ok = saving >= 20.0 and ours.deadlines_met_pct >= sched.deadlines_met_pct

@@ -85,7 +85,7 @@ class TrueContention:
 class OracleScheduler(Scheduler):
     """The daemon's scheduler deciding on the true table of the coming window (see the module doc)."""
 
-    contention: TrueContention | None = None
+    truth: TrueContention | None = None
     true_caps: Callable[[], Mapping[str, int]] | None = None
     _optimisers: dict[tuple[tuple[CoRunner, ...], ...], Optimiser] = field(default_factory=dict, repr=False)
 
@@ -93,7 +93,9 @@ class OracleScheduler(Scheduler):
     def replacing(cls, scheduler: Scheduler, contention: TrueContention,
                   true_caps: Callable[[], Mapping[str, int]] | None = None) -> OracleScheduler:
         return cls(scheduler.optimiser, scheduler.unit_kind, scheduler.unit_cores, scheduler.table_max_hz,
-                   contention=contention, true_caps=true_caps)
+                   charge_idle=scheduler.charge_idle, idle_floor_mw=scheduler.idle_floor_mw,
+                   unit_domain=scheduler.unit_domain,
+                   truth=contention, true_caps=true_caps)
 
     def observe(self, obs: Observation, own_busy: Mapping[str, float] | None = None,
                 held: Collection[str] = ()) -> None:
@@ -103,12 +105,12 @@ class OracleScheduler(Scheduler):
 
     def decide(self, budget: Budget, *, now: float | None = None, arrival_t: float | None = None,
                remember: bool = True) -> Decision:
-        assert self.contention is not None
+        assert self.truth is not None
         t0 = self.last_t if now is None else now
-        key = self.contention.active_sets(t0, t0 + (budget.deadline_ms or 0.0) / 1000.0)
+        key = self.truth.active_sets(t0, t0 + (budget.deadline_ms or 0.0) / 1000.0)
         if key not in self._optimisers:
-            nominal = self.contention.table
-            m = self.contention.worst(key)
+            nominal = self.truth.table
+            m = self.truth.worst(key)
             true = DecisionTable(nominal.points, nominal.latency_ms * m, nominal.energy_mj * m, nominal.accuracy,
                                  simulated=nominal.simulated)
             self._optimisers[key] = Optimiser(true, hysteresis=self.optimiser.hysteresis,
@@ -117,7 +119,10 @@ class OracleScheduler(Scheduler):
         return super().decide(budget, now=now, arrival_t=arrival_t, remember=remember)
 
     def multiplier(self) -> FloatArray:
-        return self.residuals.multiplier()  # contention is already in the table
+        return self.residuals.multiplier()
+
+    def contention(self) -> None:
+        return None  # the true contention is already in the table
 
     def feedback(self, decision: Decision, measured_latency_ms: float) -> None:
         group = int(self.optimiser.table.group_of[decision.index])

@@ -35,20 +35,21 @@ def _pyplot() -> Any:
 
 
 def plot_energy_vs_deadlines(metrics: Sequence[PolicyMetrics], path: Path, title: str) -> Path:
-    """Board energy per request (filled) and run energy (hollow) against deadlines met."""
+    """Active energy per request (filled: above the idle floor) and board energy (hollow) against deadlines met."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=110)
     names: dict[tuple[float, float], list[str]] = {}
     for i, m in enumerate(metrics):
         colour = f"C{i % 10}"
-        ax.scatter(m.deadlines_met_pct, m.energy_per_request_mj, s=70, color=colour, label=m.policy, zorder=3)
-        ax.scatter(m.deadlines_met_pct, m.run_energy_per_request_mj, s=70, facecolors="none", edgecolors=colour,
+        ax.scatter(m.deadlines_met_pct, m.active_energy_per_request_mj, s=70, color=colour, label=m.policy, zorder=3)
+        ax.scatter(m.deadlines_met_pct, m.energy_per_request_mj, s=70, facecolors="none", edgecolors=colour,
                    zorder=3)
-        names.setdefault((round(m.deadlines_met_pct, 1), round(m.energy_per_request_mj, 2)), []).append(m.policy)
+        names.setdefault((round(m.deadlines_met_pct, 1), round(m.active_energy_per_request_mj, 2)),
+                         []).append(m.policy)
     for (x, y), policies in names.items():  # policies that land on one point share one label
         ax.annotate(", ".join(policies), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xlabel("deadlines met (% of requests)")
-    ax.set_ylabel("energy per request (mJ): filled = board incl. idle, hollow = run only")
+    ax.set_ylabel("energy per request (mJ): filled = above idle floor, hollow = board incl. idle")
     ax.set_title(f"SIMULATED - {title}", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")

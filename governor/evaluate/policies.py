@@ -86,7 +86,7 @@ def subset(table: MeasuredTable, rows: Sequence[int] | np.ndarray, setpoints: Ma
     clocks = None if setpoints is None else Setpoints(setpoints)
     points = tuple(t.points[i] if clocks is None else dataclasses.replace(t.points[i], setpoints=clocks) for i in rows)
     sub = DecisionTable(points, t.latency_ms[rows], t.energy_mj[rows], t.accuracy[rows], simulated=t.simulated)
-    return MeasuredTable(sub, table.energy_measured, table.reps)
+    return MeasuredTable(sub, table.energy_measured, table.reps, table.idle_power_mw)
 
 
 class Policy:
@@ -95,6 +95,7 @@ class Policy:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     period_s: ClassVar[float | None] = None  # how often ``act`` runs (virtual s); None = never
+    idle_clocks: ClassVar[str] = "release"  # the daemon's [policy] idle_clocks: ours hands clocks back when idle
 
     def table(self, ctx: PolicyContext) -> MeasuredTable:
         return ctx.profile
@@ -129,6 +130,7 @@ class Oracle(Policy):
 
 class Performance(Policy):
     name, summary = "performance", "jetson_clocks: every domain pinned at its top clock, full network"
+    idle_clocks = "keep"  # jetson_clocks pins for good
 
     def table(self, ctx: PolicyContext) -> MeasuredTable:
         return subset(ctx.profile, [ctx.baseline_row], ctx.top_hz)
@@ -156,6 +158,7 @@ class DvfsOnly(Policy):
 
 class BestStatic(Policy):
     name, summary = "best-static", "the one point meeting the most budgets at least energy, chosen offline"
+    idle_clocks = "keep"  # a static configuration: its clocks stay set
 
     def table(self, ctx: PolicyContext) -> MeasuredTable:
         return subset(ctx.profile, [best_static(ctx.profile.table, ctx.contention, ctx.trace.arrivals)])
@@ -163,6 +166,8 @@ class BestStatic(Policy):
 
 class _KernelGovernor(Policy):
     """Full network on the baseline mapping; CPU/GPU clocks follow a kernel governor's rule."""
+
+    idle_clocks = "keep"  # the daemon never writes a clock here
 
     def __init__(self) -> None:
         self.util: dict[str, float] = {}

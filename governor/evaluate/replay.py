@@ -14,7 +14,8 @@ order, but moves virtual time itself instead of waiting on a socket:
 4. if anything is queued, ``daemon.run_next()``: decide, apply, run (the simulated executor
    advances the board exactly to the finish), feed back, reply.
 
-Requests that arrive during a run wait in the "socket" until the run ends, as on a real daemon.
+Requests that arrive during a run wait in the "socket" until the run ends, as on a real daemon, and
+are all taken before the next run, stamped with the time the daemon last saw its socket empty.
 Deadlines are judged from the *true* arrival time. Energy is the board's simulated input-rail
 energy over the whole replay (idle time included: what a battery pays), from the simulator's
 noiseless counters. Everything recorded is simulated.
@@ -41,7 +42,7 @@ from governor.evaluate.traces import Arrival
 from governor.sim import Scenario, SimExecutor
 from governor.transport.inproc import InprocPair
 
-__all__ = ["PolicyRun", "ReplaySetup", "RequestRecord", "TickRecord", "replay", "window_util"]
+__all__ = ["PolicyRun", "ReplaySetup", "RequestRecord", "TickRecord", "idle_floor_mw", "replay", "window_util"]
 
 _EPS_S = 1e-9
 
@@ -130,7 +131,8 @@ class _Replay:
         self.daemon = Daemon(DaemonParts(
             spec=target.spec, board=target.board, backend=backend, meta=setup.meta, model_name=setup.model_name,
             table=policy.table(ctx), server=self.pair.server, clock=self.clock, tick_hz=setup.tick_hz,
-            simulated=True, cpu_count=target.spec.cpu_count or 1))
+            simulated=True, cpu_count=target.spec.cpu_count or 1, idle_clocks=policy.idle_clocks,
+            table_hz={name: tuple(hz) for name, hz in ctx.domain_hz.items()}))
         policy.install(ctx, self.daemon, self.sim)
         self.out = PolicyRun(policy.name)
         self.pending: dict[str, Arrival] = {}
@@ -141,7 +143,7 @@ class _Replay:
         self.policy.start(self.ctx, self.target.board)
         energy_at_start = _board_energy_mj(self.sim)
         arrivals = deque(self.ctx.trace.arrivals)
-        next_tick = next_act = self.clock()
+        next_tick = next_act = polled_at = self.clock()
         period = self.policy.period_s or float("inf")
         end_s = self.ctx.trace.end_s
         while arrivals or self.daemon.scheduler.pending() or self.clock() < end_s - _EPS_S:
@@ -156,9 +158,13 @@ class _Replay:
             if not arrived and not self.daemon.scheduler.pending():
                 wake = min(next_tick, next_act, arrivals[0].t_s if arrivals else end_s)
                 self.sim.advance(max(wake - now, 0.0))
+                polled_at = self.clock()  # idle: the daemon sits in its poll, so an arrival wakes it at once
                 continue
-            if arrived:
-                self._send(arrivals.popleft())
+            # Like Daemon._drain: everything that came in during the run is taken before the next run,
+            # stamped with the time the daemon last saw its socket empty (what a real daemon knows).
+            while arrivals and arrivals[0].t_s <= now + _EPS_S:
+                self._send(arrivals.popleft(), polled_at)
+            polled_at = self.clock()
             if self.daemon.scheduler.pending():
                 self._run_next()
         self.out.board_energy_mj = _board_energy_mj(self.sim) - energy_at_start
@@ -178,14 +184,14 @@ class _Replay:
         self.last_act = now
         self.policy.act(self.ctx, board, util)
 
-    def _send(self, arrival: Arrival) -> None:
+    def _send(self, arrival: Arrival, polled_at: float) -> None:
         key = f"r{arrival.index}"
         budget = p.Budget(deadline_ms=arrival.deadline_ms, min_accuracy=arrival.min_accuracy)
         self.client.send(p.encode_request(p.InferRequest(id=key, budget=budget), {"input": self.batch}))
         got = self.pair.server.recv(0)
         assert got is not None
         self.pending[key] = arrival
-        self.daemon.receive(*got)
+        self.daemon.receive(*got, arrival_t=min(polled_at, arrival.t_s))
         self._collect(self.clock())  # a rejected request is answered at once
 
     def _run_next(self) -> None:
@@ -211,6 +217,20 @@ def _record(arrival: Arrival, reply: p.InferReply, start_s: float, finish_s: flo
         arrival.index, arrival.t_s, arrival.deadline_ms, arrival.min_accuracy, start_s, finish_s, point.mapping.unit,
         point.mapping.threads, point.k, dict(point.setpoints_hz), reply.measured.latency_ms, reply.measured.energy_mj,
         reply.measured.accuracy, reply.budget_infeasible, reply.simulated)
+
+
+def idle_floor_mw(board: str, seed: int = 0, settle_s: float = 1.0, window_s: float = 2.0) -> float:
+    """The board's idle floor, mW: input-rail power of a fresh simulated board with nothing running and
+    every clock left to its kernel governor (noiseless counters), averaged over ``window_s``."""
+    target = open_target(board, clock="virtual", seed=seed)
+    try:
+        assert target.sim is not None
+        target.sim.advance(settle_s)
+        start = _board_energy_mj(target.sim)
+        target.sim.advance(window_s)
+        return (_board_energy_mj(target.sim) - start) / window_s
+    finally:
+        target.close()
 
 
 def _board_energy_mj(sim: Any) -> float:

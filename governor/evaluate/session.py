@@ -9,6 +9,7 @@ fresh board with the same seed (:func:`governor.evaluate.replay.replay`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from governor.evaluate.metrics import PolicyMetrics, check_targets, summarise
 from governor.evaluate.models import EvalModel, ModelError, resolve_model
 from governor.evaluate.oracle import TrueContention, feasible
 from governor.evaluate.policies import Policy, PolicyContext, baseline_row, make_policies
-from governor.evaluate.replay import PolicyRun, ReplaySetup, replay
+from governor.evaluate.replay import PolicyRun, ReplaySetup, idle_floor_mw, replay
 from governor.evaluate.report import ReportInputs, write_json, write_markdown
 from governor.evaluate.traces import Trace, TraceError, load_trace, resolve
 from governor.sim import SIM_PREFIX, SimExecutor
@@ -138,9 +139,10 @@ def evaluate(cfg: EvalConfig, *, say: Callable[[str], None] = print) -> Evaluati
     for policy in policies:
         say(f"replaying {trace.name} ({len(trace.requests)} requests) under {policy.name} (simulated)")
         runs.append(replay(policy, ctx, setup))
-    metrics = summarise(runs, {p.name: p.summary for p in policies}, flags)
+    floor_mw = idle_floor_mw(cfg.board, seed=cfg.seed)
+    metrics = summarise(runs, {p.name: p.summary for p in policies}, flags, floor_mw)
     dr = dynamic_range(ctx, cfg.board, model, seed=cfg.seed) if cfg.measure_range else None
-    inputs = _inputs(cfg, trace, model, ctx, runs, metrics, flags, dr)
+    inputs = dataclasses.replace(_inputs(cfg, trace, model, ctx, runs, metrics, flags, dr), idle_floor_mw=floor_mw)
     evaluation = Evaluation(inputs, runs, ctx)
     if cfg.out is not None:
         evaluation.files = _write(cfg.out, evaluation, say)
