@@ -36,6 +36,7 @@ point whose setpoints differ from the ones in force pays ``switch_ms`` (DVFS tra
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -133,14 +134,15 @@ class DecisionTable:
 
 
 _MAX_FRONTS = 32
-_FLOOR_STEP = np.log(1.05)
+_FLOOR_STEP = math.log(1.05)
 
 
 def bucket_floor(floor_mw: float) -> float:
-    """``floor_mw`` rounded to a 5 % grid (0 stays 0), so nearby floors share one front."""
+    """``floor_mw`` rounded to a 5 % grid (0 stays 0), so nearby floors share one front. Plain ``math``:
+    it runs on every decision, where a numpy scalar call costs more than the arithmetic."""
     if floor_mw <= 1.0:
         return 0.0
-    return float(np.exp(np.round(np.log(floor_mw) / _FLOOR_STEP) * _FLOOR_STEP))
+    return math.exp(round(math.log(floor_mw) / _FLOOR_STEP) * _FLOOR_STEP)
 
 
 def _front(rows: IntArray, lat: FloatArray, energy: FloatArray) -> IntArray:
@@ -161,6 +163,7 @@ class _Candidates:
     acc: FloatArray
     group: IntArray
     setpoint: IntArray
+    position: dict[int, int] = field(default_factory=dict)  # table row -> index here (hysteresis lookups)
 
 
 @dataclass
@@ -199,7 +202,7 @@ class Optimiser:
                 lat, energy = lat * scale[rows], energy * scale[rows]
             self._fronts[state] = _Candidates(
                 rows, lat, energy, energy - floor * lat / 1000.0, t.accuracy[rows], t.group_of[rows],
-                t.setpoint_id[rows])
+                t.setpoint_id[rows], {int(r): i for i, r in enumerate(rows)})
         return self._fronts[state]
 
     def decide(
@@ -240,7 +243,8 @@ class Optimiser:
             feasible &= acc >= budget.min_accuracy
         if feasible.any():
             above = c.above * scale
-            pick = _best(budget.objective, lat, above, acc, feasible, self.hysteresis, rows, previous)
+            pick = _best(budget.objective, lat, above, acc, feasible, self.hysteresis,
+                         None if previous is None else c.position.get(previous))
             return self._decision(rows[pick], lat[pick], energy[pick], acc[pick], False)
         pick = _least_violating(budget, lat, energy, acc)
         return self._decision(rows[pick], lat[pick], energy[pick], acc[pick], True, _why(budget, lat, energy, acc))
@@ -268,18 +272,17 @@ def _best(
     acc: FloatArray,
     feasible: npt.NDArray[np.bool_],
     hysteresis: float,
-    rows: IntArray,
     previous: int | None,
 ) -> int:
+    """The best feasible index; ``previous`` (an index into these arrays, or None) is kept while it is
+    feasible and within ``hysteresis`` of the best."""
     value = np.where(feasible, _objective_value(objective, lat, energy, acc), np.inf)
     best = int(np.argmin(value))
-    if previous is None:
+    if previous is None or not feasible[previous]:
         return best
-    hit = np.flatnonzero(rows == previous)
-    if hit.size and feasible[hit[0]]:
-        prev_value, best_value = value[hit[0]], value[best]
-        if prev_value - best_value <= hysteresis * abs(best_value):
-            return int(hit[0])
+    prev_value, best_value = value[previous], value[best]
+    if prev_value - best_value <= hysteresis * abs(best_value):
+        return previous
     return best
 
 
