@@ -43,18 +43,12 @@ def contention_multiplier(
     unit_kind: Mapping[str, str],
     unit_cores: Mapping[str, int],
 ) -> npt.NDArray[np.float64]:
-    """Latency multiplier per (unit, threads, groups) from the busy fraction others put on each unit."""
-    out = np.ones(len(groups))
-    for i, (unit, threads, _k) in enumerate(groups):
-        u = min(max(float(others_util.get(unit, 0.0)), 0.0), _MAX_SHARE)
-        if u == 0.0:
-            continue
-        if unit_kind.get(unit) == "cpu":
-            n = max(int(unit_cores.get(unit, 1)), 1)
-            out[i] = max(1.0, (threads + u * n) / n)
-        else:
-            out[i] = 1.0 / (1.0 - u)
-    return out
+    """Latency multiplier per (unit, threads, groups) from the busy fraction others put on each unit, at the
+    clock it was observed at (:func:`row_contention` with no clock information)."""
+    units = tuple(dict.fromkeys(unit for unit, _t, _k in groups))
+    unit_of = np.array([units.index(unit) for unit, _t, _k in groups], dtype=np.int64)
+    threads = np.array([t for _u, t, _k in groups], dtype=np.float64)
+    return row_contention(units, threads, np.zeros(len(groups)), others_util, {}, unit_kind, unit_cores, unit_of)
 
 
 def row_contention(

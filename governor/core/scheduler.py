@@ -266,8 +266,7 @@ class Scheduler:
         unit = decision.point.unit
         if unit not in self._held or self.unit_kind.get(unit) == "cpu":
             return False
-        expected = float(self.optimiser.table.latency_ms[decision.index]) * contention * float(
-            self.residuals.multiplier()[group])
+        expected = float(self.optimiser.table.latency_ms[decision.index]) * contention * float(self.multiplier()[group])
         ratio = measured_ms / max(expected, 1e-9)
         if 1.0 / _INFER_RATIO <= ratio <= _INFER_RATIO:
             return False

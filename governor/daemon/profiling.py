@@ -19,7 +19,6 @@ optimiser's :class:`~governor.core.optimise.DecisionTable` over every OPP combin
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import itertools
 import os
@@ -246,9 +245,10 @@ def sample_board(source: BoardSource, space: Space, settings: SamplerSettings,
     return sampler
 
 
-def table_from_model(space: Space, model: ProfileModel, meta: ModelMeta) -> MeasuredTable:
+def table_from_model(space: Space, model: ProfileModel, meta: ModelMeta,
+                     idle_power_mw: float | None = None) -> MeasuredTable:
     """Predict latency and energy at every candidate point of ``space`` (mappings without a latency model,
-    never measured, are left out)."""
+    never measured, are left out); ``idle_power_mw`` is the board's idle power when profiled."""
     fitted = [m for m in space.mappings if model.has("latency_ms", m)]
     if not fitted:
         raise MeasureError("no mapping could be measured; check `governor status` for failing domains")
@@ -272,7 +272,7 @@ def table_from_model(space: Space, model: ProfileModel, meta: ModelMeta) -> Meas
     energy = np.maximum(energy, 1e-9)
     accuracy = np.array([meta.accuracy(op.groups) or 0.0 for op in ops])
     table = DecisionTable(tuple(ops), lat, energy, accuracy, simulated=model.simulated)
-    return MeasuredTable(table, has_energy, reps=0)
+    return MeasuredTable(table, has_energy, reps=0, idle_power_mw=idle_power_mw)
 
 
 def _only(space: Space, mappings: Sequence[str]) -> Space:
@@ -331,7 +331,7 @@ def load_profile_table(path: Path, space: Space, meta: ModelMeta, *, simulated: 
             and doc.provenance.simulated == simulated)
     if not same:
         return None
-    return dataclasses.replace(table_from_model(space, profile_model(doc), meta), idle_power_mw=doc.idle_power_mw)
+    return table_from_model(space, profile_model(doc), meta, doc.idle_power_mw)
 
 
 def board_table(target: Any, backend: Any, meta: ModelMeta, *, say: Callable[[str], None] = print,
@@ -362,4 +362,4 @@ def board_table(target: Any, backend: Any, meta: ModelMeta, *, say: Callable[[st
     if cache is not None:
         save_profile(cache, model_name, target, space, sampler, idle_mw)
         say(f"saved profile {cache}")
-    return dataclasses.replace(table_from_model(space, sampler.model(), meta), idle_power_mw=idle_mw)
+    return table_from_model(space, sampler.model(), meta, idle_mw)

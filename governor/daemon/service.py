@@ -149,8 +149,9 @@ class Daemon:
         since = self._polled_at  # the socket was last known empty then
         before = self.parts.clock()
         got = self.parts.server.recv(wait_ms)
-        if got is not None and self.parts.clock() - before > _WOKE_S:
-            since = self.parts.clock()
+        returned = self.parts.clock()
+        if got is not None and returned - before > _WOKE_S:
+            since = returned
         for _ in range(_DRAIN_MAX):
             if got is None:
                 break

@@ -9,7 +9,6 @@ fresh board with the same seed (:func:`governor.evaluate.replay.replay`).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +141,7 @@ def evaluate(cfg: EvalConfig, *, say: Callable[[str], None] = print) -> Evaluati
     floor_mw = idle_floor_mw(cfg.board, seed=cfg.seed)
     metrics = summarise(runs, {p.name: p.summary for p in policies}, flags, floor_mw)
     dr = dynamic_range(ctx, cfg.board, model, seed=cfg.seed) if cfg.measure_range else None
-    inputs = dataclasses.replace(_inputs(cfg, trace, model, ctx, runs, metrics, flags, dr), idle_floor_mw=floor_mw)
+    inputs = _inputs(cfg, trace, model, ctx, runs, metrics, flags, dr, floor_mw)
     evaluation = Evaluation(inputs, runs, ctx)
     if cfg.out is not None:
         evaluation.files = _write(cfg.out, evaluation, say)
@@ -163,7 +162,7 @@ def _context(trace: Trace, model: EvalModel, table: MeasuredTable, spec: BoardSp
 
 
 def _inputs(cfg: EvalConfig, trace: Trace, model: EvalModel, ctx: PolicyContext, runs: list[PolicyRun],
-            metrics: list[PolicyMetrics], flags: list[bool], dr: DynamicRange | None) -> ReportInputs:
+            metrics: list[PolicyMetrics], flags: list[bool], dr: DynamicRange | None, floor_mw: float) -> ReportInputs:
     notes = ["The oracle decides with the simulator's true contention of every point over the coming "
              "deadline window and its true thermal caps; ours infers both from what the drivers read."]
     if model.accuracy_source.startswith("assumed"):
@@ -177,7 +176,7 @@ def _inputs(cfg: EvalConfig, trace: Trace, model: EvalModel, ctx: PolicyContext,
         duration_s=max((r.duration_s for r in runs), default=0.0),
         baseline_mapping=describe(ctx.profile.table.points[ctx.baseline_row]),
         profile_points=len(ctx.profile.table), tick_hz=cfg.tick_hz, seed=cfg.seed, metrics=metrics,
-        targets=check_targets(metrics), dynamic_range=dr, figures=figures, notes=notes)
+        targets=check_targets(metrics), dynamic_range=dr, figures=figures, notes=notes, idle_floor_mw=floor_mw)
 
 
 def _write(out: Path, ev: Evaluation, say: Callable[[str], None]) -> list[Path]:
