@@ -147,9 +147,13 @@ class _DomainFiles:
             self._show_cap(cap_hz)
 
     def _show_cap(self, cap_hz: float) -> None:
-        hi, lo = self.limits.get("scaling_max_freq"), self.limits.get("scaling_min_freq")
-        if hi is None or lo is None:
+        if "scaling_max_freq" not in self.limits or "scaling_min_freq" not in self.limits:
             return
+        # A limit software wrote since the controls were last read is its new request: take it in before
+        # printing the capped value, or this print would overwrite the write with the old request.
+        self._asked("scaling_max_freq")
+        self._asked("scaling_min_freq")
+        hi, lo = self.limits["scaling_max_freq"], self.limits["scaling_min_freq"]
         cap = hi.asked if math.isinf(cap_hz) else min(hi.asked, round(cap_hz / self.scale))
         hi.shown, lo.shown = cap, min(lo.asked, cap)
         self._set("scaling_max_freq", str(hi.shown))

@@ -197,3 +197,16 @@ def test_a_run_loads_its_unit_and_shows_in_the_next_sample(tx2):
     assert busy.t == pytest.approx(idle.t + run.latency_ms / 1000)
     assert busy.util["gpu"] > 0.9 and idle.util["gpu"] < 0.1
     assert busy.power_mw["VDD_SYS_GPU"] > idle.power_mw["VDD_SYS_GPU"] + 500
+
+
+def test_limits_written_after_a_run_survive_the_kernel_publishing_that_run():
+    # A run leaves its results to be published on the next read; a limit written in between (the daemon
+    # handing a cluster back to its governor) is software's new request and must not be overwritten.
+    with open_sim_board("sim:odroid-xu3", seed=1) as sim:
+        board = sim.open_drivers()
+        a15 = board.domains["cpu-a15"]
+        lo, hi = a15.read().min_hz, a15.read().max_hz
+        _pin(board, **{"cpu-a15": lo})
+        SimExecutor(sim, NET).run("a15", k=1, threads=4)
+        a15.set_range(lo, hi)
+        assert board.sample().domains["cpu-a15"].max_hz == hi
