@@ -95,6 +95,7 @@ class Scheduler:
     _contention: Contention | None = None
     _contention_stale: bool = True
     _held: frozenset[str] = frozenset()
+    _unread: frozenset[str] = frozenset()  # units the last observation had no load reading for
 
     def __post_init__(self) -> None:
         self.residuals = ResidualTracker(
@@ -106,18 +107,25 @@ class Scheduler:
 
     # -- observations -------------------------------------------------------------------------
     def observe(self, obs: Observation, own_busy: Mapping[str, float] | None = None,
-                held: Collection[str] = ()) -> None:
+                held: Collection[str] = (), power_mw: float | None = None) -> None:
         """``held``: units whose reading is ours, not others' (an accelerator's load file averages a short
-        recent window, so right after our own run it reads our work); their estimate is kept as it was."""
+        recent window, so right after our own run it reads our work); their estimate is kept as it was.
+        ``power_mw``: the board's power in the terms the table's energy was measured in (mW), for the
+        idle floor; None: the sensors' ``obs.total_power_mw``."""
         own = own_busy or {}
         self.last_t = obs.t
         self._held = frozenset(held)
+        self._unread = frozenset(u for u in self.unit_kind if u not in obs.util)
         previous = self.others_util
-        self.others_util = {u: previous.get(u, 0.0) if u in held else max(0.0, float(v) - float(own.get(u, 0.0)))
-                            for u, v in obs.util.items()}
+        # A unit with no load reading at all (the XU3's Mali on devfreq kernels has no load file) keeps the
+        # share our own runs' slowdown revealed (_infer_share): dropping it each tick made the next choice a
+        # low clock that the co-runner crushed, over and over.
+        self.others_util = {u: v for u, v in previous.items() if u not in obs.util}
+        self.others_util.update({u: previous.get(u, 0.0) if u in held else max(0.0, float(v) - float(own.get(u, 0.0)))
+                                 for u, v in obs.util.items()})
         for unit, domain in self.unit_domain.items():
             reading = obs.domains.get(domain)
-            if reading is not None and unit not in held:
+            if reading is not None and unit not in held and unit in obs.util:
                 self.others_hz[unit] = reading.cur_hz
         self._contention_stale = True
         caps: dict[str, int] = {}
@@ -133,13 +141,12 @@ class Scheduler:
                 caps[name] = min(caps.get(name, reading.cur_hz), reading.cur_hz)
         self.caps_hz = caps
         self._mult = None
-        self._learn_floor(obs, own)
+        self._learn_floor(obs.total_power_mw if power_mw is None else power_mw, own)
 
-    def _learn_floor(self, obs: Observation, own: Mapping[str, float]) -> None:
+    def _learn_floor(self, power: float | None, own: Mapping[str, float]) -> None:
         quiet = (self._current_setpoints is None and not any(v > 0.0 for v in own.values())
                  and all(v < _QUIET_UTIL for v in self.others_util.values()))
         self._idle_ticks = self._idle_ticks + 1 if quiet else 0
-        power = obs.total_power_mw
         if self._idle_ticks < 2 or power is None or power <= 0.0:
             return
         a = self.floor_alpha
@@ -257,14 +264,15 @@ class Scheduler:
         return replace(budget, deadline_ms=max(pace, 1e-6))
 
     def _infer_share(self, decision: Decision, group: int, contention: float, measured_ms: float) -> bool:
-        """An accelerator whose load reading was ours (``held``) cannot show a co-runner; our own run can.
+        """An accelerator whose load reading was ours (``held``), or that has none, cannot show a co-runner;
+        our own run can.
 
         A run slower (or faster) than the model, its learned bias and the assumed contention by more than
         :data:`_INFER_RATIO` says others hold share ``1 - 1/(contention x ratio)`` of the unit at the
         run's clock. That becomes the unit's observed share (clock-aware from there on) instead of a
         residual, which would be clock-blind. Returns True when it did."""
         unit = decision.point.unit
-        if unit not in self._held or self.unit_kind.get(unit) == "cpu":
+        if (unit not in self._held and unit not in self._unread) or self.unit_kind.get(unit) == "cpu":
             return False
         expected = float(self.optimiser.table.latency_ms[decision.index]) * contention * float(self.multiplier()[group])
         ratio = measured_ms / max(expected, 1e-9)

@@ -46,6 +46,15 @@ class Backend:
     def run(self, batch: np.ndarray, point: OperatingPoint) -> RunOutcome:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def power_mw(self) -> float | None:
+        """The board's power now in the terms ``RunOutcome.energy_mj`` is measured in, mW; None when runs
+        carry no energy of their own (then energy and the idle floor both come from the power sensors).
+
+        The idle floor the scheduler subtracts must be in the same terms as the run energy it is
+        subtracted from: a floor from SoC rails taken off whole-board run energy leaves the rest of the
+        board's idle power in the objective, which then races to idle."""
+        return None
+
     def close(self) -> None:
         return None
 
@@ -62,6 +71,7 @@ class HostBackend(Backend):
         self.executor, self.spec, self.gpu_executor = executor, spec, gpu_executor
         self.energy_counter = energy_counter or (lambda: None)
         self.allowed = frozenset(os.sched_getaffinity(0))
+        self._power_from: tuple[float, float] | None = None  # (monotonic s, counter mJ) at the last power_mw
         self.unit_kinds = frozenset({"cpu", "gpu"} if gpu_executor is not None else {"cpu"})
 
     def run(self, batch: np.ndarray, point: OperatingPoint) -> RunOutcome:
@@ -75,6 +85,17 @@ class HostBackend(Backend):
         after = self.energy_counter()
         energy = after - before if before is not None and after is not None and after >= before else None
         return RunOutcome(result.outputs, result.latency_ms, energy, False)
+
+    def power_mw(self) -> float | None:
+        """Mean power since the previous call, from the energy counter (mW); None on the first call,
+        without a counter, or when it wrapped."""
+        import time
+
+        now, energy = time.monotonic(), self.energy_counter()
+        last, self._power_from = self._power_from, (None if energy is None else (now, energy))
+        if energy is None or last is None or now <= last[0] or energy < last[1]:
+            return None
+        return (energy - last[1]) / (now - last[0])
 
     def close(self) -> None:
         self.executor.close()
@@ -98,6 +119,10 @@ class SimBackend(Backend):
         else:
             outputs = np.zeros((batch.shape[0], self.classes), dtype=np.float32)
         return RunOutcome(outputs, run.latency_ms, run.energy_mj, True)
+
+    def power_mw(self) -> float | None:
+        """The simulated whole-board power now (mW): the same meter run energies are integrated from."""
+        return float(self.sim_executor.sim.truth().total_mw)
 
     def close(self) -> None:
         if self.outputs_from is not None:

@@ -196,17 +196,25 @@ class BoardSource:
             self.sleep(self.cool_wait_s)
 
     def idle_power_mw(self) -> float | None:
-        """Board power with nothing of ours running, mW (median over the energy window); None without a
-        power sensor."""
-        samples: list[float] = []
+        """Board power with nothing of ours running, mW (median over the energy window), in the terms run
+        energy is measured in: the backend's own meter when it has one (``Backend.power_mw``), else the
+        power sensors; None with neither."""
+        own_meter = getattr(self.backend, "power_mw", lambda: None)
+        own_meter()  # a counter-based meter reports the mean since its previous call: start the interval
+        own: list[float] = []
+        sensed: list[float] = []
         start = self.clock()
-        while self.clock() - start < self.min_window_s or not samples:
+        while self.clock() - start < self.min_window_s or not (own or sensed):
+            self.sleep(min(0.01, self.min_window_s))
+            power = own_meter()
+            if power is not None:
+                own.append(power)
+                continue
             total = self.board.sample().total_power_mw
             if total is None:
                 return None
-            samples.append(total)
-            self.sleep(min(0.01, self.min_window_s))
-        return statistics.median(samples)
+            sensed.append(total)
+        return statistics.median(own or sensed)
 
     def _throttled(self, setpoints: Setpoints) -> bool:
         obs = self.board.sample()

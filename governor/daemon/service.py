@@ -168,7 +168,7 @@ class Daemon:
         held = [u for u in own if self.scheduler.unit_kind.get(u) != "cpu"]
         self._busy_s.clear()
         self._last_tick_t = now
-        self.scheduler.observe(obs, own, held)
+        self.scheduler.observe(obs, own, held, self.parts.backend.power_mw())
         self.last_obs = obs
         self.last_wire = wire_observation(obs)
         self._publish(p.TelemetryObservation.from_observation(self.last_wire, self._next_seq()))

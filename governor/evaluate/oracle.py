@@ -98,8 +98,8 @@ class OracleScheduler(Scheduler):
                    truth=contention, true_caps=true_caps)
 
     def observe(self, obs: Observation, own_busy: Mapping[str, float] | None = None,
-                held: Collection[str] = ()) -> None:
-        super().observe(obs, own_busy, held)
+                held: Collection[str] = (), power_mw: float | None = None) -> None:
+        super().observe(obs, own_busy, held, power_mw)
         if self.true_caps is not None:
             self.caps_hz = dict(self.true_caps())  # the simulator's thermal caps, not inferred from read-backs
 

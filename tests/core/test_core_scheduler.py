@@ -153,6 +153,16 @@ def test_idle_floor_is_learned_only_from_quiet_ticks_without_our_setpoints():
     assert s.idle_floor_mw == pytest.approx(1200.0)
 
 
+def test_idle_floor_follows_the_run_energy_meter_not_the_rail_sensors():
+    # Run energy from a whole-board meter (2,000 mW idle) while the sensors see only SoC rails (600 mW):
+    # the floor must be the meter's, or 1.4 W of idle power stays in every run's objective.
+    s = make_scheduler()
+    s.charge_idle = True
+    for t in range(3):
+        s.observe(Observation(t=float(t), util={"gpu": 0.0}, total_power_mw=600.0), power_mw=2000.0)
+    assert s.idle_floor_mw == pytest.approx(2000.0)
+
+
 def test_a_held_accelerator_reveals_a_co_runner_through_our_own_slow_run():
     s = make_scheduler()
     s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
@@ -171,3 +181,18 @@ def test_a_held_accelerator_reveals_a_co_runner_through_our_own_slow_run():
     assert slower and np.all(rows[slower] > 2.0)  # fixed work takes a larger share of a slower GPU
     s.feedback(d, nominal)  # back to its idle speed: the co-runner left
     assert s.others_util["gpu"] == pytest.approx(0.0, abs=0.02)
+
+
+def test_an_accelerator_without_a_load_file_keeps_the_share_its_slow_runs_revealed():
+    # The XU3's Mali on devfreq kernels has no load file: our runs are the only evidence of a co-runner,
+    # so what they showed must outlive the next tick, and a run after an idle tick still counts.
+    s = make_scheduler()
+    s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
+    s.observe(Observation(t=1.0, util={"cpu": 0.0}, domains={"gpu": DomainReading(F[0], F[0], F[-1])}))
+    d = s.decide(Budget(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
+    assert d.point.unit == "gpu"
+    s.feedback(d, float(s.optimiser.table.latency_ms[d.index]) * 2.0)
+    s.observe(Observation(t=1.1, util={"cpu": 0.0}, domains={"gpu": DomainReading(F[0], F[0], F[-1])}))
+    assert s.others_util["gpu"] == pytest.approx(0.5, abs=0.02)
+    assert s.others_hz["gpu"] == d.point.setpoints.hz["gpu"]  # the clock it was seen at, not the idle one
+    assert s.contention() is not None

@@ -233,3 +233,33 @@ def test_negative_switch_ms_measures_what_a_change_of_setpoints_costs(nano):
     server.waiting.append((b"a", p.encode_request(p.InferRequest(id="a", budget=p.Budget(objective="min_latency")), x)))
     daemon.step()
     assert daemon.scheduler.optimiser.switch_ms == pytest.approx(3.0)
+
+
+def test_idle_power_is_measured_by_the_meter_run_energy_comes_from(quick_model):
+    # The XU3's INA231 sensors see only the SoC rails; simulated run energy is whole-board. The idle power
+    # a profile records must be the whole-board one, the same terms as its run energies.
+    from governor.core.modelmeta import read_model_meta
+
+    meta = read_model_meta(quick_model.read_bytes())
+    target = open_target("sim:odroid-xu3", clock="virtual")
+    try:
+        backend = SimBackend(SimExecutor(target.sim, workload_from_meta(meta)), None, len(meta.classes))
+        source = BoardSource(target.board, backend, np.zeros((1, *meta.input_shape), np.float32),
+                             sleep=target.sim.advance, clock=target.sim.clock)
+        rails = target.board.sample().total_power_mw
+        idle = source.idle_power_mw()
+        assert rails is not None and idle == pytest.approx(target.sim.truth().total_mw, rel=0.02)
+        assert idle > rails + 500  # the board beyond the SoC rails draws watts the sensors never see
+    finally:
+        target.close()
+
+
+def test_host_backend_power_is_the_mean_of_its_energy_counter():
+    from governor.drivers.catalogue import load_board
+    from governor.daemon.backend import HostBackend
+
+    counter = iter([100.0, 150.0, 40.0])
+    backend = HostBackend(object(), load_board("jetson-nano"), energy_counter=lambda: next(counter))
+    assert backend.power_mw() is None  # the first call starts the interval
+    assert backend.power_mw() > 0.0  # 50 mJ over the few microseconds between the calls
+    assert backend.power_mw() is None  # the counter wrapped: no figure rather than a negative one
