@@ -12,8 +12,12 @@ perfect. Two corrections turn a nominal prediction into the one the optimiser tr
    engine) a co-runner holding share ``u`` leaves ``1 - u``: latency grows by ``1 / (1 - u)``.
    The share is clock-aware (:func:`row_contention`): a co-runner seen taking ``u`` at clock
    ``f_obs`` does fixed work, so at a lower clock ``f`` it takes ``u * f_obs / f`` (a slow GPU
-   is eaten by the same video decoder); at a higher clock it is assumed to keep ``u`` (a CPU hog
-   does not shrink), which errs on the safe side.
+   is eaten by the same video decoder). At a higher clock an accelerator's co-runner (submitted
+   kernels: fixed work) shrinks to ``u * f_obs / f`` as well; a CPU's is assumed to keep ``u`` (a
+   busy loop does not shrink). The optimism is safe on accelerators because a run that proves it
+   wrong is read back as the co-runner's share at that clock (the scheduler's ``_infer_share``);
+   assuming it kept ``u`` instead sent every request after one crushed low-clock GPU run to the CPU,
+   where none met its deadline, and the GPU was never tried again.
 2. **Residuals** (:class:`ResidualTracker`): per (unit, threads, groups) an exponentially weighted
    mean of ``log(measured / predicted)`` *after* the contention correction; its ``exp`` multiplies
    later predictions. The safety margin is a high quantile of the recent relative errors left
@@ -75,8 +79,9 @@ def row_contention(
         seen_hz = float(others_hz.get(unit, 0.0))
         hz = row_hz[rows]
         ratio = np.where((hz > 0) & (seen_hz > 0), seen_hz / np.where(hz > 0, hz, 1.0), 1.0)
-        share = np.minimum(u * np.maximum(ratio, 1.0), _MAX_SHARE)
-        if unit_kind.get(unit) == "cpu":
+        cpu = unit_kind.get(unit) == "cpu"
+        share = np.minimum(u * (np.maximum(ratio, 1.0) if cpu else ratio), _MAX_SHARE)
+        if cpu:
             n = max(int(unit_cores.get(unit, 1)), 1)
             out[rows] = np.maximum(1.0, (threads[rows] + share * n) / n)
         else:

@@ -6,7 +6,9 @@ Theory of operation
 requested time, at a cooling poll, at a scenario change, when a job finishes, or after
 ``max_step_s``. Each step: (1) clocks from the controls the kernel files hold (governors see the
 previous step's load, as kernel sampling windows do) capped by thermal throttling; (2) loads per
-unit from co-runners and jobs, which time-share it; (3) rail power (:mod:`governor.core.physics`)
+unit from co-runners and jobs, which time-share it (a CPU cluster serves co-runners first; an
+accelerator's engine is time-sliced round-robin between contexts, as GPU runlists are, so a co-runner
+that wants more than its fair slice gets only that: :func:`fair_shares`); (3) rail power (:mod:`governor.core.physics`)
 with leakage at the package temperature; (4) RC heat; (5) job progress at ``1/latency`` per
 second, latency recomputed at the current clocks, so a clock or co-runner change mid-run is
 honoured; (6) energy and busy-time counters for the sensors. Everything is deterministic; noise is
@@ -26,10 +28,22 @@ from governor.sim.scenario import Scenario
 from governor.sim.thermal import Heat
 from governor.sim.values import Job, Truth, UnitLoad
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "fair_shares"]
 
 _UNCLOCKED_HZ = 2.0e9  # a unit without a DVFS domain (generic host) runs here
 _Map = dict[str, float]
+
+
+def fair_shares(demands: list[float]) -> list[float]:
+    """Max-min fair split of one engine (capacity 1) among contexts wanting ``demands`` (fractions):
+    the smallest demands are met in full, the rest split what is left equally."""
+    alloc = [0.0] * len(demands)
+    left = 1.0
+    order = sorted(range(len(demands)), key=lambda i: demands[i])
+    for pos, i in enumerate(order):
+        alloc[i] = min(max(demands[i], 0.0), left / (len(order) - pos))
+        left -= alloc[i]
+    return alloc
 
 
 class Engine:
@@ -121,6 +135,10 @@ class Engine:
             mine = [r for r in runners if r.unit == unit.name]
             top = self._unit_top_hz(unit.name, f)
             shares = [min(1.0, r.share * top / f) if r.fixed_work else r.share for r in mine]
+            jobs = sum(1 for j in self.jobs if j.unit == unit.name and not j.done)
+            if unit.kind != "cpu" and jobs and mine:
+                # Each job wants the whole engine; round-robin gives no context more than its fair slice.
+                shares = fair_shares([*shares, *([1.0] * jobs)])[: len(mine)]
             taken = min(sum(shares), 0.95)
             for r, share in zip(mine, shares, strict=True):
                 busy = share * width

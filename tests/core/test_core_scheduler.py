@@ -113,10 +113,16 @@ def test_a_co_runner_seen_at_a_high_clock_takes_more_of_a_slower_one():
     assert np.all(at[F[-1]] == pytest.approx(1 / 0.7))  # seen there: its share as read
     assert np.all(at[F[1]] == pytest.approx(1 / (1 - 0.3 * 1.5)))  # fixed work: 1.5x the share at 2/3 clock
     assert np.all(at[F[0]] == pytest.approx(1 / (1 - 0.9)))
-    seen = {"gpu": DomainReading(cur_hz=F[0], min_hz=F[0], max_hz=F[-1])}
-    s.observe(Observation(t=2.0, util={"gpu": 0.3}, domains=seen))
+    # Seen at the lowest clock: an accelerator's fixed work shrinks at higher clocks (a run that proves
+    # otherwise is read back as its share there); a CPU co-runner is never assumed to shrink.
+    low = {"gpu": DomainReading(cur_hz=F[0], min_hz=F[0], max_hz=F[-1]),
+           "cpu": DomainReading(cur_hz=F[0], min_hz=F[0], max_hz=F[-1])}
+    s.observe(Observation(t=2.0, util={"gpu": 0.3, "cpu": 0.3}, domains=low))
     _, rows = s.contention()
-    assert np.allclose(rows[[p.unit == "gpu" for p in table.points]], 1 / 0.7)  # never assumed to shrink
+    gpu_top = [i for i, p in enumerate(table.points) if p.unit == "gpu" and p.setpoints.hz["gpu"] == F[-1]]
+    assert np.allclose(rows[gpu_top], 1 / (1 - 0.3 * F[0] / F[-1]))
+    cpu = [i for i, p in enumerate(table.points) if p.unit == "cpu"]
+    assert np.allclose(rows[cpu], [max(1.0, (table.points[i].threads + 0.3 * 2) / 2) for i in cpu])
 
 
 def test_accelerator_load_right_after_our_own_run_is_not_counted_as_others():

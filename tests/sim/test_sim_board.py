@@ -210,3 +210,17 @@ def test_limits_written_after_a_run_survive_the_kernel_publishing_that_run():
         SimExecutor(sim, NET).run("a15", k=1, threads=4)
         a15.set_range(lo, hi)
         assert board.sample().domains["cpu-a15"].max_hz == hi
+
+
+def test_a_greedy_gpu_co_runner_gets_only_its_round_robin_slice(tx2):
+    # GPU runlists time-slice contexts round-robin: a co-runner wanting 90 % of the engine still leaves
+    # our context half of it, so the run takes twice as long, not ten times; a light one keeps its share.
+    sim, board = tx2
+    _pin(board, gpu=1_300_500_000, emc=1_866_000_000)
+    alone = SimExecutor(sim, NET).run("gpu", k=4).latency_ms
+    sim.set_scenario(Scenario.constant([CoRunner("gpu", 0.9, stall_ratio=0.0, fixed_work=False)]))
+    greedy = SimExecutor(sim, NET).run("gpu", k=4).latency_ms
+    sim.set_scenario(Scenario.constant([CoRunner("gpu", 0.25, stall_ratio=0.0, fixed_work=False)]))
+    light = SimExecutor(sim, NET).run("gpu", k=4).latency_ms
+    assert greedy == pytest.approx(2 * alone, rel=1e-6)
+    assert light == pytest.approx(alone / 0.75, rel=1e-6)
