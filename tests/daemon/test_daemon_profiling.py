@@ -255,8 +255,8 @@ def test_idle_power_is_measured_by_the_meter_run_energy_comes_from(quick_model):
 
 
 def test_host_backend_power_is_the_mean_of_its_energy_counter():
-    from governor.drivers.catalogue import load_board
     from governor.daemon.backend import HostBackend
+    from governor.drivers.catalogue import load_board
 
     counter = iter([100.0, 150.0, 40.0])
     backend = HostBackend(object(), load_board("jetson-nano"), energy_counter=lambda: next(counter))
