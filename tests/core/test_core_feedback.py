@@ -26,6 +26,17 @@ def test_margin_grows_with_noise_and_is_clipped():
     assert quiet.margin() >= quiet.min_margin
 
 
+def test_margin_is_the_quantile_of_recent_relative_errors():
+    tr = ResidualTracker(1, alpha=0.0, window=16, min_margin=0.0, max_margin=10.0)
+    rng = np.random.default_rng(2)
+    measured = 10.0 * rng.uniform(0.8, 1.6, size=40)
+    for m in measured:
+        tr.update(0, 10.0, float(m))
+    # alpha 0 keeps the first sample's bias, so each error is measured / (10 x first / 10) - 1
+    errors = measured[-16:] / measured[0] - 1.0
+    assert tr.margin() == pytest.approx(float(np.quantile(errors, 0.99)), rel=1e-12)
+
+
 def test_no_history_means_a_careful_margin():
     tr = ResidualTracker(1)
     assert tr.margin() == pytest.approx(tr.max_margin / 2)
