@@ -7,7 +7,10 @@ a private ipc socket, then measures from a client in this process:
 - advise throughput with C concurrent clients (target: >= 5,000 requests/s);
 - infer overhead: daemon round trip minus the executor's own latency for the same point, measured
   on the same inputs in this process (target: <= 5 % + 200 us);
-- idle daemon: CPU time over an idle window at 10 Hz sampling (target: <= 1 % of one core), and RSS.
+- idle daemon: CPU time over an idle window at 10 Hz sampling (target: <= 1 % of one core), and RSS;
+- the floor under those figures on this machine: a bare pyzmq ROUTER/DEALER echo between two
+  processes (no codec, no daemon), and the executor in-process with 1 ms pauses between runs, as the
+  daemon sees them (a core that slept runs the same forward pass slower).
 
 Run: python benchmarks/rpc.py [--calls 5000] [--clients 2] [--idle-s 10]
 """
@@ -91,8 +94,8 @@ def throughput(endpoint: str, clients: int, seconds: float) -> float:
     return sum(counts) / (time.monotonic() - t0)
 
 
-def infer_overhead(endpoint: str, reps: int) -> tuple[float, float]:
-    """Median daemon round trip and median in-process executor latency at the same point (ms)."""
+def infer_overhead(endpoint: str, reps: int) -> tuple[float, float, object]:
+    """Median daemon round trip and median in-process executor latency at the same point (ms), and the point."""
     import torch
 
     from governor.runtime.executor import Executor
@@ -111,7 +114,57 @@ def infer_overhead(endpoint: str, reps: int) -> tuple[float, float]:
     torch.set_num_threads(point.mapping.threads)
     with Executor(model) as ex:
         direct = [ex.run(x, point.k, threads=point.mapping.threads).latency_ms for _ in range(reps)]
-    return statistics.median(rtt), statistics.median(direct)
+    return statistics.median(rtt), statistics.median(direct), point
+
+
+def _echo_server(endpoint: str) -> None:
+    import zmq
+
+    sock = zmq.Context().socket(zmq.ROUTER)
+    sock.bind(endpoint)
+    while (parts := sock.recv_multipart())[-1] != b"stop":
+        sock.send_multipart(parts)
+
+
+def zmq_floor(workdir: Path, calls: int) -> tuple[float, float]:
+    """p50 / p99 (us) of a bare pyzmq echo between two processes over ipc: the round trip's floor."""
+    import multiprocessing as mp
+
+    import zmq
+
+    endpoint = f"ipc://{workdir}/echo.sock"
+    proc = mp.get_context("spawn").Process(target=_echo_server, args=(endpoint,))
+    proc.start()
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.connect(endpoint)
+    msg = [b"", b'{"v":"1.0","type":"advise","id":"","budget":{"deadline_ms":5.0}}']
+    out = []
+    for i in range(calls + 200):
+        t = time.perf_counter_ns()
+        sock.send_multipart(msg)
+        sock.recv_multipart()
+        if i >= 200:
+            out.append((time.perf_counter_ns() - t) / 1e3)
+    sock.send_multipart([b"", b"stop"])
+    proc.join(10)
+    sock.close(0)
+    p50, p99 = np.percentile(out, [50, 99])
+    return float(p50), float(p99)
+
+
+def paused_direct(point: object, reps: int, pause_s: float = 0.001) -> float:
+    """Median in-process executor latency (ms) at ``point`` with ``pause_s`` between runs."""
+    from governor.runtime.executor import Executor
+
+    state = Path(os.environ.get("STATE_DIRECTORY", str(Path.home() / ".cache/governor")))
+    model = next((state / "models").glob("*.dgm"))
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    out = []
+    with Executor(model) as ex:
+        for _ in range(reps):
+            time.sleep(pause_s)
+            out.append(ex.run(x, point.k, threads=point.mapping.threads).latency_ms)  # type: ignore[attr-defined]
+    return statistics.median(out)
 
 
 def main() -> None:
@@ -130,11 +183,16 @@ def main() -> None:
               "(targets 150 / 500 us)")
         rate = throughput(endpoint, args.clients, args.seconds)
         print(f"advise throughput, {args.clients} clients: {rate:,.0f} requests/s (target >= 5,000)")
-        rtt, direct = infer_overhead(endpoint, 300)
+        rtt, direct, point = infer_overhead(endpoint, 300)
         over = rtt - direct
         print(f"infer: daemon round trip {rtt:.3f} ms vs executor in-process {direct:.3f} ms: overhead "
               f"{over * 1000:.0f} us = {100 * over / direct:.1f} % (target <= 5 % + 200 us = "
               f"{(0.05 * direct + 0.2) * 1000:.0f} us)")
+        paused = paused_direct(point, 300)
+        print(f"  the same executor in-process with 1 ms pauses between runs: {paused:.3f} ms; against that, "
+              f"the daemon adds {(rtt - paused) * 1000:.0f} us")
+        f50, f99 = zmq_floor(workdir, args.calls)
+        print(f"floor: bare pyzmq echo between two processes over ipc: p50 = {f50:.0f} us, p99 = {f99:.0f} us")
         time.sleep(1.0)
         c0, t0 = cpu_seconds(proc.pid), time.monotonic()
         time.sleep(args.idle_s)

@@ -152,10 +152,12 @@ class Daemon:
         returned = self.parts.clock()
         if got is not None and returned - before > _WOKE_S:
             since = returned
-        for _ in range(_DRAIN_MAX):
-            if got is None:
-                break
+        taken = 0
+        while got is not None:
             self.receive(*got, arrival_t=since)
+            taken += 1
+            if taken >= _DRAIN_MAX:
+                break  # fetch nothing more: a message taken off the socket must be handled (it was once lost)
             got = self.parts.server.recv(0)
         self._polled_at = self.parts.clock()
 

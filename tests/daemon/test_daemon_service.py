@@ -128,3 +128,46 @@ def test_profiles_and_reload(daemon):
         prof = c.profiles()
         assert prof.profiles[0].groups == meta.groups and prof.active == "quick"
         assert "reset" in c.reload().message
+
+
+def test_every_message_a_step_takes_off_the_socket_is_answered(tmp_path, quick_model):
+    # Two fast clients keep the socket non-empty: a turn ends after _DRAIN_MAX messages, and the one it
+    # would fetch next must stay on the socket, not be taken and forgotten (a client then timed out).
+    from governor.daemon import service
+    from governor.runtime.executor import Executor
+
+    make_fake_tree(load_board("host"), tmp_path)
+    target = open_target("host", str(tmp_path))
+    executor = Executor(quick_model)
+    backend = HostBackend(executor, target.spec)
+    meta = executor.meta
+    dummy = np.zeros((1, *meta.input_shape), dtype=np.float32)
+    points = [pt for pt in host_points(target.spec, meta, 2) if pt.threads == 1]
+    table = measure_table(points, lambda pt: (backend.run(dummy, pt).latency_ms, None), meta, reps=3)
+
+    class EndlessClients:
+        def __init__(self):
+            self.taken, self.answered = [], []
+
+        def recv(self, timeout_ms=None):
+            rid = f"r{len(self.taken)}"
+            self.taken.append(rid)
+            return (b"peer", b""), p.encode_request(p.AdviseRequest(id=rid, budget=p.Budget(deadline_ms=50.0)))
+
+        def send(self, identity, frames):
+            self.answered.append(p.decode_reply(frames)[0].id)
+
+        def publish(self, frames):
+            return None
+
+    clients = EndlessClients()
+    d = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="quick",
+                           table=table, server=clients, cpu_count=2))
+    try:
+        for _ in range(3):
+            d.step()
+        assert len(clients.taken) == 3 * service._DRAIN_MAX
+        assert clients.answered == clients.taken
+    finally:
+        executor.close()
+        target.close()

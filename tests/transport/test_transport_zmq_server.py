@@ -113,3 +113,29 @@ def test_publish_reaches_a_subscriber(tmp_path):
     server.close()
     assert got is not None and got.kind == "setpoints" and got.simulated
 
+
+
+def test_busy_polling_only_follows_recent_traffic_and_keeps_the_timeout(tmp_path):
+    import time
+
+    server = ZmqServerEnd(f"ipc://{tmp_path}/b.sock", busy_poll_us=20_000)
+    raw = zmq.Context.instance().socket(zmq.DEALER)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.connect(f"ipc://{tmp_path}/b.sock")
+    try:
+        spins = []
+        original = server._router.poll
+        server._router.poll = lambda *a, **k: spins.append(1) or original(*a, **k)
+        assert server.recv(30) is None and not spins  # idle: a plain blocking poll, no spinning
+        raw.send_multipart([b"", b"first"])
+        assert server.recv(2000)[1][0].tobytes() == b"first"
+        threading.Timer(0.005, raw.send_multipart, ([b"", b"second"],)).start()
+        got = server.recv(2000)  # right after traffic: spins, and still catches a message arriving mid-spin
+        assert got is not None and got[1][0].tobytes() == b"second" and spins
+        time.sleep(0.02)
+        start = time.monotonic()
+        assert server.recv(40) is None  # no message: the timeout still holds after the spin window
+        assert time.monotonic() - start >= 0.035
+    finally:
+        raw.close()
+        server.close()
