@@ -234,13 +234,8 @@ class Optimiser:
             lat = lat + (c.setpoint != current_setpoints) * self.switch_ms
         energy = c.energy * scale
         acc = c.acc
-        feasible = np.ones(rows.size, dtype=bool)
-        if budget.deadline_ms is not None:
-            feasible &= lat <= budget.deadline_ms
-        if budget.energy_mj is not None:
-            feasible &= energy <= budget.energy_mj
-        if budget.min_accuracy is not None:
-            feasible &= acc >= budget.min_accuracy
+        feasible = _within(rows.size, (lat, budget.deadline_ms), (energy, budget.energy_mj),
+                           (-acc, None if budget.min_accuracy is None else -budget.min_accuracy))
         if feasible.any():
             above = c.above * scale
             pick = _best(budget.objective, lat, above, acc, feasible, self.hysteresis,
@@ -254,6 +249,17 @@ class Optimiser:
     ) -> Decision:
         point = self.table.points[int(row)]
         return Decision(point, int(row), float(lat), float(energy), float(acc), infeasible, reason)
+
+
+def _within(size: int, *limits: tuple[FloatArray, float | None]) -> npt.NDArray[np.bool_]:
+    """Rows whose every value is <= its limit (None: no limit); one comparison array per limit, no
+    all-true array first: this runs for every decision."""
+    feasible: npt.NDArray[np.bool_] | None = None
+    for values, limit in limits:
+        if limit is not None:
+            ok = values <= limit
+            feasible = ok if feasible is None else feasible & ok
+    return np.ones(size, dtype=bool) if feasible is None else feasible
 
 
 def _objective_value(objective: Objective, lat: FloatArray, energy: FloatArray, acc: FloatArray) -> FloatArray:
