@@ -143,9 +143,13 @@ class Scheduler:
         self._mult = None
         self._learn_floor(obs.total_power_mw if power_mw is None else power_mw, own)
 
+    def others_quiet(self) -> bool:
+        """Nobody else keeps any unit busy (as of the last observation and our runs' slowdowns)."""
+        return all(v < _QUIET_UTIL for v in self.others_util.values())
+
     def _learn_floor(self, power: float | None, own: Mapping[str, float]) -> None:
         quiet = (self._current_setpoints is None and not any(v > 0.0 for v in own.values())
-                 and all(v < _QUIET_UTIL for v in self.others_util.values()))
+                 and self.others_quiet())
         self._idle_ticks = self._idle_ticks + 1 if quiet else 0
         if self._idle_ticks < 2 or power is None or power <= 0.0:
             return

@@ -144,6 +144,7 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         spec=target.spec, board=target.board, backend=backend, meta=meta, model_name=_model_name(model_path),
         table=table, server=server, tick_hz=d.tick_hz, max_bytes=d.max_message_bytes, max_queue=d.max_queue,
         hysteresis=config.policy.hysteresis, idle_clocks=config.policy.idle_clocks,
+        park_s=config.policy.park_ms / 1000.0,
         min_margin=config.policy.min_margin, max_margin=config.policy.max_margin,
         residual_alpha=config.policy.residual_alpha,
         table_hz={name: tuple(dom.available_hz()) for name, dom in target.board.domains.items()},

@@ -80,6 +80,9 @@ class PolicySection(_Section):
     objective: Literal["min_energy", "max_accuracy", "min_latency"] = "min_energy"
     hysteresis: float = Field(default=0.05, ge=0, le=1)
     idle_clocks: Literal["release", "lowest", "keep"] = "release"
+    park_ms: float = Field(default=150.0, ge=0, le=10_000, description=(
+        "with idle_clocks = release and nobody else busy: park the clocks at their lowest this long "
+        "before handing them back; 0 = hand back at once"))
     switch_ms: float = Field(default=-1.0, description="DVFS transition time; negative = measure at start")
     min_margin: float = Field(default=0.02, ge=0, le=1)
     max_margin: float = Field(default=2.0, ge=0, le=5)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,8 @@ class DaemonParts:
     max_margin: float = 2.0
     residual_alpha: float = 0.2
     idle_clocks: str = "release"  # when nothing is queued: "release" to the kernel, park at "lowest", or "keep"
+    park_s: float = 0.15  # release: park at the lowest clocks this long first when nobody else is busy, s
+    # (the config's policy.park_ms default, 150 ms)
     table_hz: dict[str, tuple[int, ...]] = field(default_factory=dict)  # available Hz per domain
     unavailable: tuple[str, ...] = ()
 
@@ -112,6 +114,8 @@ class Daemon:
     _polled_at: float = field(default=0.0, init=False)  # when the socket was last seen empty, daemon clock s
     _arrival_t: float = field(default=0.0, init=False)
     _switch_seen: bool = field(default=False, init=False)
+    _hand_back_at: float | None = field(default=None, init=False)  # parked clocks go back to the kernel then
+    _parked: tuple[str, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
         parts = self.parts
@@ -171,6 +175,9 @@ class Daemon:
         self._busy_s.clear()
         self._last_tick_t = now
         self.scheduler.observe(obs, own, held, self.parts.backend.power_mw())
+        if self._hand_back_at is not None and not self.scheduler.pending() and (
+                now >= self._hand_back_at or not self.scheduler.others_quiet()):
+            self._hand_back(self._parked)  # parked long enough, or someone else now needs the clocks
         self.last_obs = obs
         self.last_wire = wire_observation(obs)
         self._publish(p.TelemetryObservation.from_observation(self.last_wire, self._next_seq()))
@@ -363,12 +370,22 @@ class Daemon:
         if mode == "keep" or self.scheduler.current_setpoints is None:
             return
         pinned = list(self.scheduler.pinned_hz)
-        if mode == "lowest":
+        park = mode == "release" and self.parts.park_s > 0 and self.scheduler.others_quiet()
+        if mode == "lowest" or park:
+            # Parked before handing back: a kernel governor handed the clocks right away reads our finished
+            # run as load and raises them while the board idles. Parking holds back nobody: nobody else is busy.
             lowest = {name: min(self.parts.table_hz[name]) for name in pinned if self.parts.table_hz.get(name)}
             if lowest:
                 self.parts.board.apply(Setpoints(lowest))
             self.scheduler.released(lowest)
+            if park:
+                self._hand_back_at, self._parked = self.parts.clock() + self.parts.park_s, tuple(pinned)
             return
+        self._hand_back(pinned)
+
+    def _hand_back(self, pinned: Sequence[str]) -> None:
+        """Each domain back to its kernel governor, within the limits found at start."""
+        self._hand_back_at, self._parked = None, ()
         for name in pinned:
             domain, limits = self.parts.board.domains.get(name), self._release_hz.get(name)
             if domain is None or limits is None:
@@ -380,6 +397,7 @@ class Daemon:
         self.scheduler.released()
 
     def _apply(self, decision: Decision) -> None:
+        self._hand_back_at, self._parked = None, ()  # a run pins again: no parked clocks left to hand back
         setpoints = decision.point.setpoints
         table = self.parts.table.table
         same = self.scheduler.current_setpoints == int(table.setpoint_id[decision.index])

@@ -60,7 +60,7 @@ def test_faster_clocks_predict_lower_latency(nano, tmp_path):
     assert table.latency_ms[by_gpu[0]] > table.latency_ms[by_gpu[-1]]
 
 
-@pytest.mark.parametrize("idle", ["keep", "lowest", "release"])
+@pytest.mark.parametrize("idle", ["keep", "lowest", "release", "park"])
 def test_idle_clocks_policy(nano, tmp_path, idle):
     from governor.core import protocol as p
     from governor.daemon.service import Daemon, DaemonParts
@@ -72,7 +72,8 @@ def test_idle_clocks_policy(nano, tmp_path, idle):
     hz = {n: tuple(d.available_hz()) for n, d in target.board.domains.items()}
     daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
                                 table=table, server=pair.server, clock=target.sim.clock, simulated=True,
-                                idle_clocks=idle, table_hz=hz))
+                                idle_clocks="release" if idle == "park" else idle, table_hz=hz,
+                                park_s=0.2 if idle == "park" else 0.0))
     end = pair.connect()
     end.send(p.encode_request(p.InferRequest(id="r1", budget=p.Budget(objective="min_latency")),
                               {"x": np.zeros((1, *meta.input_shape), np.float32)}))
@@ -88,6 +89,14 @@ def test_idle_clocks_policy(nano, tmp_path, idle):
         assert now == pinned and daemon.scheduler.current_setpoints is not None
     elif idle == "lowest":
         assert now == min(hz[unit_domain]) < pinned and daemon.scheduler.current_setpoints is None
+    elif idle == "park":  # nobody else busy: parked at the bottom, handed back at the first tick after park_s
+        assert now == min(hz[unit_domain]) and daemon.scheduler.current_setpoints is None
+        daemon.tick(target.sim.clock())
+        assert target.board.domains[unit_domain].read().max_hz == now  # not yet
+        target.sim.advance(0.25)
+        daemon.tick(target.sim.clock())
+        reading = target.board.domains[unit_domain].read()
+        assert (reading.min_hz, reading.max_hz) == (min(hz[unit_domain]), max(hz[unit_domain]))
     else:  # handed back to the kernel governor within the limits found at start
         assert (reading.min_hz, reading.max_hz) == (min(hz[unit_domain]), max(hz[unit_domain]))
         assert daemon.scheduler.current_setpoints is None
@@ -263,3 +272,28 @@ def test_host_backend_power_is_the_mean_of_its_energy_counter():
     assert backend.power_mw() is None  # the first call starts the interval
     assert backend.power_mw() > 0.0  # 50 mJ over the few microseconds between the calls
     assert backend.power_mw() is None  # the counter wrapped: no figure rather than a negative one
+
+
+def test_clocks_are_not_parked_while_another_program_is_busy(nano):
+    # Parking at the lowest clocks would hold a co-runner back: with others busy they go straight back.
+    from governor.core import protocol as p
+    from governor.daemon.service import Daemon, DaemonParts
+    from governor.transport.inproc import InprocPair
+
+    target, backend, meta = nano
+    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    pair = InprocPair()
+    hz = {n: tuple(d.available_hz()) for n, d in target.board.domains.items()}
+    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                                table=table, server=pair.server, clock=target.sim.clock, simulated=True,
+                                table_hz=hz, park_s=10.0))
+    end = pair.connect()
+    end.send(p.encode_request(p.InferRequest(id="r1", budget=p.Budget(objective="min_latency")),
+                              {"x": np.zeros((1, *meta.input_shape), np.float32)}))
+    daemon.receive(*pair.server.recv(1000))
+    daemon.scheduler.others_util = {"a57": 0.5}  # as a tick would have seen it
+    daemon.run_next()
+    reply, _ = p.decode_reply(end.recv(1000))
+    domain = target.spec.unit(reply.point.mapping.unit).domain
+    reading = target.board.domains[domain].read()
+    assert (reading.min_hz, reading.max_hz) == (min(hz[domain]), max(hz[domain]))
