@@ -87,15 +87,24 @@ class OracleScheduler(Scheduler):
 
     truth: TrueContention | None = None
     true_caps: Callable[[], Mapping[str, int]] | None = None
+    now: Callable[[], float] | None = None  # the board's clock, s
     _optimisers: dict[tuple[tuple[CoRunner, ...], ...], Optimiser] = field(default_factory=dict, repr=False)
 
     @classmethod
     def replacing(cls, scheduler: Scheduler, contention: TrueContention,
-                  true_caps: Callable[[], Mapping[str, int]] | None = None) -> OracleScheduler:
+                  true_caps: Callable[[], Mapping[str, int]] | None = None,
+                  now: Callable[[], float] | None = None) -> OracleScheduler:
         return cls(scheduler.optimiser, scheduler.unit_kind, scheduler.unit_cores, scheduler.table_max_hz,
                    charge_idle=scheduler.charge_idle, idle_floor_mw=scheduler.idle_floor_mw,
                    unit_domain=scheduler.unit_domain,
-                   truth=contention, true_caps=true_caps)
+                   truth=contention, true_caps=true_caps, now=now)
+
+    def others_quiet(self) -> bool:
+        """The same rule as ours (clocks are parked only while nobody else runs), on the true co-runners."""
+        if self.truth is None or self.now is None:
+            return super().others_quiet()
+        t = self.now()
+        return not any(self.truth.active_sets(t, t))
 
     def observe(self, obs: Observation, own_busy: Mapping[str, float] | None = None,
                 held: Collection[str] = (), power_mw: float | None = None) -> None:

@@ -125,7 +125,7 @@ class Oracle(Policy):
         def true_caps() -> dict[str, int]:
             return {d: int(c) for d, c in sim.truth().caps_hz.items() if d in tops and c < tops[d]}
 
-        daemon.scheduler = OracleScheduler.replacing(daemon.scheduler, ctx.contention, true_caps)
+        daemon.scheduler = OracleScheduler.replacing(daemon.scheduler, ctx.contention, true_caps, sim.clock)
 
 
 class Performance(Policy):
