@@ -12,7 +12,8 @@ perfect. Two corrections turn a nominal prediction into the one the optimiser tr
    engine) a co-runner holding share ``u`` leaves ``1 - u``: latency grows by ``1 / (1 - u)``.
    The share is clock-aware (:func:`row_contention`): a co-runner seen taking ``u`` at clock
    ``f_obs`` does fixed work, so at a lower clock ``f`` it takes ``u * f_obs / f`` (a slow GPU
-   is eaten by the same video decoder). At a higher clock an accelerator's co-runner (submitted
+   is eaten by the same video decoder), up to its round-robin slice on an accelerator (half the
+   engine next to our context, or the largest share seen). At a higher clock an accelerator's co-runner (submitted
    kernels: fixed work) shrinks to ``u * f_obs / f`` as well; a CPU's is assumed to keep ``u`` (a
    busy loop does not shrink). The optimism is safe on accelerators because a run that proves it
    wrong is read back as the co-runner's share at that clock (the scheduler's ``_infer_share``);
@@ -39,6 +40,10 @@ import numpy.typing as npt
 __all__ = ["ResidualTracker", "contention_multiplier", "row_contention"]
 
 _MAX_SHARE = 0.95  # a unit reported 100 % busy by others still gives us a slice
+# An accelerator time-slices contexts round-robin (GPU runlists): a co-runner that would want more of a
+# slow clock than its fair slice gets only the slice. One other context is assumed (half the engine); a
+# larger share seen (from a load file, or from our own slowed run) is kept as the bound instead.
+_RR_SLICE = 0.5
 
 
 def contention_multiplier(
@@ -80,7 +85,10 @@ def row_contention(
         hz = row_hz[rows]
         ratio = np.where((hz > 0) & (seen_hz > 0), seen_hz / np.where(hz > 0, hz, 1.0), 1.0)
         cpu = unit_kind.get(unit) == "cpu"
-        share = np.minimum(u * (np.maximum(ratio, 1.0) if cpu else ratio), _MAX_SHARE)
+        if cpu:
+            share = np.minimum(u * np.maximum(ratio, 1.0), _MAX_SHARE)
+        else:  # round-robin next to our context: one co-runner context gets at most half, or what we saw
+            share = np.minimum(u * ratio, min(max(_RR_SLICE, u), _MAX_SHARE))
         if cpu:
             n = max(int(unit_cores.get(unit, 1)), 1)
             out[rows] = np.maximum(1.0, (threads[rows] + share * n) / n)

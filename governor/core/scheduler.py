@@ -96,6 +96,10 @@ class Scheduler:
     _contention_stale: bool = True
     _held: frozenset[str] = frozenset()
     _unread: frozenset[str] = frozenset()  # units the last observation had no load reading for
+    # A share our runs revealed on a unit with no load reading fades with this half-life (s): once we stop
+    # running there nothing else would ever show the co-runner gone, and the unit would be avoided forever.
+    unread_half_life_s: float = 2.0
+    _revealed: dict[str, tuple[float, float]] = field(default_factory=dict)  # unit -> (share, obs time s)
 
     def __post_init__(self) -> None:
         self.residuals = ResidualTracker(
@@ -121,6 +125,12 @@ class Scheduler:
         # share our own runs' slowdown revealed (_infer_share): dropping it each tick made the next choice a
         # low clock that the co-runner crushed, over and over.
         self.others_util = {u: v for u, v in previous.items() if u not in obs.util}
+        for unit, (share, since) in list(self._revealed.items()):
+            if unit in obs.util:  # a reading now exists: it speaks for itself
+                del self._revealed[unit]
+                continue
+            faded = share * 0.5 ** (max(obs.t - since, 0.0) / self.unread_half_life_s)
+            self.others_util[unit] = faded if faded >= 0.01 else 0.0
         self.others_util.update({u: previous.get(u, 0.0) if u in held else max(0.0, float(v) - float(own.get(u, 0.0)))
                                  for u, v in obs.util.items()})
         for unit, domain in self.unit_domain.items():
@@ -283,6 +293,8 @@ class Scheduler:
         if 1.0 / _INFER_RATIO <= ratio <= _INFER_RATIO:
             return False
         self.others_util[unit] = max(0.0, 1.0 - 1.0 / (contention * ratio))
+        if unit in self._unread:
+            self._revealed[unit] = (self.others_util[unit], self.last_t)
         hz = float(self._row_info()[4][decision.index])
         if hz > 0:
             self.others_hz[unit] = int(hz)

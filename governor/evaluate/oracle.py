@@ -2,10 +2,13 @@
 
 Theory of operation
 -------------------
-A simulated co-runner with share *s* of a unit (``fixed_work``) keeps it busy min(1, s·f_top/f)
-at clock *f*; together the co-runners take at most 95 % and an inference progresses at the rest
-(``docs/simulator.md``, Contention). So the true latency multiplier of a point on unit *u* at clock
-*f* is 1 / (1 − min(0.95, Σ min(1, s·f_top/f))), known exactly from the trace's load phases.
+A simulated co-runner with share *s* of a unit (``fixed_work``) wants it busy min(1, s·f_top/f)
+at clock *f*. On a CPU cluster the co-runners take that (at most 95 % together) and an inference
+progresses at the rest; an accelerator is time-sliced round-robin, so with our inference running
+each co-runner gets at most its fair slice (``docs/simulator.md``, Contention). So the true latency
+multiplier of a point on unit *u* at clock *f* is 1 / (1 − taken), taken = min(0.95, Σ min(1,
+s·f_top/f)) on a CPU and the co-runners' max-min fair allocation next to one greedy context on an
+accelerator, known exactly from the trace's load phases.
 :class:`TrueContention` evaluates it per table row, worst case over a time window.
 
 Three things use it:
@@ -34,6 +37,7 @@ from governor.core.scheduler import Scheduler
 from governor.core.types import Observation
 from governor.evaluate.traces import Arrival
 from governor.sim import CoRunner, Scenario
+from governor.sim.engine import fair_shares
 
 __all__ = ["OracleScheduler", "TrueContention", "best_static", "feasible"]
 
@@ -52,6 +56,7 @@ class TrueContention:
         domains = [units[p.unit].domain if p.unit in units else "" for p in table.points]
         self._ratio = np.array([tops.get(d, 1.0) / max(float(p.setpoints.hz.get(d, tops.get(d, 1.0))), 1.0)
                                 for d, p in zip(domains, table.points, strict=True)])
+        self._accelerator = np.array([p.unit in units and units[p.unit].kind != "cpu" for p in table.points])
         self._cache: dict[tuple[CoRunner, ...], FloatArray] = {}
 
     def active_sets(self, t0: float, t1: float) -> tuple[tuple[CoRunner, ...], ...]:
@@ -72,11 +77,14 @@ class TrueContention:
 
     def _for(self, runners: tuple[CoRunner, ...]) -> FloatArray:
         if runners not in self._cache:
-            taken = np.zeros(len(self.table))
-            for r in runners:
+            wants = np.zeros((len(runners), len(self.table)))
+            for i, r in enumerate(runners):
                 rows = np.array([u == r.unit for u in self._unit])
                 share = np.minimum(1.0, r.share * self._ratio) if r.fixed_work else np.full(len(self.table), r.share)
-                taken += np.where(rows, share, 0.0)
+                wants[i] = np.where(rows, share, 0.0)
+            taken = wants.sum(axis=0)
+            for row in np.flatnonzero(self._accelerator & (taken > 0)):  # round-robin next to our one context
+                taken[row] = sum(fair_shares([*wants[:, row], 1.0])[:-1])
             self._cache[runners] = 1.0 / (1.0 - np.minimum(taken, _MAX_TAKEN))
         return self._cache[runners]
 
