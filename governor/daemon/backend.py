@@ -10,6 +10,7 @@ so clients get real outputs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -89,8 +90,6 @@ class HostBackend(Backend):
     def power_mw(self) -> float | None:
         """Mean power since the previous call, from the energy counter (mW); None on the first call,
         without a counter, or when it wrapped."""
-        import time
-
         now, energy = time.monotonic(), self.energy_counter()
         last, self._power_from = self._power_from, (None if energy is None else (now, energy))
         if energy is None or last is None or now <= last[0] or energy < last[1]:
