@@ -182,6 +182,7 @@ def open_backend(target: Target, model_path: Path) -> tuple[Backend, ModelMeta]:
     if target.simulated:
         from governor.sim import SimExecutor, workload_from_meta
 
+        assert target.sim is not None  # a simulated target carries its simulator
         sim_exec = SimExecutor(target.sim, workload_from_meta(meta))
         return SimBackend(sim_exec, executor, len(meta.classes)), meta
     gpu = None

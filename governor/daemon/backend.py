@@ -79,7 +79,7 @@ class HostBackend(Backend):
         on_gpu = self.spec.unit(point.unit).kind == "gpu"
         if on_gpu and self.gpu_executor is None:
             raise ValueError(f"unit {point.unit!r} is a GPU but torch sees no CUDA device here")
-        executor = self.gpu_executor if on_gpu else self.executor
+        executor = self.gpu_executor if on_gpu and self.gpu_executor is not None else self.executor
         cpus = None if on_gpu else unit_cpus(self.spec, point.unit, self.allowed)
         before = self.energy_counter()
         result = executor.run(batch, point.groups, threads=point.threads, cpus=cpus)

@@ -37,7 +37,7 @@ class Flags:
 
 def install_signal_handlers(flags: Flags) -> dict[int, Any]:
     """Route SIGTERM/SIGINT/SIGHUP to ``flags``; returns the previous handlers for restoring."""
-    previous = {}
+    previous: dict[int, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         previous[sig] = signal.signal(sig, flags.handle)
     return previous

@@ -158,7 +158,8 @@ class Daemon:
             since = returned
         taken = 0
         while got is not None:
-            self.receive(*got, arrival_t=since)
+            identity, frames = got
+            self.receive(identity, frames, arrival_t=since)
             taken += 1
             if taken >= _DRAIN_MAX:
                 break  # fetch nothing more: a message taken off the socket must be handled (it was once lost)
@@ -419,7 +420,7 @@ class Daemon:
                 self._not_set.pop(name, None)
         message = f"setpoints {dict(setpoints.hz)}" + (f"; failed: {errors}" if errors else "")
         self._publish(p.TelemetryEvent(seq=self._next_seq(), t=self.parts.clock(), simulated=self.parts.simulated,
-                                       kind="setpoints", reason=Reason.CLIENT.value, message=message[:4000]))
+                                       kind="setpoints", reason=Reason.CLIENT, message=message[:4000]))
 
     def _account(self, decision: Decision, latency_ms: float, started: float) -> None:
         unit = decision.point.unit

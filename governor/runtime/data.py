@@ -132,7 +132,7 @@ def as_float_batch(x: np.ndarray) -> np.ndarray:
 def augment(x: np.ndarray, rng: np.random.Generator, pad: int = 4) -> np.ndarray:
     """Random horizontal flips and translations by up to ``pad`` pixels (zero fill), for CIFAR."""
     n, _, h, w = x.shape
-    flipped = np.where(rng.random(n)[:, None, None, None] < 0.5, x[..., ::-1], x)
+    flipped = np.where(rng.random((n,))[:, None, None, None] < 0.5, x[..., ::-1], x)
     padded = np.pad(flipped, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     dy, dx = rng.integers(0, 2 * pad + 1, size=(2, n))
     return np.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])

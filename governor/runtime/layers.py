@@ -130,6 +130,9 @@ class GroupConv2d(nn.Module):
 class GroupBatchNorm2d(nn.Module):
     """Per-channel batch norm; frozen groups (< the trained one) use running stats and never update them."""
 
+    running_mean: Tensor  # buffers, registered in __init__ (declared for the type checker)
+    running_var: Tensor
+
     def __init__(self, channels: int, *, state: GroupState, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
         self.state, self.momentum, self.eps = state, momentum, eps

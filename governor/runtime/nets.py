@@ -50,6 +50,9 @@ def scaled_widths(arch: str, width: float, groups: int) -> tuple[tuple[int, ...]
 class DynamicNet(nn.Module):
     """Base of the dynamic networks: k switching, training stages, grouped tensors and per-k costs."""
 
+    input_mean: Tensor  # buffers, registered in __init__ (declared for the type checker)
+    input_std: Tensor
+
     def __init__(self, groups: int, input_shape: tuple[int, int, int], mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         if groups < 1:
@@ -167,7 +170,8 @@ class AlexNetCifar(DynamicNet):
         x = x.reshape(x.shape[0], -1, 1, 1)
         for fc, norm in zip(self.fcs, self.fc_norms, strict=True):
             x = F.relu(norm(fc(x)))
-        return self.head(x.flatten(1))
+        out: Tensor = self.head(x.flatten(1))
+        return out
 
 
 class _BasicBlock(nn.Module):
@@ -210,7 +214,8 @@ class ResNetSmall(DynamicNet):
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.stem_norm(self.stem(self.normalize(x))))
         x = self.blocks(x)
-        return self.head(x.mean(dim=(2, 3)))
+        out: Tensor = self.head(x.mean(dim=(2, 3)))
+        return out
 
 
 def build_net(arch: str, **kwargs: object) -> DynamicNet:

@@ -135,7 +135,7 @@ def _run_epoch(net: DynamicNet, stage: _Stage, opt: torch.optim.Optimizer, data:
             group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (step0 + b) / total_steps))
         net.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(torch.from_numpy(as_float_batch(x))), torch.from_numpy(data.y[index]))
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         stage.mask_gradients()
         opt.step()
         report(b + 1, batches, float(loss.detach()))
@@ -230,4 +230,5 @@ def _load_checkpoint(path: Path | None, config: TrainConfig, split: Split, net: 
         )
     net.load_state_dict(payload["model"])
     rng.bit_generator.state = json.loads(payload["rng"])
-    return payload
+    restored: dict[str, Any] = payload
+    return restored
