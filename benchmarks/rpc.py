@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from governor_client import Client
 
+from governor.daemon.config import default_state_dir
+
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -46,7 +48,7 @@ def rss_mb(pid: int) -> float:
 
 def start(workdir: Path) -> tuple[subprocess.Popen[str], str]:
     endpoint = f"ipc://{workdir}/g.sock"
-    env = {**os.environ, "STATE_DIRECTORY": os.environ.get("STATE_DIRECTORY", str(Path.home() / ".cache/governor"))}
+    env = {**os.environ, "STATE_DIRECTORY": str(default_state_dir())}
     proc = subprocess.Popen([sys.executable, "-m", "governor", "serve", "--endpoint", endpoint,
                              "--state-file", str(workdir / "state.json")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -94,27 +96,31 @@ def throughput(endpoint: str, clients: int, seconds: float) -> float:
     return sum(counts) / (time.monotonic() - t0)
 
 
-def infer_overhead(endpoint: str, reps: int) -> tuple[float, float, object]:
-    """Median daemon round trip and median in-process executor latency at the same point (ms), and the point."""
+def infer_overhead(endpoint: str, reps: int, pause_s: float = 0.001) -> tuple[float, float, float]:
+    """Median daemon round trip, and median in-process executor latency at the same point back to back and
+    with ``pause_s`` between runs (as the daemon runs it, after a wait), all in ms."""
     import torch
 
     from governor.runtime.executor import Executor
 
     x = np.zeros((1, 1, 8, 8), np.float32)
     with Client(endpoint, timeout_ms=10000, retries=0) as c:
-        first = c.infer(x, objective="max_accuracy")
-        point = first.point
+        point = c.infer(x, objective="max_accuracy").point
         rtt = []
         for _ in range(reps):
             t = time.perf_counter_ns()
             c.infer(x, objective="max_accuracy")
             rtt.append((time.perf_counter_ns() - t) / 1e6)
-    state = Path(os.environ.get("STATE_DIRECTORY", str(Path.home() / ".cache/governor")))
-    model = next((state / "models").glob("*.dgm"))
+    model = next((default_state_dir() / "models").glob("*.dgm"))
     torch.set_num_threads(point.mapping.threads)
+    direct, paused = [], []
     with Executor(model) as ex:
-        direct = [ex.run(x, point.k, threads=point.mapping.threads).latency_ms for _ in range(reps)]
-    return statistics.median(rtt), statistics.median(direct), point
+        for _ in range(reps):
+            direct.append(ex.run(x, point.k, threads=point.mapping.threads).latency_ms)
+        for _ in range(reps):
+            time.sleep(pause_s)
+            paused.append(ex.run(x, point.k, threads=point.mapping.threads).latency_ms)
+    return statistics.median(rtt), statistics.median(direct), statistics.median(paused)
 
 
 def _echo_server(endpoint: str) -> None:
@@ -152,21 +158,6 @@ def zmq_floor(workdir: Path, calls: int) -> tuple[float, float]:
     return float(p50), float(p99)
 
 
-def paused_direct(point: object, reps: int, pause_s: float = 0.001) -> float:
-    """Median in-process executor latency (ms) at ``point`` with ``pause_s`` between runs."""
-    from governor.runtime.executor import Executor
-
-    state = Path(os.environ.get("STATE_DIRECTORY", str(Path.home() / ".cache/governor")))
-    model = next((state / "models").glob("*.dgm"))
-    x = np.zeros((1, 1, 8, 8), np.float32)
-    out = []
-    with Executor(model) as ex:
-        for _ in range(reps):
-            time.sleep(pause_s)
-            out.append(ex.run(x, point.k, threads=point.mapping.threads).latency_ms)  # type: ignore[attr-defined]
-    return statistics.median(out)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=5000)
@@ -183,12 +174,11 @@ def main() -> None:
               "(targets 150 / 500 us)")
         rate = throughput(endpoint, args.clients, args.seconds)
         print(f"advise throughput, {args.clients} clients: {rate:,.0f} requests/s (target >= 5,000)")
-        rtt, direct, point = infer_overhead(endpoint, 300)
+        rtt, direct, paused = infer_overhead(endpoint, 300)
         over = rtt - direct
         print(f"infer: daemon round trip {rtt:.3f} ms vs executor in-process {direct:.3f} ms: overhead "
               f"{over * 1000:.0f} us = {100 * over / direct:.1f} % (target <= 5 % + 200 us = "
               f"{(0.05 * direct + 0.2) * 1000:.0f} us)")
-        paused = paused_direct(point, 300)
         print(f"  the same executor in-process with 1 ms pauses between runs: {paused:.3f} ms; against that, "
               f"the daemon adds {(rtt - paused) * 1000:.0f} us")
         f50, f99 = zmq_floor(workdir, args.calls)

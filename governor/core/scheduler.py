@@ -22,7 +22,8 @@ the head falls back to its own deadline.
 Idle floor: when the daemon hands the clocks back while idle (``charge_idle``), the board's idle
 power is paid whatever we choose, so the optimiser is told it (``floor_mw``) and minimises energy
 above it. The floor is learned here from observations taken after at least two idle ticks with no
-setpoints of ours in force and nobody else busy (a power sensor averages over its last window).
+setpoints of ours in force and nobody else busy (a power sensor averages over its last window), read
+from the meter the table's energy came from (``observe``'s ``power_mw``; else the power sensors).
 
 The current setpoints and the previous choice are remembered so the optimiser charges DVFS
 transition time and applies hysteresis; that is how consecutive requests share setpoints instead
@@ -122,13 +123,11 @@ class Scheduler:
         self._unread = frozenset(u for u in self.unit_kind if u not in obs.util)
         previous = self.others_util
         # A unit with no load reading at all (the XU3's Mali on devfreq kernels has no load file) keeps the
-        # share our own runs' slowdown revealed (_infer_share): dropping it each tick made the next choice a
-        # low clock that the co-runner crushed, over and over.
-        self.others_util = {u: v for u, v in previous.items() if u not in obs.util}
-        for unit, (share, since) in list(self._revealed.items()):
-            if unit in obs.util:  # a reading now exists: it speaks for itself
-                del self._revealed[unit]
-                continue
+        # share our own runs' slowdown revealed (_infer_share), fading: dropping it each tick made the next
+        # choice a low clock that the co-runner crushed, over and over.
+        self._revealed = {u: seen for u, seen in self._revealed.items() if u not in obs.util}
+        self.others_util = {}
+        for unit, (share, since) in self._revealed.items():
             faded = share * 0.5 ** (max(obs.t - since, 0.0) / self.unread_half_life_s)
             self.others_util[unit] = faded if faded >= 0.01 else 0.0
         self.others_util.update({u: previous.get(u, 0.0) if u in held else max(0.0, float(v) - float(own.get(u, 0.0)))

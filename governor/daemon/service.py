@@ -114,8 +114,8 @@ class Daemon:
     _polled_at: float = field(default=0.0, init=False)  # when the socket was last seen empty, daemon clock s
     _arrival_t: float = field(default=0.0, init=False)
     _switch_seen: bool = field(default=False, init=False)
-    _hand_back_at: float | None = field(default=None, init=False)  # parked clocks go back to the kernel then
-    _parked: tuple[str, ...] = field(default=(), init=False)
+    # (when, domains): clocks parked at their lowest go back to the kernel governors then (daemon clock, s)
+    _parked: tuple[float, tuple[str, ...]] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         parts = self.parts
@@ -176,9 +176,9 @@ class Daemon:
         self._busy_s.clear()
         self._last_tick_t = now
         self.scheduler.observe(obs, own, held, self.parts.backend.power_mw())
-        if self._hand_back_at is not None and not self.scheduler.pending() and (
-                now >= self._hand_back_at or not self.scheduler.others_quiet()):
-            self._hand_back(self._parked)  # parked long enough, or someone else now needs the clocks
+        if self._parked is not None and not self.scheduler.pending() and (
+                now >= self._parked[0] or not self.scheduler.others_quiet()):
+            self._hand_back(self._parked[1])  # parked long enough, or someone else now needs the clocks
         self.last_obs = obs
         self.last_wire = wire_observation(obs)
         self._publish(p.TelemetryObservation.from_observation(self.last_wire, self._next_seq()))
@@ -380,13 +380,13 @@ class Daemon:
                 self.parts.board.apply(Setpoints(lowest))
             self.scheduler.released(lowest)
             if park:
-                self._hand_back_at, self._parked = self.parts.clock() + self.parts.park_s, tuple(pinned)
+                self._parked = (self.parts.clock() + self.parts.park_s, tuple(pinned))
             return
         self._hand_back(pinned)
 
     def _hand_back(self, pinned: Sequence[str]) -> None:
         """Each domain back to its kernel governor, within the limits found at start."""
-        self._hand_back_at, self._parked = None, ()
+        self._parked = None
         for name in pinned:
             domain, limits = self.parts.board.domains.get(name), self._release_hz.get(name)
             if domain is None or limits is None:
@@ -398,7 +398,7 @@ class Daemon:
         self.scheduler.released()
 
     def _apply(self, decision: Decision) -> None:
-        self._hand_back_at, self._parked = None, ()  # a run pins again: no parked clocks left to hand back
+        self._parked = None  # a run pins again: no parked clocks left to hand back
         setpoints = decision.point.setpoints
         table = self.parts.table.table
         same = self.scheduler.current_setpoints == int(table.setpoint_id[decision.index])

@@ -135,24 +135,24 @@ class Engine:
             mine = [r for r in runners if r.unit == unit.name]
             top = self._unit_top_hz(unit.name, f)
             shares = [min(1.0, r.share * top / f) if r.fixed_work else r.share for r in mine]
-            jobs = sum(1 for j in self.jobs if j.unit == unit.name and not j.done)
+            jobs = [j for j in self.jobs if j.unit == unit.name and not j.done]
             if unit.kind != "cpu" and jobs and mine:
                 # Each job wants the whole engine; round-robin gives no context more than its fair slice.
-                shares = fair_shares([*shares, *([1.0] * jobs)])[: len(mine)]
+                shares = fair_shares([*shares, *([1.0] * len(jobs))])[: len(mine)]
             taken = min(sum(shares), 0.95)
             for r, share in zip(mine, shares, strict=True):
                 busy = share * width
                 load.busy += busy
                 load.stall_busy += busy * r.stall_ratio * f / (r.stall_ratio * f + emc_hz)
                 load.traffic += r.traffic_bytes_per_s
-            self._job_loads(unit.name, load, f, width, taken, emc_hz)
+            self._job_loads(unit.name, jobs, load, f, width, taken, emc_hz)
         for r in runners:
             if r.unit not in loads:
                 loads.setdefault("_dram", UnitLoad()).traffic += r.traffic_bytes_per_s
         return loads
 
-    def _job_loads(self, unit: str, load: UnitLoad, f: float, width: float, taken: float, emc_hz: float) -> None:
-        jobs = [j for j in self.jobs if j.unit == unit and not j.done]
+    def _job_loads(self, unit: str, jobs: list[Job], load: UnitLoad, f: float, width: float, taken: float,
+                   emc_hz: float) -> None:
         perf = self.phys.units[unit]
         for job in jobs:
             threads = int(min(job.threads, width)) if self.unit_spec[unit].kind == "cpu" else 1
