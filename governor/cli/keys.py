@@ -86,7 +86,7 @@ def _server(directory: Path, name: str, force: bool) -> list[str]:
         "  [access]",
         f'  curve_server_secret = "{secret}"',
         f'  curve_authorized_dir = "{authorized}"',
-        "Keep curve_authorized_dir set: left empty, any client that knows the public server key gets in.",
+        "Keep curve_authorized_dir set: a tcp:// endpoint refuses to start without it (or curve_allow_any = true).",
         f"Let a client in: governor keys --dir {directory} --client --name NAME",
     ]
 

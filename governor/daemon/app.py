@@ -228,7 +228,8 @@ def _server(config: Config) -> tuple[Any, str, str]:
         base = path.parent if path is not None else default_runtime_dir()
         telemetry = f"ipc://{base / 'governor-telemetry.sock'}"
     a = config.access
-    security = ServerSecurity(a.socket_mode, a.socket_group, a.curve_server_secret, a.curve_authorized_dir)
+    security = ServerSecurity(a.socket_mode, a.socket_group, a.curve_server_secret, a.curve_authorized_dir,
+                              a.curve_allow_any)
     return ZmqServerEnd(endpoint, telemetry, security=security, max_bytes=config.daemon.max_message_bytes,
                        busy_poll_us=config.daemon.busy_poll_us), \
         endpoint, telemetry

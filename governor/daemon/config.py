@@ -94,6 +94,7 @@ class AccessSection(_Section):
     socket_group: str = "governor"
     curve_server_secret: str = Field(default="", description="secret key file; required for tcp endpoints")
     curve_authorized_dir: str = Field(default="", description="directory of allowed client public keys")
+    curve_allow_any: bool = Field(default=False, description="let in any client that knows the server's public key")
 
 
 class MetricsSection(_Section):

@@ -47,6 +47,8 @@ class ServerSecurity:
     socket_group: str = "governor"
     curve_secret_file: str = ""
     curve_authorized_dir: str = ""
+    # Any client that knows the server's public key gets in: an explicit choice, never a default.
+    curve_allow_any: bool = False
 
 
 def ipc_path(endpoint: str) -> Path | None:
@@ -118,13 +120,14 @@ class ZmqServerEnd:
         import zmq.auth
         from zmq.auth.thread import ThreadAuthenticator
 
+        location = _authorised_keys(sec)
         public, secret = zmq.auth.load_certificate(sec.curve_secret_file)
         if secret is None:
             raise TransportError(f"{sec.curve_secret_file} holds no secret key; pass the .key_secret file")
         if self._auth is None:
             self._auth = ThreadAuthenticator(self._ctx, log=logging.getLogger("governor.auth"))
             self._auth.start()
-            self._auth.configure_curve(domain="*", location=sec.curve_authorized_dir or zmq.auth.CURVE_ALLOW_ANY)
+            self._auth.configure_curve(domain="*", location=location)
         sock.curve_secretkey = secret
         sock.curve_publickey = public
         sock.curve_server = True
@@ -189,6 +192,29 @@ class ZmqServerEnd:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
+
+
+def _authorised_keys(sec: ServerSecurity) -> str:
+    """Where the ZAP handler finds the client keys it lets in; fails closed when nobody chose."""
+    if sec.curve_allow_any and sec.curve_authorized_dir:
+        raise TransportError(
+            "[access] sets both curve_authorized_dir and curve_allow_any = true: keep the directory to let in "
+            "only its keys, or drop it to let in any client that knows the server's public key")
+    if sec.curve_allow_any:
+        log.warning("curve_allow_any = true: any client that knows the server's public key is let in")
+        return str(zmq.auth.CURVE_ALLOW_ANY)
+    if not sec.curve_authorized_dir:
+        raise TransportError(
+            "a TCP endpoint needs [access] curve_authorized_dir, the directory of client public keys to let in "
+            "(`governor keys --client --name NAME` adds one); or set curve_allow_any = true to let in any client "
+            "that knows the server's public key")
+    keys = Path(sec.curve_authorized_dir)
+    if not keys.is_dir():
+        raise TransportError(f"curve_authorized_dir {keys} is not a directory; create it with `governor keys`")
+    if not any(keys.glob("*.key")):
+        log.warning("%s holds no client public key (*.key): every client will be refused until one is added "
+                    "(`governor keys --client --name NAME`) and the daemon restarted", keys)
+    return str(keys)
 
 
 def _prepare_ipc(path: Path) -> None:

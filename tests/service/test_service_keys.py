@@ -12,7 +12,7 @@ from governor_client import Client, CurveKeys, DaemonUnreachable
 
 from governor.cli.main import main
 from governor.core import protocol as p
-from governor.transport.zmq_server import ServerSecurity, ZmqServerEnd
+from governor.transport.zmq_server import ServerSecurity, TransportError, ZmqServerEnd
 
 
 def mode(path):
@@ -91,3 +91,56 @@ def test_curve_lets_the_authorised_client_in_and_refuses_another(keys, caplog):
     mallory_key = (elsewhere / "clients/mallory.key").read_text().split('public-key = "')[1][:40]
     assert any(v.startswith("DENIED (CURVE)") and mallory_key in v for v in verdicts)
     assert any(v.startswith("ALLOWED (CURVE)") for v in verdicts)
+
+
+def _serve_once(security, ctx):
+    return ZmqServerEnd("tcp://127.0.0.1:*", security=security, context=ctx)
+
+
+def test_tcp_without_authorised_keys_fails_closed_with_what_to_set(keys, tmp_path):
+    kdir, _, _ = keys
+    secret = str(kdir / "server.key_secret")
+    ctx = zmq.Context()
+    try:
+        with pytest.raises(TransportError, match=r"curve_authorized_dir.*curve_allow_any = true"):
+            _serve_once(ServerSecurity(curve_secret_file=secret), ctx)
+        with pytest.raises(TransportError, match="not a directory"):
+            _serve_once(ServerSecurity(curve_secret_file=secret, curve_authorized_dir=str(tmp_path / "nope")), ctx)
+        with pytest.raises(TransportError, match="both"):
+            _serve_once(ServerSecurity(curve_secret_file=secret, curve_authorized_dir=str(kdir / "authorized"),
+                                       curve_allow_any=True), ctx)
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_an_empty_key_directory_is_served_but_said(keys, tmp_path, caplog):
+    kdir, _, _ = keys
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    ctx = zmq.Context()
+    try:
+        server = _serve_once(ServerSecurity(curve_secret_file=str(kdir / "server.key_secret"),
+                                            curve_authorized_dir=str(empty)), ctx)
+        server.close()
+    finally:
+        ctx.destroy(linger=0)
+    assert any("holds no client public key" in r.getMessage() for r in caplog.records)
+
+
+def test_allow_any_is_an_explicit_choice_that_lets_an_unlisted_client_in(keys, caplog):
+    kdir, elsewhere, _ = keys
+    ctx = zmq.Context()
+    server = _serve_once(ServerSecurity(curve_secret_file=str(kdir / "server.key_secret"), curve_allow_any=True), ctx)
+    stop = threading.Event()
+    worker = threading.Thread(target=answer_status, args=(server, stop), daemon=True)
+    worker.start()
+    try:
+        mallory = CurveKeys.from_files(str(kdir / "server.key"), str(elsewhere / "clients/mallory.key_secret"))
+        with Client(server.bound_endpoint, curve=mallory, timeout_ms=3000, retries=0) as client:
+            assert client.status().served == 7
+    finally:
+        stop.set()
+        worker.join(2)
+        server.close()
+        ctx.destroy(linger=0)
+    assert any("curve_allow_any = true" in r.getMessage() for r in caplog.records)
