@@ -290,6 +290,7 @@ class Scheduler:
         expected = float(self.optimiser.table.latency_ms[decision.index]) * contention * float(self.multiplier()[group])
         ratio = measured_ms / max(expected, 1e-9)
         if 1.0 / _INFER_RATIO <= ratio <= _INFER_RATIO:
+            self._confirm(unit, contention)
             return False
         self.others_util[unit] = max(0.0, 1.0 - 1.0 / (contention * ratio))
         if unit in self._unread:
@@ -299,6 +300,19 @@ class Scheduler:
             self.others_hz[unit] = int(hz)
         self._contention_stale = True
         return True
+
+    def _confirm(self, unit: str, contention: float) -> None:
+        """A run that kept to a prediction made with a co-runner on a unit with no load reading shows the
+        co-runner still there, when the run could tell: without one it would have been faster than the
+        tolerance allows (``contention`` > :data:`_INFER_RATIO` squared). Its revealed share is then held
+        where it was seen, and fades again from now. Left fading while runs kept confirming it, the share
+        dropped below the truth and made a higher clock look cheaper than it was, every few runs."""
+        seen = self._revealed.get(unit)
+        if seen is None or unit not in self._unread or contention <= _INFER_RATIO ** 2:
+            return
+        self._revealed[unit] = (seen[0], self.last_t)
+        self.others_util[unit] = seen[0]
+        self._contention_stale = True
 
     def reset_learning(self) -> None:
         """Forget learned residuals and margin (e.g. on reload)."""

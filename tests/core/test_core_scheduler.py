@@ -208,3 +208,37 @@ def test_an_accelerator_without_a_load_file_keeps_the_share_its_slow_runs_reveal
     assert s.others_util["gpu"] == pytest.approx(0.25, abs=0.01)
     s.observe(Observation(t=1.0 + 10 * s.unread_half_life_s, util={"cpu": 0.0}))
     assert s.contention() is None
+
+
+def test_runs_that_confirm_a_revealed_share_stop_it_fading():
+    # Without a load file, a run that keeps to the prediction made with the co-runner is the only sign that
+    # it is still there. Left to fade regardless, the share fell below the truth every couple of seconds.
+    s = make_scheduler()
+    s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
+    gpu = {"gpu": DomainReading(F[0], F[0], F[-1])}
+    s.observe(Observation(t=1.0, util={"cpu": 0.0}, domains=gpu))
+    d = s.decide(Budget(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
+    nominal = float(s.optimiser.table.latency_ms[d.index])
+    s.feedback(d, nominal * 2.0)
+    revealed = s.others_util["gpu"]
+    s.observe(Observation(t=2.0, util={"cpu": 0.0}, domains=gpu))
+    assert s.others_util["gpu"] < revealed  # fading: nothing confirmed it for a second
+    contention = float(s.contention()[1][d.index])
+    s.feedback(d, nominal * contention)  # a run exactly as predicted with the co-runner
+    assert s.others_util["gpu"] == pytest.approx(revealed)
+    s.observe(Observation(t=2.0 + s.unread_half_life_s, util={"cpu": 0.0}, domains=gpu))
+    assert s.others_util["gpu"] == pytest.approx(revealed / 2, rel=0.02)  # fading again, from the confirmation
+
+
+def test_a_run_that_cannot_tell_a_faint_share_from_none_does_not_confirm_it():
+    s = make_scheduler()
+    s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
+    gpu = {"gpu": DomainReading(F[0], F[0], F[-1])}
+    s.observe(Observation(t=1.0, util={"cpu": 0.0}, domains=gpu))
+    d = s.decide(Budget(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
+    nominal = float(s.optimiser.table.latency_ms[d.index])
+    s.feedback(d, nominal * 1.2)  # a co-runner with a sixth of the GPU: within tolerance of none at all
+    s.observe(Observation(t=1.0 + 3 * s.unread_half_life_s, util={"cpu": 0.0}, domains=gpu))
+    faded = s.others_util["gpu"]
+    s.feedback(d, nominal)
+    assert s.others_util["gpu"] <= faded
