@@ -111,6 +111,8 @@ class Daemon:
     _anon: int = field(default=0, init=False)
     _replied: OrderedDict[str, tuple[float, list[Any]]] = field(default_factory=OrderedDict, init=False)
     _not_set: dict[str, str] = field(default_factory=dict, init=False)  # domain -> why its last write failed
+    # Clients repeat the same request headers but for the id: each decoded in full once (docs/protocol.md).
+    _memo: p.HeaderMemo = field(default_factory=p.HeaderMemo, init=False)
     _polled_at: float = field(default=0.0, init=False)  # when the socket was last seen empty, daemon clock s
     _arrival_t: float = field(default=0.0, init=False)
     _switch_seen: bool = field(default=False, init=False)
@@ -194,7 +196,7 @@ class Daemon:
         """Handle one message; ``arrival_t`` (daemon clock, s) is when it arrived if known, else now."""
         self._arrival_t = self.parts.clock() if arrival_t is None else arrival_t
         try:
-            msg, tensors = p.decode_request(frames, max_bytes=self.parts.max_bytes)
+            msg, tensors = p.decode_request(frames, max_bytes=self.parts.max_bytes, memo=self._memo)
         except p.ProtocolError as exc:
             self._send(identity, exc.to_reply())
             return

@@ -31,6 +31,7 @@ from governor.core.protocol._codec import (
     encode_request,
 )
 from governor.core.protocol._errors import ERROR_CODES, ErrorCode, ProtocolError
+from governor.core.protocol._memo import HeaderMemo
 from governor.core.protocol._messages import (
     DTYPES,
     PROTOCOL_VERSION,
@@ -101,6 +102,7 @@ __all__ = [
     "ErrorReply",
     "Estimate",
     "Frame",
+    "HeaderMemo",
     "HelloReply",
     "HelloRequest",
     "InferReply",

@@ -1,0 +1,66 @@
+"""Headers that passed every check once, kept so the same header with another id skips the parse.
+
+A peer asks with the same few budgets over and over (and a daemon answers an ``advise`` for the same
+budget with the same point), so consecutive headers differ in their ``id`` only. Parsing and validating
+a header costs as much as the daemon's decision, on both sides of every call. The key is the header's
+exact bytes with the id cut out, so a hit is a header byte for byte identical to one that passed; the
+new id is checked against the protocol's id pattern before it is put in. Headers are cut only where the
+encoder writes the id (right after ``v`` and ``type``); any other layout is decoded in full.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from governor.core.protocol._messages import Message
+
+__all__ = ["HeaderMemo"]
+
+_HEAD = re.compile(rb'\{"v":"[0-9]{1,4}\.[0-9]{1,4}","type":"[a-z_]{1,32}","id":"')
+_ID = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")  # the protocol's RequestId pattern
+
+
+class HeaderMemo:
+    """Bounded: at most ``size`` headers of at most ``max_header_bytes``, the oldest forgotten first."""
+
+    def __init__(self, size: int = 256, max_header_bytes: int = 4096) -> None:
+        self.size = size
+        self.max_header_bytes = max_header_bytes
+        self._known: dict[bytes, Message] = {}
+
+    def recall(self, raw: memoryview) -> Message | None:
+        """The message a header identical but for its id decoded to, with this header's id; or None."""
+        split = self._split(raw)
+        if split is None:
+            return None
+        known = self._known.get(split[0])
+        if known is None:
+            return None
+        return known.model_copy(update={"id": split[1]})
+
+    def remember(self, raw: memoryview, msg: Message) -> None:
+        split = self._split(raw)
+        if split is None or split[1] != msg.id:  # the cut must be exactly the id the message carries
+            return
+        self._known[split[0]] = msg
+        if len(self._known) > self.size:
+            del self._known[next(iter(self._known))]
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def _split(self, raw: Any) -> tuple[bytes, str] | None:
+        if raw.nbytes > self.max_header_bytes:
+            return None
+        header = bytes(raw)
+        start = _HEAD.match(header)
+        if start is None:
+            return None
+        end = header.find(b'"', start.end())
+        if end < 0:
+            return None
+        ident = header[start.end():end].decode("ascii", "replace")
+        if not _ID.fullmatch(ident):
+            return None
+        return header[: start.end()] + header[end:], ident

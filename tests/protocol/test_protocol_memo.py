@@ -1,0 +1,78 @@
+"""HeaderMemo: a header identical to a checked one but for its id skips the parse, and nothing else does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from governor.core import protocol as p
+from governor.core.protocol import _codec
+
+
+def frames_of(msg, tensors=None):
+    return [bytes(f) for f in p.encode_request(msg, tensors)]
+
+
+def count_parses(monkeypatch):
+    calls = []
+    real = _codec.parse_header
+    monkeypatch.setattr(_codec, "parse_header", lambda raw: calls.append(1) or real(raw))
+    return calls
+
+
+def test_the_same_request_with_another_id_is_decoded_without_parsing(monkeypatch):
+    memo, parses = p.HeaderMemo(), count_parses(monkeypatch)
+    budget = p.Budget(deadline_ms=5.0)
+    first, _ = p.decode_request(frames_of(p.AdviseRequest(id="c-1", budget=budget)), memo=memo)
+    again, _ = p.decode_request(frames_of(p.AdviseRequest(id="c-2", budget=budget)), memo=memo)
+    assert len(parses) == 1 and len(memo) == 1
+    assert again.id == "c-2" and first.id == "c-1"
+    assert again == first.model_copy(update={"id": "c-2"})
+
+
+def test_any_other_difference_is_decoded_in_full(monkeypatch):
+    memo, parses = p.HeaderMemo(), count_parses(monkeypatch)
+    p.decode_request(frames_of(p.AdviseRequest(id="c-1", budget=p.Budget(deadline_ms=5.0))), memo=memo)
+    other, _ = p.decode_request(frames_of(p.AdviseRequest(id="c-2", budget=p.Budget(deadline_ms=6.0))), memo=memo)
+    assert len(parses) == 2 and other.budget.deadline_ms == 6.0
+
+
+def test_an_id_outside_the_protocol_pattern_is_never_spliced_in():
+    memo = p.HeaderMemo()
+    good = frames_of(p.AdviseRequest(id="c-1", budget=p.Budget(deadline_ms=5.0)))
+    p.decode_request(good, memo=memo)
+    bad = [good[0].replace(b'"id":"c-1"', b'"id":"c 2"')]
+    with pytest.raises(p.ProtocolError) as exc:
+        p.decode_request(bad, memo=memo)
+    assert exc.value.code == "bad_request" and "id" in exc.value.message
+
+
+def test_tensor_frames_are_still_checked_when_the_header_is_known():
+    memo = p.HeaderMemo()
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    p.decode_request(frames_of(p.InferRequest(id="c-1", budget=p.Budget(deadline_ms=5.0)), {"x": x}), memo=memo)
+    frames = frames_of(p.InferRequest(id="c-2", budget=p.Budget(deadline_ms=5.0)), {"x": x})
+    msg, arrays = p.decode_request(frames, memo=memo)
+    assert msg.id == "c-2" and arrays["x"].shape == (1, 1, 8, 8)
+    with pytest.raises(p.ProtocolError) as exc:
+        p.decode_request([frames[0], frames[1][:-4]], memo=memo)  # a buffer short of its spec
+    assert exc.value.request_id == "c-2"
+    with pytest.raises(p.ProtocolError, match="0 buffer frames follow"):
+        p.decode_request([frames[0]], memo=memo)  # the header names a tensor the message lacks
+
+
+def test_headers_in_another_layout_and_error_replies_are_not_kept():
+    memo = p.HeaderMemo()
+    reordered = b'{"type":"status","v":"1.0","id":"c-1"}'
+    msg, _ = p.decode_request([reordered], memo=memo)
+    assert msg.type == "status" and len(memo) == 0
+    error = p.encode_reply(p.ErrorReply(id="c-1", code="unavailable", message="busy"))
+    p.decode_reply(error, memo=memo)
+    assert len(memo) == 0
+
+
+def test_the_memo_is_bounded_and_forgets_the_oldest():
+    memo = p.HeaderMemo(size=3)
+    for i in range(5):
+        p.decode_request(frames_of(p.AdviseRequest(id="c-1", budget=p.Budget(deadline_ms=1.0 + i))), memo=memo)
+    assert len(memo) == 3
