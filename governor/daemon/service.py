@@ -355,13 +355,13 @@ class Daemon:
             self._send(queued.identity, p.ErrorReply(id=msg.id, code="internal",
                                                      message=f"inference failed: {exc}; see the daemon's log"))
             return
-        self._account(decision, outcome.latency_ms, started)
-        self.scheduler.feedback(decision, outcome.latency_ms)
         # End to end: queueing, deciding, DVFS writes and the run. On a simulated board the run is the
         # simulator's and the writes land in a fake tree, whose file locking is no part of a real board.
         total_ms = (self.parts.clock() - pending.arrival_t) * 1000.0 if not outcome.simulated else (
             (deciding - pending.arrival_t) * 1000.0 + outcome.latency_ms)
-        self._reply_infer(queued, decision, outcome, total_ms)
+        self._reply_infer(queued, decision, outcome, total_ms)  # the client waits; learning need not
+        self._account(decision, outcome.latency_ms, started)
+        self.scheduler.feedback(decision, outcome.latency_ms)
         if not self.scheduler.pending():
             self._idle()
 

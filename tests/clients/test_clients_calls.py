@@ -3,9 +3,10 @@ and that reuse never changes what goes on the wire or what a bad argument is tol
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from governor_client import GovernorError
-from governor_client._calls import Calls, advise_call
+from governor_client._calls import Calls, advise_call, infer_call
 
 from governor.core import protocol as p
 
@@ -42,6 +43,19 @@ def test_replies_that_differ_only_in_the_id_match_their_own_request():
     assert calls.match(stale, f"{calls.prefix}-2") is None  # a reply to an abandoned attempt is dropped
 
 
-def test_an_id_prefix_that_could_break_a_header_is_refused():
-    with pytest.raises(ValueError, match="prefix"):
-        Calls(prefix='x"y')
+def test_an_id_that_could_break_a_header_is_refused_not_spliced_in():
+    calls = Calls(prefix='x"y')
+    with pytest.raises(GovernorError, match="request id"):
+        calls.encode(advise_call(deadline_ms=5.0, **BUDGET).request)
+
+
+def test_infer_headers_are_reused_per_input_shape_and_the_arrays_still_travel():
+    calls = Calls()
+    request = infer_call(np.zeros((1, 4), np.float32), deadline_ms=5.0, **BUDGET)
+    for value in (1.0, 2.0):
+        request_id, frames = calls.encode(request.request, {"x": np.full((1, 4), value, np.float32)})
+        msg, arrays = p.decode_request(frames)
+        assert msg.id == request_id and arrays["x"].tolist() == [[value] * 4]
+    _, frames = calls.encode(request.request, {"x": np.zeros((2, 4), np.float32)})  # another shape
+    assert p.decode_request(frames)[1]["x"].shape == (2, 4)
+    assert len(calls._templates) == 2

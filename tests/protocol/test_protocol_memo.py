@@ -76,3 +76,18 @@ def test_the_memo_is_bounded_and_forgets_the_oldest():
     for i in range(5):
         p.decode_request(frames_of(p.AdviseRequest(id="c-1", budget=p.Budget(deadline_ms=1.0 + i))), memo=memo)
     assert len(memo) == 3
+
+
+def test_templates_write_byte_for_byte_what_the_encoder_writes():
+    templates = p.HeaderTemplates()
+    x = np.arange(8, dtype=np.float32).reshape(1, 8)
+    request = p.InferRequest(budget=p.Budget(deadline_ms=5.0, objective="max_accuracy"), strict=True)
+    for request_id in ("a-1", "a-2", ""):
+        frames = templates.encode(request, request_id, {"x": x})
+        expected = p.encode_request(request.model_copy(update={"id": request_id}), {"x": x})
+        assert [bytes(f) for f in frames] == [bytes(f) for f in expected]
+    assert len(templates) == 1
+    with pytest.raises(p.ProtocolError, match="request id"):
+        templates.encode(request, 'a"1', {"x": x})
+    with pytest.raises(p.ProtocolError, match="at least one input tensor"):
+        templates.encode(request, "a-3")  # a first encode runs every check of the encoder

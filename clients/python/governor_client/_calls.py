@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +25,6 @@ R = TypeVar("R", bound=p.Reply)
 T = TypeVar("T")
 Q = TypeVar("Q", bound=p.Request)
 
-_TEMPLATES = 256  # distinct tensor-less requests whose encoded header a connection keeps
-_ID_PREFIX = re.compile(r"^[A-Za-z0-9._:-]{1,40}$")  # with "-" and a counter, within the protocol's 64
 
 
 @dataclass(frozen=True)
@@ -125,35 +122,17 @@ class Calls:
     max_bytes: int = p.MAX_MESSAGE_BYTES
     prefix: str = field(default_factory=lambda: secrets.token_hex(4))
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    # Encoded headers of tensor-less requests, split around the id: the id is all that changes per call.
-    _templates: dict[p.Request, tuple[bytes, bytes]] = field(default_factory=dict)
+    # Encoded headers split around the id: an application repeats the same request but for the id.
+    _templates: p.HeaderTemplates = field(default_factory=p.HeaderTemplates)
     # A daemon answers the same budget with the same header but for the id: decoded once, not every call.
     _memo: p.HeaderMemo = field(default_factory=p.HeaderMemo)
-
-    def __post_init__(self) -> None:
-        if not _ID_PREFIX.fullmatch(self.prefix):  # ids are spliced into headers unvalidated
-            raise ValueError(f"request id prefix {self.prefix!r} must be 1-40 of A-Z a-z 0-9 . _ : -")
 
     def encode(self, msg: p.Request, tensors: Mapping[str, object] | None = None) -> tuple[str, list[p.Frame]]:
         request_id = f"{self.prefix}-{next(self._counter)}"
         try:
-            if tensors or msg.id:
-                return request_id, p.encode_request(msg.model_copy(update={"id": request_id}), tensors)
-            head, tail = self._template(msg)
-            return request_id, [head + request_id.encode() + tail]
+            return request_id, self._templates.encode(msg, request_id, tensors)
         except p.ProtocolError as exc:
             raise GovernorError.from_protocol(exc) from None
-
-    def _template(self, msg: p.Request) -> tuple[bytes, bytes]:
-        template = self._templates.get(msg)
-        if template is None:
-            header = bytes(p.encode_request(msg)[0])
-            # The encoder writes v, type and id first, so the first empty id in the header is the id.
-            cut = header.index(b'"id":""') + len(b'"id":"')
-            template = self._templates[msg] = (header[:cut], header[cut:])
-            if len(self._templates) > _TEMPLATES:
-                del self._templates[next(iter(self._templates))]
-        return template
 
     def match(self, frames: Sequence[p.Frame], request_id: str) -> tuple[p.Reply, dict[str, np.ndarray]] | None:
         """The reply to ``request_id``; None for a stale reply; raises for an error reply."""

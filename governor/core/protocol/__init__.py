@@ -31,7 +31,7 @@ from governor.core.protocol._codec import (
     encode_request,
 )
 from governor.core.protocol._errors import ERROR_CODES, ErrorCode, ProtocolError
-from governor.core.protocol._memo import HeaderMemo
+from governor.core.protocol._memo import HeaderMemo, HeaderTemplates
 from governor.core.protocol._messages import (
     DTYPES,
     PROTOCOL_VERSION,
@@ -103,6 +103,7 @@ __all__ = [
     "Estimate",
     "Frame",
     "HeaderMemo",
+    "HeaderTemplates",
     "HelloReply",
     "HelloRequest",
     "InferReply",

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import ValidationError
 
 from governor.core.protocol._errors import ProtocolError
-from governor.core.protocol._memo import HeaderMemo
 from governor.core.protocol._messages import (
     PROTOCOL_VERSION,
     REPLY_TYPES,
@@ -34,6 +33,9 @@ from governor.core.protocol._messages import (
 )
 from governor.core.protocol._models import Wire
 from governor.core.protocol._tensors import MAX_TENSORS, arrays_from_buffers, buffers_from_arrays
+
+if TYPE_CHECKING:
+    from governor.core.protocol._memo import HeaderMemo
 
 __all__ = [
     "MAX_HEADER_BYTES",

@@ -1,4 +1,5 @@
-"""Headers that passed every check once, kept so the same header with another id skips the parse.
+"""Headers that passed every check once, kept so the same header with another id skips the parse;
+and, on the sending side, encoded headers kept so the same message with another id skips the encode.
 
 A peer asks with the same few budgets over and over (and a daemon answers an ``advise`` for the same
 budget with the same point), so consecutive headers differ in their ``id`` only. Parsing and validating
@@ -11,11 +12,15 @@ encoder writes the id (right after ``v`` and ``type``); any other layout is deco
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from governor.core.protocol._messages import Message
+from governor.core.protocol._codec import Frame, encode_message
+from governor.core.protocol._errors import ProtocolError
+from governor.core.protocol._messages import Message, TensorSpec
+from governor.core.protocol._tensors import buffers_from_arrays
 
-__all__ = ["HeaderMemo"]
+__all__ = ["HeaderMemo", "HeaderTemplates"]
 
 _HEAD = re.compile(rb'\{"v":"[0-9]{1,4}\.[0-9]{1,4}","type":"[a-z_]{1,32}","id":"')
 _ID = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")  # the protocol's RequestId pattern
@@ -64,3 +69,34 @@ class HeaderMemo:
         if not _ID.fullmatch(ident):
             return None
         return header[: start.end()] + header[end:], ident
+
+
+class HeaderTemplates:
+    """Encoded headers split around the id, per (message without id, tensor specs); bounded like the memo.
+
+    The tensors are still turned into specs and buffers on every call, which checks each array."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._known: dict[tuple[Message, tuple[TensorSpec, ...]], tuple[bytes, bytes]] = {}
+
+    def encode(self, msg: Message, request_id: str, tensors: Mapping[str, object] | None = None) -> list[Frame]:
+        """The frames of ``msg`` with id ``request_id``, as ``encode_message`` would write them."""
+        if not _ID.fullmatch(request_id):
+            raise ProtocolError("bad_request", f"request id {request_id[:80]!r} does not match {_ID.pattern}")
+        if msg.id:
+            msg = msg.model_copy(update={"id": ""})
+        specs, buffers = buffers_from_arrays(tensors or {})
+        key = (msg, specs)
+        template = self._known.get(key)
+        if template is None:
+            header = bytes(encode_message(msg, tensors)[0])  # every check of a first encode runs here
+            # The encoder writes v, type and id first, so the first empty id in the header is the id.
+            cut = header.index(b'"id":""') + len(b'"id":"')
+            template = self._known[key] = (header[:cut], header[cut:])
+            if len(self._known) > self.size:
+                del self._known[next(iter(self._known))]
+        return [template[0] + request_id.encode() + template[1], *buffers]
+
+    def __len__(self) -> int:
+        return len(self._known)
