@@ -21,6 +21,7 @@ from typing import Any
 
 from governor import __version__
 from governor.cli.main import CliError
+from governor.core.board import profile_label, sim_board_name
 from governor.core.profile_schema import Provenance, build_profile_doc, dump_profile
 from governor.core.sampling import ActiveSampler, SamplerSettings
 from governor.core.sampling_space import Measurement, MeasurementSource, Space
@@ -84,7 +85,8 @@ def _model_name(model: str) -> str:
 
 def _board_label(args: argparse.Namespace, fallback: str) -> str:
     board = args.board or fallback
-    return "sim-" + board[4:] if board.startswith("sim:") else board
+    name = sim_board_name(board)
+    return board if name is None else profile_label(name, True)
 
 
 def _open_replay(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dict[str, str]]:
@@ -150,7 +152,7 @@ def _open_board(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dic
 
     source = BoardSource(target.board, backend, np.zeros((1, *meta.input_shape), np.float32), reps=3,
                          **sim_time(target))
-    label = ("sim-" if target.simulated else "") + target.spec.name
+    label = profile_label(target.spec.name, target.simulated)
     info = {"board": label, "source": ("sim:" if target.simulated else "board:") + target.spec.name,
             "simulated": str(target.simulated)}
     return _BoardMeasurement(source, target, backend, target.board.snapshot()), space, info

@@ -33,6 +33,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 __all__ = [
     "SCHEMA_VERSION",
+    "SIM_PREFIX",
     "BoardInfo",
     "BoardSpec",
     "CatalogueError",
@@ -43,6 +44,8 @@ __all__ = [
     "Rail",
     "ThermalZone",
     "parse_board",
+    "profile_label",
+    "sim_board_name",
 ]
 
 SCHEMA_VERSION = 1
@@ -262,3 +265,17 @@ def _describe(err: ErrorDetails) -> str:
         return f"field '{where}': {message}"
     # Whole-model checks name their field inside the message.
     return message.removeprefix("Value error, ")
+
+
+SIM_PREFIX = "sim:"  # --board sim:NAME is catalogue board NAME, simulated
+
+
+def sim_board_name(name: str) -> str | None:
+    """The catalogue name inside ``sim:<board>``, or None if ``name`` is not a simulated board."""
+    return name[len(SIM_PREFIX):] if name.startswith(SIM_PREFIX) else None
+
+
+def profile_label(name: str, simulated: bool) -> str:
+    """The board as profiles name it (file names, the ``board`` field): ``sim-NAME`` when simulated, so a
+    simulated profile is never taken for a measured one."""
+    return f"sim-{name}" if simulated else name

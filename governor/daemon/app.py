@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from governor.core.board import profile_label
 from governor.core.modelmeta import ModelMeta
 from governor.daemon.backend import Backend, HostBackend, SimBackend
 from governor.daemon.config import Config, default_runtime_dir, default_state_dir
@@ -196,7 +197,7 @@ def _profile_path(config: Config, target: Target, model_path: Path) -> Path:
     under systemd; the catalogue's profiles/ is not)."""
     if config.daemon.profile:
         return Path(config.daemon.profile)
-    board = f"sim-{target.spec.name}" if target.simulated else target.spec.name
+    board = profile_label(target.spec.name, target.simulated)
     return default_state_dir() / "profiles" / _model_name(model_path) / f"{board}.json"
 
 

@@ -12,13 +12,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from governor.core.board import BoardSpec, CatalogueError
+from governor.core.board import SIM_PREFIX, BoardSpec, CatalogueError
 from governor.drivers.board import open_board
 from governor.drivers.detect import DetectionError, detect_board
-from governor.sim import SIM_PREFIX, SimBoard, open_sim_board
 from governor.testing import open_root
+
+if TYPE_CHECKING:
+    from governor.sim import SimBoard
 
 __all__ = ["Target", "TargetError", "open_target"]
 
@@ -67,6 +69,8 @@ def open_target(
 
 
 def _open_sim(board: str, *, clock: str, scenario: str | None, seed: int, mode: str) -> Target:
+    from governor.sim import open_sim_board  # only here: a board or the host never loads the simulator
+
     sim = open_sim_board(board, clock=clock, seed=seed, scenario=scenario)
     if clock == "real":
         sim.start()

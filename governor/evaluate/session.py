@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from governor.core.board import BoardSpec
+from governor.core.board import BoardSpec, profile_label
 from governor.daemon.backend import SimBackend
 from governor.daemon.profiling import board_table
 from governor.daemon.tables import MeasuredTable
@@ -82,7 +82,7 @@ def find_trace(name_or_path: str) -> Trace:
 def _default_cache(board: str, model: EvalModel) -> Path:
     from governor.daemon.config import default_state_dir
 
-    return default_state_dir() / "profiles" / model.name / f"sim-{board[len(SIM_PREFIX):]}.json"
+    return default_state_dir() / "profiles" / model.name / f"{profile_label(board[len(SIM_PREFIX):], True)}.json"
 
 
 def profile_model(board: str, model: EvalModel, *, cache: Path | None, max_points: int = 0, seed: int = 0,

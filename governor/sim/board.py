@@ -26,7 +26,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from governor.core.board import BoardSpec
+from governor.core.board import SIM_PREFIX, BoardSpec, sim_board_name
 from governor.core.types import Observation
 from governor.drivers.board import Applied, Board, open_board
 from governor.drivers.catalogue import load_board
@@ -39,14 +39,6 @@ from governor.sim.values import Job, Truth
 from governor.testing import FakeTree, make_fake_tree
 
 __all__ = ["SIM_PREFIX", "SimBoard", "SimDriverBoard", "open_sim_board", "sim_board_name"]
-
-SIM_PREFIX = "sim:"
-
-
-def sim_board_name(name: str) -> str | None:
-    """The catalogue name inside ``sim:<board>``, or None if ``name`` is not a simulated board."""
-    return name[len(SIM_PREFIX):] if name.startswith(SIM_PREFIX) else None
-
 
 class SimBoard:
     """One simulated catalogue board (see the module doc). ``simulated`` is always True."""
