@@ -65,7 +65,7 @@ class DaemonParts:
     meta: ModelMeta
     model_name: str
     table: MeasuredTable
-    server: Any  # recv(timeout_ms) / send(identity, frames) / publish(frames)
+    server: Any  # recv(timeout_ms) / send(identity, frames) / publish(frames) / is_empty(), the last two optional
     clock: Callable[[], float] = time.monotonic
     tick_hz: float = 10.0
     max_bytes: int = p.MAX_MESSAGE_BYTES
@@ -360,6 +360,11 @@ class Daemon:
         total_ms = (self.parts.clock() - pending.arrival_t) * 1000.0 if not outcome.simulated else (
             (deciding - pending.arrival_t) * 1000.0 + outcome.latency_ms)
         self._reply_infer(queued, decision, outcome, total_ms)  # the client waits; learning need not
+        if self._socket_empty():
+            # Nothing came in during the run, so whatever comes next arrived after this reply. Left at the
+            # last poll before the run, the next request of the client that waited on this reply was
+            # charged the whole run as queueing, and a tight deadline looked infeasible.
+            self._polled_at = self.parts.clock()
         self._account(decision, outcome.latency_ms, started)
         self.scheduler.feedback(decision, outcome.latency_ms)
         if not self.scheduler.pending():
@@ -462,6 +467,10 @@ class Daemon:
             self._replied[cache_id] = (self.parts.clock(), [bytes(f) for f in frames])
             while len(self._replied) > _REPLY_CACHE:
                 self._replied.popitem(last=False)
+
+    def _socket_empty(self) -> bool:
+        is_empty = getattr(self.parts.server, "is_empty", None)
+        return bool(is_empty()) if is_empty is not None else False
 
     def _count(self, kind: str, outcome: str) -> None:
         if self.parts.metrics is not None:

@@ -54,6 +54,10 @@ class InprocServerEnd:
         except queue.Empty:
             return None
 
+    def is_empty(self) -> bool:
+        """True when no request is waiting now."""
+        return self._inbox.empty()
+
     def send(self, identity: bytes, frames: Sequence[Frame]) -> None:
         with self._lock:
             outbox = self._outboxes.get(identity)

@@ -172,6 +172,10 @@ class ZmqServerEnd:
                         return True
         return bool(self._poller.poll(timeout_ms))
 
+    def is_empty(self) -> bool:
+        """True when no request is waiting on the socket now (nothing is taken off it)."""
+        return not self._router.get(zmq.EVENTS) & zmq.POLLIN
+
     def send(self, identity: Envelope, frames: Sequence[Frame]) -> None:
         with contextlib.suppress(zmq.ZMQError):  # a peer that went away: ROUTER drops, so do we
             self._router.send_multipart([*identity, *frames], copy=False)

@@ -184,6 +184,9 @@ class _ScriptedServer:
     def publish(self, frames):
         pass
 
+    def is_empty(self):
+        return not self.waiting
+
 
 def p_decode(frames):
     from governor.core import protocol as p
@@ -217,6 +220,48 @@ def test_a_step_takes_every_waiting_request_so_edf_sees_the_later_tighter_one(na
     assert queued.arrival_t == pytest.approx(seen_empty)
     daemon.step()
     assert [ident for ident, _ in server.sent] == [b"tight", b"loose"]
+
+
+def test_a_request_sent_after_a_reply_is_not_charged_the_run_before_it(nano):
+    """A client that waits on each reply asks again only after it: its next request arrived after that
+    reply, not at the last poll before the run (which made every tight deadline look infeasible)."""
+    from governor.core import protocol as p
+    from governor.daemon.service import Daemon, DaemonParts
+
+    target, backend, meta = nano
+    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    clock = target.sim.clock
+    server = _ScriptedServer(clock)
+    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                                table=table, server=server, clock=clock, simulated=True))
+    stamps = []
+    submit = daemon.scheduler.submit
+    daemon.scheduler.submit = lambda req: (stamps.append(req.arrival_t), submit(req))[1]
+    x = {"x": np.zeros((1, *meta.input_shape), np.float32)}
+
+    def ask(rid):
+        server.waiting.append((rid.encode(), p.encode_request(p.InferRequest(id=rid, budget=p.Budget(
+            deadline_ms=500.0)), x)))
+
+    daemon.step()
+    ask("first")
+    daemon.step()  # takes it and runs it
+    replied = clock()
+    assert [ident for ident, _ in server.sent] == [b"first"] and replied > stamps[0]
+    target.sim.advance(0.002)
+    ask("second")
+    daemon.step()
+    assert stamps[1] >= replied - 1e-9  # not stamped before the first run
+    # One that comes in during a run still gets the last time the socket was seen empty, before the run.
+    run = backend.run
+    backend.run = lambda batch, point: (ask("during"), run(batch, point))[1]
+    ask("third")
+    before_run = clock()
+    daemon.step()  # runs "third"; "during" is waiting when its reply goes out
+    backend.run = run
+    daemon.step()
+    assert [ident for ident, _ in server.sent][-2:] == [b"third", b"during"]
+    assert stamps[3] <= before_run
 
 
 def test_negative_switch_ms_measures_what_a_change_of_setpoints_costs(nano):

@@ -3,6 +3,7 @@
 import os
 import stat
 import threading
+import time
 
 import pytest
 import zmq
@@ -142,3 +143,32 @@ def test_busy_polling_only_follows_recent_traffic_and_keeps_the_timeout(tmp_path
     finally:
         raw.close()
         server.close()
+
+
+def test_is_empty_tells_a_waiting_request_without_taking_it(tmp_path):
+    server = ZmqServerEnd(f"ipc://{tmp_path}/e.sock", security=ServerSecurity(socket_group="nosuchgroup"))
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.connect(f"ipc://{tmp_path}/e.sock")
+    try:
+        assert server.is_empty()
+        dealer.send_multipart([b"", b"{}"])
+        deadline = time.monotonic() + 2.0
+        while server.is_empty() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert not server.is_empty() and not server.is_empty()  # asking takes nothing off the socket
+        assert server.recv(100) is not None
+        assert server.is_empty()
+    finally:
+        dealer.close(linger=0)
+        server.close()
+
+
+def test_the_inproc_server_tells_the_same():
+    from governor.transport.inproc import InprocPair
+
+    pair = InprocPair()
+    client = pair.connect()
+    assert pair.server.is_empty()
+    client.send([b"{}"])
+    assert not pair.server.is_empty()
+    assert pair.server.recv(0) is not None and pair.server.is_empty()
