@@ -19,10 +19,21 @@ perfect. Two corrections turn a nominal prediction into the one the optimiser tr
    wrong is read back as the co-runner's share at that clock (the scheduler's ``_infer_share``);
    assuming it kept ``u`` instead sent every request after one crushed low-clock GPU run to the CPU,
    where none met its deadline, and the GPU was never tried again.
+   Threads in lockstep are another matter. When our threads no longer fit beside others' work
+   (:func:`oversubscribed`), one of them shares a core, and every barrier waits for it: on the 2-core
+   host, two threads next to one busy process took 20-100x their prediction, not the 1.5x above.
+   No formula gives that (it depends on the kernel's time slice and the barriers per pass), so the
+   scheduler learns it per CPU unit from such runs, and ``row_contention`` applies it to the
+   oversubscribed rows only (``lockstep``).
 2. **Residuals** (:class:`ResidualTracker`): per (unit, threads, groups) an exponentially weighted
    mean of ``log(measured / predicted)`` *after* the contention correction; its ``exp`` multiplies
    later predictions. The safety margin is a high quantile of the recent relative errors left
-   after that correction, so it grows when the model is erratic and shrinks when it is right.
+   after that correction, so it grows when the model is erratic and shrinks when it is right. It is
+   kept per mapping (unit, threads) once a mapping has :data:`_OWN_MARGIN_MIN` outcomes of its own, and
+   taken from all outcomes before that: tails belong to mappings. Two threads on a CPU with no spare
+   core wait at every barrier for a thread that shares its core, and one such run took 30-70x its
+   prediction. With one margin for all, that run tripled every prediction of the one-thread runs
+   beside it for the next 64 requests, and made budgets they met look infeasible.
 
 Energy is corrected with the same multiplier: a longer run at the same power costs proportionally
 more, which errs on the safe side.
@@ -33,17 +44,19 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ResidualTracker", "contention_multiplier", "row_contention"]
+__all__ = ["ResidualTracker", "contention_multiplier", "oversubscribed", "row_contention"]
 
 _MAX_SHARE = 0.95  # a unit reported 100 % busy by others still gives us a slice
 # An accelerator time-slices contexts round-robin (GPU runlists): a co-runner that would want more of a
 # slow clock than its fair slice gets only the slice. One other context is assumed (half the engine); a
 # larger share seen (from a load file, or from our own slowed run) is kept as the bound instead.
 _RR_SLICE = 0.5
+_OWN_MARGIN_MIN = 8  # outcomes a mapping needs before its margin is its own rather than everyone's
 
 
 def contention_multiplier(
@@ -60,6 +73,12 @@ def contention_multiplier(
     return row_contention(units, threads, np.zeros(len(groups)), others_util, {}, unit_kind, unit_cores, unit_of)
 
 
+def oversubscribed(threads: Any, share: float, cores: int) -> Any:
+    """Whether ``threads`` of ours no longer fit beside others keeping ``share`` of ``cores`` busy: others
+    need more than half a core beyond what our threads leave (a few % of noise is no co-runner)."""
+    return threads + share * cores > cores + 0.5
+
+
 def row_contention(
     units: Sequence[str],
     threads: npt.NDArray[np.float64],
@@ -69,12 +88,14 @@ def row_contention(
     unit_kind: Mapping[str, str],
     unit_cores: Mapping[str, int],
     unit_of: npt.NDArray[np.int64],
+    lockstep: Mapping[str, float] | None = None,
 ) -> npt.NDArray[np.float64]:
     """Latency multiplier per table row, clock-aware (see the module doc).
 
     ``units[unit_of[i]]`` is row i's unit, ``threads[i]`` its thread count and ``row_hz[i]`` the clock
     it sets on that unit's domain (0 when it sets none: then the observed share is used as it is);
-    ``others_hz[unit]`` is the clock the unit ran at when ``others_util[unit]`` was observed."""
+    ``others_hz[unit]`` is the clock the unit ran at when ``others_util[unit]`` was observed;
+    ``lockstep[unit]`` multiplies the CPU rows whose threads are :func:`oversubscribed`."""
     out = np.ones(unit_of.size)
     for j, unit in enumerate(units):
         u = min(max(float(others_util.get(unit, 0.0)), 0.0), _MAX_SHARE)
@@ -91,7 +112,11 @@ def row_contention(
             share = np.minimum(u * ratio, min(max(_RR_SLICE, u), _MAX_SHARE))
         if cpu:
             n = max(int(unit_cores.get(unit, 1)), 1)
-            out[rows] = np.maximum(1.0, (threads[rows] + share * n) / n)
+            t = threads[rows]
+            out[rows] = np.maximum(1.0, (t + share * n) / n)
+            penalty = (lockstep or {}).get(unit, 1.0)
+            if penalty > 1.0:
+                out[rows] *= np.where(oversubscribed(t, share, n), penalty, 1.0)
         else:
             out[rows] = 1.0 / (1.0 - share)
     return out
@@ -107,12 +132,22 @@ class ResidualTracker:
     quantile: float = 0.99
     min_margin: float = 0.02
     max_margin: float = 2.0
+    # Group -> mapping index; each mapping's errors also form a window of their own (None: one mapping).
+    mapping_of: Sequence[int] | None = None
     _log_bias: npt.NDArray[np.float64] = field(init=False, repr=False)
     _seen: npt.NDArray[np.int64] = field(init=False, repr=False)
     _errors: deque[float] = field(init=False, repr=False)
-    _cached: tuple[npt.NDArray[np.float64], float] | None = field(init=False, repr=False, default=None)
+    _own: list[deque[float]] = field(init=False, repr=False)
+    _mapping: npt.NDArray[np.int64] = field(init=False, repr=False)
+    _cached: tuple[npt.NDArray[np.float64], float, npt.NDArray[np.float64]] | None = field(
+        init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
+        mapping = np.zeros(self.n_groups, dtype=np.int64) if self.mapping_of is None else np.asarray(
+            self.mapping_of, dtype=np.int64)
+        if mapping.shape != (self.n_groups,) or (mapping.size and mapping.min() < 0):
+            raise ValueError(f"mapping_of needs one mapping index >= 0 per group ({self.n_groups})")
+        self._mapping = mapping
         self.reset()
 
     def reset(self) -> None:
@@ -120,7 +155,8 @@ class ResidualTracker:
         self._log_bias = np.zeros(self.n_groups)
         self._seen = np.zeros(self.n_groups, dtype=np.int64)
         self._errors = deque(maxlen=self.window)
-        self._cached: tuple[npt.NDArray[np.float64], float] | None = None  # decisions outnumber outcomes
+        self._own = [deque(maxlen=self.window) for _ in range(int(self._mapping.max(initial=0)) + 1)]
+        self._cached = None  # decisions outnumber outcomes
 
     def update(self, group: int, predicted_ms: float, measured_ms: float) -> None:
         """Feed one outcome. ``predicted_ms`` is the contention-corrected prediction before residuals."""
@@ -128,6 +164,7 @@ class ResidualTracker:
             return
         corrected = predicted_ms * float(np.exp(self._log_bias[group]))
         self._errors.append(measured_ms / corrected - 1.0)
+        self._own[int(self._mapping[group])].append(measured_ms / corrected - 1.0)
         residual = float(np.log(measured_ms / predicted_ms))
         # The first sample of a group replaces the prior; later ones are averaged in.
         a = 1.0 if self._seen[group] == 0 else self.alpha
@@ -139,18 +176,24 @@ class ResidualTracker:
         return self._state()[0]
 
     def margin(self) -> float:
-        """Relative safety margin: the ``quantile`` of recent under-predictions, clipped."""
+        """Relative safety margin over all outcomes: the ``quantile`` of recent under-predictions, clipped."""
         return self._state()[1]
 
-    def _state(self) -> tuple[npt.NDArray[np.float64], float]:
+    def margins(self) -> npt.NDArray[np.float64]:
+        """Relative safety margin per group: its mapping's own once it has :data:`_OWN_MARGIN_MIN`
+        outcomes, else :meth:`margin`."""
+        return self._state()[2]
+
+    def _state(self) -> tuple[npt.NDArray[np.float64], float, npt.NDArray[np.float64]]:
         if self._cached is None:
-            if self._errors:
-                q = _quantile(sorted(self._errors), self.quantile)
-                margin = float(min(max(q, self.min_margin), self.max_margin))
-            else:
-                margin = self.max_margin / 2  # nothing learned yet: be careful
-            self._cached = (np.exp(self._log_bias), margin)
+            overall = self._clipped(self._errors) if self._errors else self.max_margin / 2  # nothing yet: careful
+            per_mapping = np.array([self._clipped(own) if len(own) >= _OWN_MARGIN_MIN else overall
+                                    for own in self._own])
+            self._cached = (np.exp(self._log_bias), overall, per_mapping[self._mapping])
         return self._cached
+
+    def _clipped(self, errors: deque[float]) -> float:
+        return float(min(max(_quantile(sorted(errors), self.quantile), self.min_margin), self.max_margin))
 
     def seen(self, group: int) -> int:
         return int(self._seen[group])

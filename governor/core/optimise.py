@@ -210,7 +210,7 @@ class Optimiser:
         budget: Budget,
         *,
         multiplier: Sequence[float] | FloatArray | None = None,
-        margin: float = 0.0,
+        margin: float | Sequence[float] | FloatArray = 0.0,
         caps_hz: Mapping[str, int] | None = None,
         current_setpoints: int | None = None,
         previous: int | None = None,
@@ -218,17 +218,20 @@ class Optimiser:
         contention: Contention | None = None,
     ) -> Decision:
         """Choose a row. ``multiplier`` is per group (``table.groups`` order); ``margin`` is relative
-        (0.1 = predictions inflated by 10 %); ``current_setpoints`` is a ``table.setpoint_id`` value;
+        (0.1 = predictions inflated by 10 %), one for all or one per group; ``current_setpoints`` is a
+        ``table.setpoint_id`` value;
         ``floor_mw`` is the board's idle power while we are not running (see the module doc);
         ``contention`` is (key, per-row latency multiplier over the whole table), the key naming that state."""
         c = self._gathered(caps_hz, floor_mw, contention)
         rows = c.rows
         if rows.size == 0:
             raise ValueError("no operating point is allowed under the current clock caps")
+        # Per group, so each group's Pareto front keeps its order under the scale.
+        grow = 1.0 + margin if isinstance(margin, float | int) else 1.0 + np.asarray(margin, np.float64)[c.group]
         if multiplier is None:
-            scale: FloatArray | float = 1.0 + margin
+            scale: FloatArray | float = grow
         else:
-            scale = np.asarray(multiplier, dtype=np.float64)[c.group] * (1.0 + margin)
+            scale = np.asarray(multiplier, dtype=np.float64)[c.group] * grow
         lat = c.lat * scale
         if self.switch_ms and current_setpoints is not None:
             lat = lat + (c.setpoint != current_setpoints) * self.switch_ms

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from governor.core.feedback import ResidualTracker, row_contention
+from governor.core.feedback import ResidualTracker, oversubscribed, row_contention
 from governor.core.optimise import Budget, Contention, Decision, Optimiser
 from governor.core.types import Observation
 
@@ -101,10 +101,17 @@ class Scheduler:
     # running there nothing else would ever show the co-runner gone, and the unit would be avoided forever.
     unread_half_life_s: float = 2.0
     _revealed: dict[str, tuple[float, float]] = field(default_factory=dict)  # unit -> (share, obs time s)
+    # What lockstep threads that did not fit beside others cost, per CPU unit, beyond the share model
+    # (feedback.py); it fades toward 1 with this half-life (s), so oversubscription is tried again.
+    lockstep_half_life_s: float = 30.0
+    _lockstep: dict[str, tuple[float, float]] = field(default_factory=dict)  # unit -> (multiplier, time s)
 
     def __post_init__(self) -> None:
+        mappings = {(unit, threads): i for i, (unit, threads) in enumerate(dict.fromkeys(
+            (unit, threads) for unit, threads, _k in self.optimiser.table.groups))}
         self.residuals = ResidualTracker(
             len(self.optimiser.table.groups),
+            mapping_of=[mappings[(unit, threads)] for unit, threads, _k in self.optimiser.table.groups],
             alpha=self.residual_alpha,
             min_margin=self.min_margin,
             max_margin=self.max_margin,
@@ -204,17 +211,30 @@ class Scheduler:
         if not self._contention_stale:
             return self._contention
         self._contention_stale = False
-        shares = {u: round(v * 50) / 50 for u, v in self.others_util.items() if v >= 0.01}
-        key = tuple(sorted((u, v, self.others_hz.get(u, 0)) for u, v in shares.items() if v > 0))
+        shares = self._shares()
+        lockstep = self._lockstep_now()
+        key = tuple(sorted((u, v, self.others_hz.get(u, 0), lockstep.get(u, 1.0)) for u, v in shares.items() if v > 0))
         if not key:
             self._contention = None
         elif (self._contention is None or self._contention[0] != key or self._rows is None
               or self._rows[0] is not self.optimiser.table):  # a reload brings a new table: new rows
             _table, units, unit_of, threads, row_hz = self._row_info()
             mult = row_contention(units, threads, row_hz, shares, self.others_hz, self.unit_kind, self.unit_cores,
-                                  unit_of)
+                                  unit_of, lockstep)
             self._contention = (key, mult)
         return self._contention
+
+    def _shares(self) -> dict[str, float]:
+        return {u: round(v * 50) / 50 for u, v in self.others_util.items() if v >= 0.01}
+
+    def _lockstep_now(self) -> dict[str, float]:
+        """The learned lockstep multipliers, faded geometrically toward 1, to 5 % steps (so they key a cache)."""
+        out = {}
+        for unit, (penalty, since) in self._lockstep.items():
+            faded = penalty ** (0.5 ** (max(self.last_t - since, 0.0) / self.lockstep_half_life_s))
+            if faded >= 1.05:
+                out[unit] = round(faded * 20) / 20
+        return out
 
     def _row_info(self) -> tuple[object, tuple[str, ...], npt.NDArray[np.int64], npt.NDArray[np.float64],
                                  npt.NDArray[np.float64]]:
@@ -256,7 +276,7 @@ class Scheduler:
         return self.optimiser.decide(
             budget,
             multiplier=self.multiplier(),
-            margin=self.residuals.margin(),
+            margin=self.residuals.margins(),
             caps_hz=self.caps_hz or None,
             current_setpoints=self._current_setpoints,
             previous=self._previous,
@@ -301,6 +321,25 @@ class Scheduler:
         self._contention_stale = True
         return True
 
+    def _learn_lockstep(self, decision: Decision, group: int, contention: float, measured_ms: float) -> bool:
+        """A CPU run whose threads did not fit beside others (:func:`oversubscribed`) and missed its prediction
+        by more than :data:`_INFER_RATIO` tells what lockstep costs on that unit now: the multiplier for such
+        rows becomes what this run showed. Kept out of the residuals, which would charge every later run of
+        the group for a situation it may not be in. Returns True when it learned."""
+        unit = decision.point.unit
+        if self.unit_kind.get(unit) != "cpu":
+            return False
+        cores = max(int(self.unit_cores.get(unit, 1)), 1)
+        if not oversubscribed(decision.point.threads, self._shares().get(unit, 0.0), cores):
+            return False
+        expected = float(self.optimiser.table.latency_ms[decision.index]) * contention * float(self.multiplier()[group])
+        ratio = measured_ms / max(expected, 1e-9)
+        if 1.0 / _INFER_RATIO <= ratio <= _INFER_RATIO:
+            return False
+        self._lockstep[unit] = (max(1.0, self._lockstep_now().get(unit, 1.0) * ratio), self.last_t)
+        self._contention_stale = True
+        return True
+
     def _confirm(self, unit: str, contention: float) -> None:
         """A run that kept to a prediction made with a co-runner on a unit with no load reading shows the
         co-runner still there, when the run could tell: without one it would have been faster than the
@@ -315,8 +354,10 @@ class Scheduler:
         self._contention_stale = True
 
     def reset_learning(self) -> None:
-        """Forget learned residuals and margin (e.g. on reload)."""
+        """Forget learned residuals, margin and lockstep costs (e.g. on reload)."""
         self.residuals.reset()
+        self._lockstep.clear()
+        self._contention_stale = True
         self._mult = None
 
     def feedback(self, decision: Decision, measured_latency_ms: float) -> None:
@@ -326,6 +367,8 @@ class Scheduler:
         rows = self.contention()
         contention = 1.0 if rows is None else float(rows[1][decision.index])
         if self._infer_share(decision, group, contention, measured_latency_ms):
+            return
+        if self._learn_lockstep(decision, group, contention, measured_latency_ms):
             return
         self.residuals.update(group, float(table.latency_ms[decision.index]) * contention, measured_latency_ms)
         self._mult = None

@@ -37,6 +37,33 @@ def test_margin_is_the_quantile_of_recent_relative_errors():
     assert tr.margin() == pytest.approx(float(np.quantile(errors, 0.99)), rel=1e-12)
 
 
+def test_one_mappings_tail_does_not_inflate_another_mappings_margin():
+    # Groups 0 and 1 are two k of one-thread runs, group 2 the two-thread mapping that hits a busy core.
+    tr = ResidualTracker(3, mapping_of=[0, 0, 1])
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        tr.update(0, 1.0, rng.uniform(0.98, 1.02))
+        tr.update(1, 2.0, 2.0 * rng.uniform(0.98, 1.02))
+    tr.update(2, 1.0, 1.0)
+    tr.update(2, 1.0, 40.0)  # the barrier waited on a shared core
+    margins = tr.margins()
+    assert margins[0] == margins[1] < 0.05  # the one-thread mapping's own tail
+    assert margins[2] == tr.margin() == tr.max_margin  # too few of its own: everyone's, outlier and all
+
+
+def test_a_mapping_with_enough_outcomes_gets_its_own_margin():
+    tr = ResidualTracker(2, mapping_of=[0, 1], max_margin=10.0)
+    for _ in range(7):
+        tr.update(1, 1.0, 1.0)
+    tr.update(0, 1.0, 1.0)
+    tr.update(0, 1.0, 3.0)
+    assert tr.margins()[1] == tr.margin()  # seven outcomes: not yet its own
+    tr.update(1, 1.0, 1.0)
+    assert tr.margins()[1] == tr.min_margin < tr.margin()
+    with pytest.raises(ValueError, match="mapping_of"):
+        ResidualTracker(2, mapping_of=[0])
+
+
 def test_no_history_means_a_careful_margin():
     tr = ResidualTracker(1)
     assert tr.margin() == pytest.approx(tr.max_margin / 2)

@@ -32,7 +32,8 @@ def make_table(units=("big", "little"), threads=(1, 2), rng=None):
 def brute_force(table, budget, mult=None, margin=0.0):
     best, best_val = None, None
     for i in range(len(table.points)):
-        m = (1.0 if mult is None else mult[table.group_of[i]]) * (1 + margin)
+        grow = 1 + (margin if np.ndim(margin) == 0 else margin[table.group_of[i]])
+        m = (1.0 if mult is None else mult[table.group_of[i]]) * grow
         lat, en, acc = table.latency_ms[i] * m, table.energy_mj[i] * m, table.accuracy[i]
         if budget.deadline_ms is not None and lat > budget.deadline_ms:
             continue
@@ -135,10 +136,13 @@ def test_table_rejects_misaligned_or_nan_arrays():
     objective=st.sampled_from(list(Objective)),
     seed=st.integers(0, 50),
     margin=st.floats(0, 0.3),
+    per_group=st.booleans(),
 )
-def test_pareto_pruned_choice_equals_brute_force(deadline, energy, floor, objective, seed, margin):
+def test_pareto_pruned_choice_equals_brute_force(deadline, energy, floor, objective, seed, margin, per_group):
     table = make_table(rng=np.random.default_rng(seed))
     mult = np.random.default_rng(seed + 1).uniform(1, 2, len(table.groups))
+    if per_group:  # a margin per group (per mapping, as the scheduler learns them)
+        margin = np.random.default_rng(seed + 2).uniform(0, 2 * margin + 0.01, len(table.groups))
     budget = Budget(deadline, energy, floor, objective)
     d = Optimiser(table, hysteresis=0.0).decide(budget, multiplier=mult, margin=margin)
     expected = brute_force(table, budget, mult, margin)
@@ -147,7 +151,7 @@ def test_pareto_pruned_choice_equals_brute_force(deadline, energy, floor, object
     else:
         assert not d.infeasible
         # Same objective value (ties may pick different rows).
-        m = mult[table.group_of] * (1 + margin)
+        m = mult[table.group_of] * (1 + (margin if np.ndim(margin) == 0 else margin[table.group_of]))
         val = {"min_energy": table.energy_mj * m, "min_latency": table.latency_ms * m,
                "max_accuracy": -table.accuracy}[objective.value]
         assert val[d.index] == pytest.approx(val[expected])

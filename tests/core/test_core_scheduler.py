@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from governor.core.optimise import Budget, DecisionTable, Objective, Optimiser
+from governor.core.optimise import Budget, Decision, DecisionTable, Objective, Optimiser
 from governor.core.scheduler import PendingRequest, Scheduler
 from governor.core.types import DomainReading, Observation, OperatingPoint, Setpoints
 
@@ -242,3 +242,38 @@ def test_a_run_that_cannot_tell_a_faint_share_from_none_does_not_confirm_it():
     faded = s.others_util["gpu"]
     s.feedback(d, nominal)
     assert s.others_util["gpu"] <= faded
+
+
+def test_lockstep_threads_beside_a_busy_core_are_learned_and_avoided_only_while_it_is_busy():
+    # Two threads next to a busy process on a 2-core CPU: one shares a core and every barrier waits for it.
+    s = make_scheduler()
+    budget = Budget(deadline_ms=40.0, objective=Objective.MIN_LATENCY)
+    cpu_only = {"gpu": 0.95}  # keep the GPU out of the way
+    s.observe(Observation(t=1.0, util={"cpu": 0.5, **cpu_only}))
+    d = s.decide(budget)
+    assert d.point.unit == "cpu" and d.point.threads == 2  # the share model alone: 1.5x, still the fastest
+    contention = float(s.contention()[1][d.index])
+    s.feedback(d, float(s.optimiser.table.latency_ms[d.index]) * contention * 20.0)
+    assert np.allclose(s.multiplier(), 1.0)  # not charged to the group: it is the situation
+    again = s.decide(budget)
+    assert again.point.unit == "cpu" and again.point.threads == 1
+    s.observe(Observation(t=1.1, util={"cpu": 0.0, **cpu_only}))  # the busy process left
+    assert s.decide(budget).point.threads == 2
+    s.observe(Observation(t=1.2, util={"cpu": 0.5, **cpu_only}))  # back: remembered
+    assert s.decide(budget).point.threads == 1
+    s.observe(Observation(t=1.2 + 10 * s.lockstep_half_life_s, util={"cpu": 0.5, **cpu_only}))
+    assert s.decide(budget).point.threads == 2  # faded: tried again
+    s.reset_learning()
+    assert s._lockstep_now() == {}
+
+
+def test_a_single_thread_beside_a_busy_core_is_not_lockstep():
+    s = make_scheduler()
+    s.observe(Observation(t=1.0, util={"cpu": 0.5, "gpu": 0.95}))
+    d = s.decide(Budget(deadline_ms=40.0, objective=Objective.MIN_LATENCY))
+    one = next(i for i, p in enumerate(s.optimiser.table.points) if p.unit == "cpu" and p.threads == 1
+               and p.groups == d.point.groups)
+    run = Decision(s.optimiser.table.points[one], one, 1.0, 1.0, 0.9, False)
+    s.feedback(run, float(s.optimiser.table.latency_ms[one]) * 20.0)
+    assert s._lockstep_now() == {}  # it fit: a slow single thread is the model's error, learned as a residual
+    assert s.multiplier().max() > 1.0
