@@ -264,6 +264,40 @@ def test_a_request_sent_after_a_reply_is_not_charged_the_run_before_it(nano):
     assert stamps[3] <= before_run
 
 
+def test_a_request_that_comes_during_a_busy_poll_is_stamped_when_the_poll_began(nano):
+    """A busy poll returns as soon as a message comes, so 'it woke us' cannot tell a message that came
+    during the poll from one that was waiting; an empty socket as the poll began can."""
+    from governor.core import protocol as p
+    from governor.daemon.service import Daemon, DaemonParts
+
+    target, backend, meta = nano
+    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    clock = target.sim.clock
+    server = _ScriptedServer(clock)
+    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                                table=table, server=server, clock=clock, simulated=True))
+    stamps = []
+    submit = daemon.scheduler.submit
+    daemon.scheduler.submit = lambda req: (stamps.append(req.arrival_t), submit(req))[1]
+    daemon.step()
+    last_seen_empty = clock()
+    target.sim.advance(0.05)  # the daemon was busy with other things; nothing came meanwhile
+    request = (b"c", p.encode_request(p.InferRequest(id="c", budget=p.Budget(deadline_ms=500.0)),
+                                      {"x": np.zeros((1, *meta.input_shape), np.float32)}))
+    recv = server.recv
+
+    def comes_during_the_poll(timeout_ms):
+        target.sim.advance(0.0001)  # 100 us into a spinning poll
+        server.waiting.append(request)
+        server.recv = recv
+        return recv(timeout_ms)
+
+    server.recv = comes_during_the_poll
+    poll_began = clock()
+    daemon.step()
+    assert stamps and stamps[0] >= poll_began > last_seen_empty + 0.04
+
+
 def test_negative_switch_ms_measures_what_a_change_of_setpoints_costs(nano):
     from governor.core import protocol as p
     from governor.daemon.service import Daemon, DaemonParts
