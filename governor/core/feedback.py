@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ResidualTracker", "contention_multiplier", "oversubscribed", "row_contention"]
+__all__ = ["ResidualTracker", "contention_multiplier", "oversubscribed", "row_contention", "sorted_quantile"]
 
 _MAX_SHARE = 0.95  # a unit reported 100 % busy by others still gives us a slice
 # An accelerator time-slices contexts round-robin (GPU runlists): a co-runner that would want more of a
@@ -193,13 +193,13 @@ class ResidualTracker:
         return self._cached
 
     def _clipped(self, errors: deque[float]) -> float:
-        return float(min(max(_quantile(sorted(errors), self.quantile), self.min_margin), self.max_margin))
+        return float(min(max(sorted_quantile(sorted(errors), self.quantile), self.min_margin), self.max_margin))
 
     def seen(self, group: int) -> int:
         return int(self._seen[group])
 
 
-def _quantile(ordered: Sequence[float], q: float) -> float:
+def sorted_quantile(ordered: Sequence[float], q: float) -> float:
     """``np.quantile``'s default (linear) on an already sorted sequence; after every run of an infer
     request the margin is recomputed, and numpy's call overhead on 64 values is ~10x this."""
     h = (len(ordered) - 1) * q

@@ -31,7 +31,10 @@ meets, so nothing optimal is lost. The floor is bucketed (5 % steps) to keep tha
 
 Hysteresis: when the previous choice is still feasible and within ``hysteresis`` (relative) of the
 best objective value, it is kept, so the board does not thrash between near-equal points. A
-point whose setpoints differ from the ones in force pays ``switch_ms`` (DVFS transition time).
+point whose setpoints differ from the ones in force pays ``switch_ms`` (DVFS transition time), and
+every point pays ``dispatch_ms``: what it costs to get from the decision to the end of the run
+besides the forward pass itself (deciding, setting the mapping, moving tensors), which the
+deadline sees and the profile does not.
 """
 
 from __future__ import annotations
@@ -173,6 +176,7 @@ class Optimiser:
     table: DecisionTable
     hysteresis: float = 0.05
     switch_ms: float = 0.0
+    dispatch_ms: float = 0.0
     _fronts: dict[tuple[object, ...], _Candidates] = field(default_factory=dict, repr=False)
 
     def candidates(self, caps_hz: Mapping[str, int] | None = None, floor_mw: float = 0.0,
@@ -232,7 +236,7 @@ class Optimiser:
             scale: FloatArray | float = grow
         else:
             scale = np.asarray(multiplier, dtype=np.float64)[c.group] * grow
-        lat = c.lat * scale
+        lat = c.lat * scale + self.dispatch_ms
         if self.switch_ms and current_setpoints is not None:
             lat = lat + (c.setpoint != current_setpoints) * self.switch_ms
         energy = c.energy * scale

@@ -349,6 +349,7 @@ class Daemon:
             self._apply(decision)
             started = self.parts.clock()
             outcome = self.parts.backend.run(queued.batch, decision.point)
+            ran = self.parts.clock()
         except p.ProtocolError as exc:
             self._count("infer", "infeasible" if exc.code == "infeasible" else "rejected")
             self._send(queued.identity, exc.to_reply(), cache_id=msg.id)
@@ -370,6 +371,8 @@ class Daemon:
             self._polled_at = self.parts.clock()
         self._account(decision, outcome.latency_ms, started)
         self.scheduler.feedback(decision, outcome.latency_ms)
+        if not outcome.simulated:  # a simulated run's time is virtual: the host's overhead is no part of it
+            self.scheduler.dispatched((ran - deciding) * 1000.0 - outcome.latency_ms)
         if not self.scheduler.pending():
             self._idle()
 

@@ -277,3 +277,19 @@ def test_a_single_thread_beside_a_busy_core_is_not_lockstep():
     s.feedback(run, float(s.optimiser.table.latency_ms[one]) * 20.0)
     assert s._lockstep_now() == {}  # it fit: a slow single thread is the model's error, learned as a residual
     assert s.multiplier().max() > 1.0
+
+
+def test_dispatch_overhead_is_learned_and_paid_by_every_point():
+    s = make_scheduler()
+    s.observe(Observation(t=1.0, util={"gpu": 0.95}))
+    budget = Budget(deadline_ms=6.0, objective=Objective.MIN_ENERGY)
+    before = s.decide(budget)
+    assert not before.infeasible
+    slack = budget.deadline_ms - before.latency_ms
+    for _ in range(20):
+        s.dispatched(slack + 0.5)  # what getting from the decision to the end of the run costs besides the run
+    s.dispatched(float("nan"))  # ignored
+    assert s.optimiser.dispatch_ms == pytest.approx(slack + 0.5)
+    after = s.decide(budget)
+    assert after.index != before.index or after.infeasible
+    assert after.latency_ms <= budget.deadline_ms or after.infeasible
