@@ -73,8 +73,9 @@ def contention_multiplier(
     return row_contention(units, threads, np.zeros(len(groups)), others_util, {}, unit_kind, unit_cores, unit_of)
 
 
-def oversubscribed(threads: Any, share: float, cores: int) -> Any:
-    """Whether ``threads`` of ours no longer fit beside others keeping ``share`` of ``cores`` busy: others
+def oversubscribed(threads: Any, share: Any, cores: int) -> Any:
+    """Whether ``threads`` of ours no longer fit beside others keeping ``share`` of ``cores`` busy (scalars or
+    arrays, elementwise): others
     need more than half a core beyond what our threads leave (a few % of noise is no co-runner)."""
     return threads + share * cores > cores + 0.5
 

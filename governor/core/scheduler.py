@@ -105,10 +105,10 @@ class Scheduler:
     _revealed: dict[str, tuple[float, float]] = field(default_factory=dict)  # unit -> (share, obs time s)
     # What lockstep threads that did not fit beside others cost, per CPU unit, beyond the share model
     # (feedback.py); it fades toward 1 with this half-life (s), so oversubscription is tried again.
-    # The last outcomes' dispatch overheads (ms): decision to end of run, minus the run itself.
-    _dispatch: deque[float] = field(default_factory=lambda: deque(maxlen=64))
     lockstep_half_life_s: float = 30.0
     _lockstep: dict[str, tuple[float, float]] = field(default_factory=dict)  # unit -> (multiplier, time s)
+    # The last outcomes' dispatch overheads (ms): decision to end of run, minus the run itself.
+    _dispatch: deque[float] = field(default_factory=lambda: deque(maxlen=64))
 
     def __post_init__(self) -> None:
         mappings = {(unit, threads): i for i, (unit, threads) in enumerate(dict.fromkeys(
