@@ -74,9 +74,9 @@ def contention_multiplier(
 
 
 def oversubscribed(threads: Any, share: Any, cores: int) -> Any:
-    """Whether ``threads`` of ours no longer fit beside others keeping ``share`` of ``cores`` busy (scalars or
-    arrays, elementwise): others
-    need more than half a core beyond what our threads leave (a few % of noise is no co-runner)."""
+    """Whether ``threads`` of ours no longer fit beside others keeping ``share`` of ``cores`` busy (scalars
+    or arrays, elementwise): others need more than half a core beyond what our threads leave (a few % of
+    noise is no co-runner)."""
     return threads + share * cores > cores + 0.5
 
 
