@@ -163,9 +163,9 @@ class ResidualTracker:
         """Feed one outcome. ``predicted_ms`` is the contention-corrected prediction before residuals."""
         if predicted_ms <= 0 or measured_ms <= 0 or not np.isfinite(predicted_ms + measured_ms):
             return
-        corrected = predicted_ms * float(np.exp(self._log_bias[group]))
-        self._errors.append(measured_ms / corrected - 1.0)
-        self._own[int(self._mapping[group])].append(measured_ms / corrected - 1.0)
+        error = measured_ms / (predicted_ms * float(np.exp(self._log_bias[group]))) - 1.0
+        self._errors.append(error)
+        self._own[int(self._mapping[group])].append(error)
         residual = float(np.log(measured_ms / predicted_ms))
         # The first sample of a group replaces the prior; later ones are averaged in.
         a = 1.0 if self._seen[group] == 0 else self.alpha

@@ -53,6 +53,11 @@ _QUIET_UTIL = 0.05  # others' utilisation below this counts as nobody else runni
 _INFER_RATIO = 1.15  # a held accelerator run this far off its prediction reveals others' share
 
 
+def _within_tolerance(ratio: float) -> bool:
+    """A run within :data:`_INFER_RATIO` of its prediction, either way, says nothing new about others."""
+    return 1.0 / _INFER_RATIO <= ratio <= _INFER_RATIO
+
+
 @dataclass(frozen=True)
 class PendingRequest:
     key: object  # opaque to the core: the transport's request identity
@@ -300,20 +305,19 @@ class Scheduler:
             return budget
         return replace(budget, deadline_ms=max(pace, 1e-6))
 
-    def _infer_share(self, decision: Decision, group: int, contention: float, measured_ms: float) -> bool:
+    def _infer_share(self, decision: Decision, contention: float, ratio: float) -> bool:
         """An accelerator whose load reading was ours (``held``), or that has none, cannot show a co-runner;
         our own run can.
 
         A run slower (or faster) than the model, its learned bias and the assumed contention by more than
         :data:`_INFER_RATIO` says others hold share ``1 - 1/(contention x ratio)`` of the unit at the
         run's clock. That becomes the unit's observed share (clock-aware from there on) instead of a
-        residual, which would be clock-blind. Returns True when it did."""
+        residual, which would be clock-blind. ``ratio`` is measured over expected (:meth:`feedback`).
+        Returns True when it did."""
         unit = decision.point.unit
         if (unit not in self._held and unit not in self._unread) or self.unit_kind.get(unit) == "cpu":
             return False
-        expected = float(self.optimiser.table.latency_ms[decision.index]) * contention * float(self.multiplier()[group])
-        ratio = measured_ms / max(expected, 1e-9)
-        if 1.0 / _INFER_RATIO <= ratio <= _INFER_RATIO:
+        if _within_tolerance(ratio):
             self._confirm(unit, contention)
             return False
         self.others_util[unit] = max(0.0, 1.0 - 1.0 / (contention * ratio))
@@ -325,7 +329,7 @@ class Scheduler:
         self._contention_stale = True
         return True
 
-    def _learn_lockstep(self, decision: Decision, group: int, contention: float, measured_ms: float) -> bool:
+    def _learn_lockstep(self, decision: Decision, ratio: float) -> bool:
         """A CPU run whose threads did not fit beside others (:func:`oversubscribed`) and missed its prediction
         by more than :data:`_INFER_RATIO` tells what lockstep costs on that unit now: the multiplier for such
         rows becomes what this run showed. Kept out of the residuals, which would charge every later run of
@@ -334,11 +338,7 @@ class Scheduler:
         if self.unit_kind.get(unit) != "cpu":
             return False
         cores = max(int(self.unit_cores.get(unit, 1)), 1)
-        if not oversubscribed(decision.point.threads, self._shares().get(unit, 0.0), cores):
-            return False
-        expected = float(self.optimiser.table.latency_ms[decision.index]) * contention * float(self.multiplier()[group])
-        ratio = measured_ms / max(expected, 1e-9)
-        if 1.0 / _INFER_RATIO <= ratio <= _INFER_RATIO:
+        if not oversubscribed(decision.point.threads, self._shares().get(unit, 0.0), cores) or _within_tolerance(ratio):
             return False
         self._lockstep[unit] = (max(1.0, self._lockstep_now().get(unit, 1.0) * ratio), self.last_t)
         self._contention_stale = True
@@ -379,9 +379,9 @@ class Scheduler:
         group = int(table.group_of[decision.index])
         rows = self.contention()
         contention = 1.0 if rows is None else float(rows[1][decision.index])
-        if self._infer_share(decision, group, contention, measured_latency_ms):
+        predicted = float(table.latency_ms[decision.index]) * contention  # before the learned residual
+        ratio = measured_latency_ms / max(predicted * float(self.multiplier()[group]), 1e-9)
+        if self._infer_share(decision, contention, ratio) or self._learn_lockstep(decision, ratio):
             return
-        if self._learn_lockstep(decision, group, contention, measured_latency_ms):
-            return
-        self.residuals.update(group, float(table.latency_ms[decision.index]) * contention, measured_latency_ms)
+        self.residuals.update(group, predicted, measured_latency_ms)
         self._mult = None

@@ -111,7 +111,8 @@ def decode_message(
 ) -> tuple[M, dict[str, np.ndarray]]:
     views = _views(frames, max_bytes)
     raw, buffers = views[0], views[1:]
-    known = memo.recall(raw) if memo is not None else None
+    cut = memo.cut(raw) if memo is not None else None
+    known = memo.recall(cut) if memo is not None else None
     head: Mapping[str, Any] = {}
     try:
         if known is not None and known.type in table:  # byte for byte a header that passed, but for the id
@@ -130,7 +131,7 @@ def decode_message(
         exc.request_id = _peek_id(head) if known is None else known.id
         raise
     if memo is not None and known is None and not isinstance(msg, ErrorReply):  # an error says something new
-        memo.remember(raw, msg)
+        memo.remember(cut, msg)
     return msg, arrays
 
 

@@ -25,6 +25,8 @@ __all__ = ["HeaderMemo", "HeaderTemplates"]
 _HEAD = re.compile(rb'\{"v":"[0-9]{1,4}\.[0-9]{1,4}","type":"[a-z_]{1,32}","id":"')
 _ID = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")  # the protocol's RequestId pattern
 
+Cut = tuple[bytes, str]  # a header without its id, and the id
+
 
 class HeaderMemo:
     """Bounded: at most ``size`` headers of at most ``max_header_bytes``, the oldest forgotten first."""
@@ -34,28 +36,26 @@ class HeaderMemo:
         self.max_header_bytes = max_header_bytes
         self._known: dict[bytes, Message] = {}
 
-    def recall(self, raw: memoryview) -> Message | None:
+    def recall(self, cut: Cut | None) -> Message | None:
         """The message a header identical but for its id decoded to, with this header's id; or None."""
-        split = self._split(raw)
-        if split is None:
+        if cut is None:
             return None
-        known = self._known.get(split[0])
-        if known is None:
-            return None
-        return known.model_copy(update={"id": split[1]})
+        known = self._known.get(cut[0])
+        return None if known is None else known.model_copy(update={"id": cut[1]})
 
-    def remember(self, raw: memoryview, msg: Message) -> None:
-        split = self._split(raw)
-        if split is None or split[1] != msg.id:  # the cut must be exactly the id the message carries
+    def remember(self, cut: Cut | None, msg: Message) -> None:
+        if cut is None or cut[1] != msg.id:  # the cut must be exactly the id the message carries
             return
-        self._known[split[0]] = msg
+        self._known[cut[0]] = msg
         if len(self._known) > self.size:
             del self._known[next(iter(self._known))]
 
     def __len__(self) -> int:
         return len(self._known)
 
-    def _split(self, raw: Any) -> tuple[bytes, str] | None:
+    def cut(self, raw: Any) -> Cut | None:
+        """The header without its id, and the id; None for a header this memo does not keep (too long,
+        another layout, an id outside the pattern). Taken once per message, for recall and remember."""
         if raw.nbytes > self.max_header_bytes:
             return None
         header = bytes(raw)
