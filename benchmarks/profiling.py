@@ -1,8 +1,8 @@
 """How few measurements the profiler needs, and how good its models are (docs/benchmarks.md#profiling).
 
-    python benchmarks/profiling.py [--data ../shared/data] [--skip-sim] [--sim-groups 4]
+    python benchmarks/profiling.py [--data tests/fixtures/tx2] [--skip-sim] [--sim-groups 4]
 
-1. Board power of a real Jetson TX2 (shared/data/tx2-power-grid-{cpubench,membench}.csv, 1,144 DVFS
+1. Board power of a real Jetson TX2 (tests/fixtures/tx2/, a copy of shared/data/tx2-power-grid-{cpubench,membench}.csv, 1,144 DVFS
    settings each, power_mw := vdd_in_mw): the grids are written out as replay tables, the profiler
    replays them (it sees only the rows it asks for), and its model is scored on all 1,144 rows.
    Target: MAPE <= 3 % from <= 24 settings on both grids.
@@ -214,7 +214,7 @@ def speed(model: ProfileModel) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=ROOT / "tests" / "fixtures" / "tx2")
     parser.add_argument("--skip-sim", action="store_true", help="leave out the simulated board (slowest part)")
     parser.add_argument("--sim-groups", type=int, default=4)
     args = parser.parse_args()

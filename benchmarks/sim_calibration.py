@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/sim_calibration.py [--data ../shared/data] [--write] [--stride 1]
+    python benchmarks/sim_calibration.py [--data tests/fixtures/tx2] [--write] [--stride 1]
 
 1. Fit the per-rail power model to ``tx2-power-grid-{cpubench,membench}.csv`` and print the fit's
    MAPE per rail and for VDD_IN (``--write`` stores the coefficients the simulator ships).
@@ -132,7 +132,7 @@ def speed(runs: int = 500) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=REPO / "tests" / "fixtures" / "tx2")
     parser.add_argument("--write", action="store_true", help="store the fitted coefficients in the package")
     parser.add_argument("--stride", type=int, default=1, help="replay every N-th grid row (default: all)")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,4 +1,4 @@
-"""Fitting the TX2 power model to the real DVFS grids (``shared/data/tx2-power-grid-*.csv``).
+"""Fitting the TX2 power model to the real DVFS grids (``tests/fixtures/tx2/tx2-power-grid-*.csv``).
 
 Theory of operation
 -------------------

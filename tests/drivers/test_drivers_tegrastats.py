@@ -1,4 +1,4 @@
-"""The tegrastats parser against the three real TX2 logs (JetPack 4, shared/data/tegrastats)."""
+"""The tegrastats parser against the three real TX2 logs (JetPack 4, tests/fixtures/tx2/tegrastats)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from governor.drivers.tegrastats import (
     to_observation,
 )
 
-# Real measurements live beside the repository (shared/data), not in it; a missing copy fails below.
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tegrastats"
+# Real TX2 logs, copied into the repository with their source named (tests/fixtures/tx2/README.md).
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "tx2" / "tegrastats"
 LOGS = sorted(DATA.glob("tx2-*.txt"))
 LINES = [(log.name, n, line) for log in LOGS for n, line in enumerate(log.read_text().splitlines(), 1)]
 MEMBENCH = "tx2-membench_c_1420800_g_1300500000_m_1866000000.txt"

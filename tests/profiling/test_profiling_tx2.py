@@ -11,8 +11,8 @@ import pytest
 from governor.core.sampling import ActiveSampler, SamplerSettings, run_sampler
 from governor.drivers.replay import ReplaySource, parse_table
 
-# Real measurements live beside the repository (shared/data, see its README), not in it.
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+# Real TX2 measurements, copied into the repository with their source named (tests/fixtures/tx2/README.md).
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "tx2"
 
 
 def _replay_text(bench: str) -> str:

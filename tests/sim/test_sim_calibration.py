@@ -1,4 +1,4 @@
-"""The TX2 power fit on the real grids (shared/data), and that the simulator runs the fitted model."""
+"""The TX2 power fit on the real grids (tests/fixtures/tx2, from shared/data), and that the simulator runs the fitted model."""
 
 from pathlib import Path
 
@@ -19,15 +19,16 @@ from governor.sim.calibrate import (
     read_grid,
 )
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+# Real TX2 measurements, copied into the repository with their source named (tests/fixtures/tx2/README.md).
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "tx2"
 BENCHES = ("cpubench", "membench")
 
 
 @pytest.fixture(scope="module")
 def grids():
     paths = [DATA / f"tx2-power-grid-{b}.csv" for b in BENCHES]
-    if not all(p.exists() for p in paths):
-        pytest.skip(f"the shared TX2 grids are not at {DATA}")
+    missing = [p for p in paths if not p.exists()]
+    assert not missing, f"the real TX2 grids are missing from the repository: {missing}"
     return [read_grid(p) for p in paths]
 
 
