@@ -313,10 +313,14 @@ def _least_violating(budget: Budget, lat: FloatArray, energy: FloatArray, acc: F
     return int(np.argmin(worst))
 
 
+NO_TIME_LEFT_MS = 1e-6  # the deadline a request is given once its time ran out while it waited, ms
+
+
 def _why(budget: Budget, lat: FloatArray, energy: FloatArray, acc: FloatArray) -> str:
     parts = []
     if budget.deadline_ms is not None and float(lat.min()) > budget.deadline_ms:
-        parts.append(f"fastest point takes {float(lat.min()):.3g} ms > deadline {budget.deadline_ms:g} ms")
+        left = "no time left" if budget.deadline_ms <= NO_TIME_LEFT_MS else f"deadline {budget.deadline_ms:.3g} ms"
+        parts.append(f"fastest point takes {float(lat.min()):.3g} ms > {left}")
     if budget.energy_mj is not None and float(energy.min()) > budget.energy_mj:
         parts.append(f"cheapest point needs {float(energy.min()):.3g} mJ > budget {budget.energy_mj:g} mJ")
     if budget.min_accuracy is not None and float(acc.max()) < budget.min_accuracy:

@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from governor.core.feedback import ResidualTracker, oversubscribed, row_contention, sorted_quantile
-from governor.core.optimise import Budget, Contention, Decision, Optimiser
+from governor.core.optimise import NO_TIME_LEFT_MS, Budget, Contention, Decision, Optimiser
 from governor.core.types import Observation
 
 __all__ = ["PendingRequest", "Scheduler"]
@@ -270,13 +270,18 @@ class Scheduler:
         """Choose a point; time waited since ``arrival_t`` (seconds) is taken off the deadline.
 
         ``remember=False`` (advice only) leaves the hysteresis anchor where it was."""
+        asked_ms, waited_ms = budget.deadline_ms, 0.0
         if budget.deadline_ms is not None and now is not None and arrival_t is not None:
             waited_ms = max(0.0, (now - arrival_t) * 1000.0)
-            budget = replace(budget, deadline_ms=max(budget.deadline_ms - waited_ms, 1e-6))
+            budget = replace(budget, deadline_ms=max(budget.deadline_ms - waited_ms, NO_TIME_LEFT_MS))
         paced = self._paced(budget, now)
         decision = self._optimise(paced)
         if decision.infeasible and paced is not budget:
             decision = self._optimise(budget)  # the queue's pace is out of reach: serve the head on its own
+        if decision.infeasible and waited_ms > 0.0:
+            # The deadline the optimiser saw is what was left; say what was asked and where the rest went.
+            decision = replace(decision, reason=f"{decision.reason} (the request asked for {asked_ms:g} ms and "
+                               f"had waited {waited_ms:.3g} ms in the daemon's queue since it arrived)")
         if remember:
             self._previous = decision.index
         return decision
@@ -303,7 +308,7 @@ class Scheduler:
         pace = min((due - now) * 1000.0 / (j + 2) for j, due in enumerate(dues))
         if pace >= budget.deadline_ms:
             return budget
-        return replace(budget, deadline_ms=max(pace, 1e-6))
+        return replace(budget, deadline_ms=max(pace, NO_TIME_LEFT_MS))
 
     def _infer_share(self, decision: Decision, contention: float, ratio: float) -> bool:
         """An accelerator whose load reading was ours (``held``), or that has none, cannot show a co-runner;

@@ -116,6 +116,7 @@ class Daemon:
     _polled_at: float = field(default=0.0, init=False)  # when the socket was last seen empty, daemon clock s
     _arrival_t: float = field(default=0.0, init=False)
     _switch_seen: bool = field(default=False, init=False)
+    _idle_due: bool = field(default=False, init=False)  # the last run ended with a message waiting: idle later
     # (when, domains): clocks parked at their lowest go back to the kernel governors then (daemon clock, s)
     _parked: tuple[float, tuple[str, ...]] | None = field(default=None, init=False)
 
@@ -144,6 +145,9 @@ class Daemon:
         self._drain(wait_ms)
         if self.scheduler.pending():
             self.run_next()
+        elif self._idle_due:
+            self._idle_due = False
+            self._idle()
 
     def _drain(self, wait_ms: int) -> None:
         """Take every message waiting (up to a bound) so EDF and pacing see the whole queue, not one.
@@ -363,18 +367,23 @@ class Daemon:
         # simulator's and the writes land in a fake tree, whose file locking is no part of a real board.
         total_ms = (self.parts.clock() - pending.arrival_t) * 1000.0 if not outcome.simulated else (
             (deciding - pending.arrival_t) * 1000.0 + outcome.latency_ms)
-        self._reply_infer(queued, decision, outcome, total_ms)  # the client waits; learning need not
         if self._socket_empty():
-            # Nothing came in during the run, so whatever comes next arrived after this reply. Left at the
-            # last poll before the run, the next request of the client that waited on this reply was
-            # charged the whole run as queueing, and a tight deadline looked infeasible.
+            # Nothing came in during the run, so whatever comes next arrives after this instant. Looked at
+            # before the reply goes out: looked at after it, the next request of a client that waits on
+            # each reply was often already there (it answers faster than we publish telemetry), and it
+            # was charged the whole run as queueing, so a generous deadline looked infeasible.
             self._polled_at = self.parts.clock()
+        self._reply_infer(queued, decision, outcome, total_ms)  # the client waits; learning need not
         self._account(decision, outcome.latency_ms, started)
         self.scheduler.feedback(decision, outcome.latency_ms)
         if not outcome.simulated:  # a simulated run's time is virtual: the host's overhead is no part of it
             self.scheduler.dispatched((ran - deciding) * 1000.0 - outcome.latency_ms)
         if not self.scheduler.pending():
-            self._idle()
+            # With a request already waiting, parking would only delay it and pin again: the idle policy
+            # runs once the waiting messages are taken and none of them queued a run.
+            self._idle_due = not self._socket_empty()
+            if not self._idle_due:
+                self._idle()
 
     def _idle(self) -> None:
         """Nothing queued: stop holding clocks. Clocks pinned high while idle cost more board energy than

@@ -293,3 +293,16 @@ def test_dispatch_overhead_is_learned_and_paid_by_every_point():
     after = s.decide(budget)
     assert after.index != before.index or after.infeasible
     assert after.latency_ms <= budget.deadline_ms or after.infeasible
+
+
+def test_an_infeasible_reason_says_what_was_asked_and_how_long_it_waited():
+    # A 0.5 ms request that waited 0.49 ms was refused as "deadline 1e-06 ms": the clamp, not the budget.
+    s = make_scheduler()
+    late = s.decide(Budget(deadline_ms=0.5), now=10.0006, arrival_t=10.0)
+    assert late.infeasible
+    assert "no time left" in late.reason and "1e-06" not in late.reason
+    assert "asked for 0.5 ms" in late.reason and "waited 0.6 ms" in late.reason
+    short = s.decide(Budget(deadline_ms=1.0), now=10.0002, arrival_t=10.0)
+    assert short.infeasible and "deadline 0.8 ms" in short.reason and "waited 0.2 ms" in short.reason
+    on_time = s.decide(Budget(deadline_ms=0.1))
+    assert on_time.infeasible and "waited" not in on_time.reason

@@ -264,6 +264,50 @@ def test_a_request_sent_after_a_reply_is_not_charged_the_run_before_it(nano):
     assert stamps[3] <= before_run
 
 
+def test_a_client_that_answers_faster_than_telemetry_is_not_charged_the_run(nano):
+    """A sequential client often sends its next request before the daemon has published the reply's
+    telemetry; it was then stamped at the poll before the whole run, and a strict 48 ms request on an
+    idle simulated Nano was refused as infeasible (issue: budgets that are true)."""
+    from governor.core import protocol as p
+    from governor.daemon.service import Daemon, DaemonParts
+
+    target, backend, meta = nano
+    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    clock = target.sim.clock
+    server = _ScriptedServer(clock)
+    x = {"x": np.zeros((1, *meta.input_shape), np.float32)}
+    asked = iter(range(1, 6))
+
+    def answered_at_once(identity, frames):  # the client's next request lands as the reply leaves
+        _ScriptedServer.send(server, identity, frames)
+        n = next(asked, None)
+        if n is not None:
+            req = p.InferRequest(id=f"r{n}", budget=p.Budget(deadline_ms=48.0), strict=True)
+            server.waiting.append((f"r{n}".encode(), p.encode_request(req, x)))
+
+    server.send = answered_at_once
+    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                                table=table, server=server, clock=clock, simulated=True, idle_clocks="keep"))
+    stamps, runs = [], []
+    submit, run = daemon.scheduler.submit, backend.run
+    daemon.scheduler.submit = lambda req: (stamps.append(req.arrival_t), submit(req))[1]
+
+    def slow_run(batch, point):  # each run takes 40 ms of the daemon's clock: with 48 ms asked, 8 ms is left
+        target.sim.advance(0.040)
+        runs.append(clock())
+        return run(batch, point)
+
+    backend.run = slow_run
+    server.waiting.append((b"r0", p.encode_request(p.InferRequest(id="r0", budget=p.Budget(deadline_ms=48.0),
+                                                                  strict=True), x)))
+    for _ in range(12):
+        daemon.step()
+    replies = [reply for _, reply in server.sent]
+    assert [r.id for r in replies] == [f"r{n}" for n in range(6)]
+    assert all(r.type == "infer" for r in replies), [getattr(r, "message", "") for r in replies]
+    assert all(stamp >= ran - 1e-9 for stamp, ran in zip(stamps[1:], runs, strict=False))
+
+
 def test_a_request_that_comes_during_a_busy_poll_is_stamped_when_the_poll_began(nano):
     """A busy poll returns as soon as a message comes, so 'it woke us' cannot tell a message that came
     during the poll from one that was waiting; an empty socket as the poll began can."""
