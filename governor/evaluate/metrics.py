@@ -97,6 +97,11 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None
 
 
+def _less_or_more(saving_pct: float) -> str:
+    """A saving in per cent worded with its sign: 18.1 -> "18.1 % less", -18.1 -> "18.1 % more"."""
+    return f"{saving_pct:.1f} % less" if saving_pct >= 0 else f"{-saving_pct:.1f} % more"
+
+
 @dataclass(frozen=True)
 class TargetCheck:
     """One target of the issue: the figure, what it must reach, and whether it did (None: not run)."""
@@ -124,7 +129,7 @@ def check_targets(metrics: Sequence[PolicyMetrics]) -> list[TargetCheck]:
         if ours and sched:
             saving = 100.0 * (1.0 - getattr(ours, attr) / getattr(sched, attr))
             ok = saving >= 20.0 and ours.deadlines_met_pct >= sched.deadlines_met_pct
-            value = (f"{saving:.1f} % less, deadlines {ours.deadlines_met_pct:.1f} % vs "
+            value = (f"{_less_or_more(saving)}, deadlines {ours.deadlines_met_pct:.1f} % vs "
                      f"{sched.deadlines_met_pct:.1f} %")
             checks.append(TargetCheck(f"ours vs schedutil, {label}", value, ">= 20 % less at >= deadlines met", ok))
         else:
