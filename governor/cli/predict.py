@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,15 +78,28 @@ def _targets(model: ProfileModel, header: tuple[str, ...]) -> list[str]:
     return targets
 
 
-def _extrapolated(model: ProfileModel, grid: np.ndarray) -> int:
-    lo = np.array([min(f) for f in model.opp_hz] + [min(model.groups)])
-    hi = np.array([max(f) for f in model.opp_hz] + [max(model.groups)])
-    return int(np.sum(np.any((grid < lo * (1 - 1e-9)) | (grid > hi * (1 + 1e-9)), axis=1)))
+def _mhz(hz: float) -> str:
+    return f"{hz / 1e6:g}"
+
+
+def _refuse_outside(model: ProfileModel, table: Table, grid: np.ndarray) -> None:
+    """A point outside the board's frequency table (or the profiled groups) is an error: the models
+    extrapolate wildly there (a GPU at 9999 MHz came out at -5e8 mW), so no number is written."""
+    bounds = [(d, min(f), max(f)) for d, f in zip(model.domains, model.opp_hz, strict=True)]
+    for row, point in enumerate(grid, start=1):
+        for (domain, lo, hi), hz in zip(bounds, point[:-1], strict=True):
+            if not lo * (1 - 1e-9) <= hz <= hi * (1 + 1e-9):
+                raise CliError(f"{table.source}: row {row}: {domain} at {_mhz(hz)} MHz is outside the board's "
+                               f"table ({_mhz(lo)}-{_mhz(hi)} MHz); predict only inside it")
+        if not min(model.groups) <= point[-1] <= max(model.groups):
+            raise CliError(f"{table.source}: row {row}: groups {point[-1]:g} is outside the profiled groups "
+                           f"({min(model.groups)}-{max(model.groups)})")
 
 
 def predict_table(model: ProfileModel, table: Table) -> tuple[list[str], dict[str, np.ndarray]]:
     """Predicted mean and ``_std`` columns for every row of ``table``."""
     grid = _grid_rows(model, table)
+    _refuse_outside(model, table, grid)
     mappings = np.array(_mappings(model, table))
     targets = _targets(model, table.header)
     columns = {name: np.full(len(grid), np.nan) for t in targets for name in (t, f"{t}_std")}
@@ -96,9 +108,6 @@ def predict_table(model: ProfileModel, table: Table) -> tuple[list[str], dict[st
         for t in targets:
             if model.has(t, mapping):
                 columns[t][rows], columns[f"{t}_std"][rows] = model.predict(t, mapping, grid[rows])
-    if (n := _extrapolated(model, grid)):
-        print(f"governor predict: {n} row(s) lie outside the profiled frequency/group range: extrapolated",
-              file=sys.stderr)
     return targets, columns
 
 

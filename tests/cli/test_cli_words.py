@@ -1,5 +1,12 @@
 """Words that say what happened: a comparison says more or less with its sign, out-of-range input is an error."""
 
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+
+from governor.cli.main import main
 from governor.evaluate.metrics import PolicyMetrics, check_targets
 from governor.evaluate.report import ReportInputs, render_markdown
 
@@ -34,3 +41,41 @@ def test_the_markdown_report_words_the_comparison_the_same_way():
     page = render_markdown(inputs)
     assert "| ours vs schedutil, active energy | 18.1 % more, deadlines" in page
     assert "% less" in page and "-18.1" not in page
+
+
+@pytest.fixture(scope="module")
+def small_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A profile fitted to a tiny recorded table: two GPU clocks (114.75 and 1300.5 MHz), two EMC clocks."""
+    folder = tmp_path_factory.mktemp("profile")
+    rows = ["gpu_hz,emc_hz,groups,latency_ms,power_mw"]
+    for g, e, k in itertools.product((114750000, 1300500000), (204000000, 1866000000), (1, 2)):
+        latency, power = 0.3 + k * (1.3e9 / g + 0.8e9 / e), 1400 + 500 * g / 1.3005e9 + 400 * e / 1.866e9
+        rows.append(f"{g},{e},{k},{latency:.5f},{power:.5f}")
+    (folder / "table.csv").write_text("\n".join(rows) + "\n")
+    out = folder / "p.json"
+    assert main(["profile", "toy-net", "--source", f"replay:{folder / 'table.csv'}", "--quiet",
+                 "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ("9999,204000000,1", r"row 2: gpu at 9999 MHz is outside the board's table \(114\.75-1300\.5 MHz\)"),
+    ("50,204000000,1", r"row 2: gpu at 50 MHz is outside the board's table \(114\.75-1300\.5 MHz\)"),
+    ("114.75,204000000,3", r"row 2: groups 3 is outside the profiled groups \(1-2\)"),
+])
+def test_predict_outside_the_boards_table_is_an_error_not_a_warning(
+        small_profile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], row: str, message: str) -> None:
+    (tmp_path / "grid.csv").write_text(f"gpu_mhz,emc_hz,groups\n500,800000000,1\n{row}\n")
+    rc = main(["predict", "--profile", str(small_profile), "--grid", str(tmp_path / "grid.csv"),
+               "--out", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and re.search(message, err), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_predict_inside_the_table_still_writes(small_profile: Path, tmp_path: Path) -> None:
+    (tmp_path / "grid.csv").write_text("gpu_mhz,emc_hz,groups\n114.75,204000000,1\n1300.5,1866000000,2\n")
+    assert main(["predict", "--profile", str(small_profile), "--grid", str(tmp_path / "grid.csv"),
+                 "--out", str(tmp_path / "o.csv")]) == 0
+    assert len((tmp_path / "o.csv").read_text().splitlines()) == 3
