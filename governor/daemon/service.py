@@ -23,6 +23,7 @@ busy time, last observation); splitting the handlers out would hand that state a
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -49,6 +50,7 @@ log = logging.getLogger("governor.daemon")
 _REPLY_CACHE = 512
 _REPLY_TTL_S = 30.0
 _DRAIN_MAX = 64  # messages taken per step before the next run: bounds how long a run can be held back
+_IDLE_GRACE_S = 0.002  # the idle policy waits this long after a run for the next request, s
 _WOKE_S = 0.0005  # a poll that took longer than this blocked, so its message arrived as it returned
 # Layer outputs one request may need at once: a bigger batch could exhaust a 4 GB board's memory (or
 # hold the single loop for minutes), so it is refused with the largest batch that fits.
@@ -116,7 +118,7 @@ class Daemon:
     _polled_at: float = field(default=0.0, init=False)  # when the socket was last seen empty, daemon clock s
     _arrival_t: float = field(default=0.0, init=False)
     _switch_seen: bool = field(default=False, init=False)
-    _idle_due: bool = field(default=False, init=False)  # the last run ended with a message waiting: idle later
+    idle_at: float | None = field(default=None, init=False)  # when the idle policy runs, daemon clock s
     # (when, domains): clocks parked at their lowest go back to the kernel governors then (daemon clock, s)
     _parked: tuple[float, tuple[str, ...]] | None = field(default=None, init=False)
 
@@ -141,12 +143,18 @@ class Daemon:
         now = self.parts.clock()
         if now >= self._next_tick:
             self.tick(now)
-        wait_ms = 0 if self.scheduler.pending() else max(0, int((self._next_tick - self.parts.clock()) * 1000))
+        wake = self._next_tick if self.idle_at is None else min(self._next_tick, self.idle_at)
+        wait_ms = 0 if self.scheduler.pending() else max(0, math.ceil((wake - self.parts.clock()) * 1000))
         self._drain(wait_ms)
         if self.scheduler.pending():
             self.run_next()
-        elif self._idle_due:
-            self._idle_due = False
+        else:
+            self.idle_if_due(self.parts.clock())
+
+    def idle_if_due(self, now: float) -> None:
+        """Run the idle policy once its grace after the last run has passed with nothing queued."""
+        if self.idle_at is not None and now >= self.idle_at and not self.scheduler.pending():
+            self.idle_at = None
             self._idle()
 
     def _drain(self, wait_ms: int) -> None:
@@ -379,11 +387,10 @@ class Daemon:
         if not outcome.simulated:  # a simulated run's time is virtual: the host's overhead is no part of it
             self.scheduler.dispatched((ran - deciding) * 1000.0 - outcome.latency_ms)
         if not self.scheduler.pending():
-            # With a request already waiting, parking would only delay it and pin again: the idle policy
-            # runs once the waiting messages are taken and none of them queued a run.
-            self._idle_due = not self._socket_empty()
-            if not self._idle_due:
-                self._idle()
+            # The idle policy runs a moment later, not now: a client that waits on each reply asks again
+            # within a fraction of a millisecond, and parking (a few ms of writes on a simulated tree) would
+            # make that request wait, then pin again. A request that comes meanwhile cancels it.
+            self.idle_at = self.parts.clock() + _IDLE_GRACE_S
 
     def _idle(self) -> None:
         """Nothing queued: stop holding clocks. Clocks pinned high while idle cost more board energy than
@@ -421,6 +428,7 @@ class Daemon:
 
     def _apply(self, decision: Decision) -> None:
         self._parked = None  # a run pins again: no parked clocks left to hand back
+        self.idle_at = None
         setpoints = decision.point.setpoints
         table = self.parts.table.table
         same = self.scheduler.current_setpoints == int(table.setpoint_id[decision.index])

@@ -155,8 +155,11 @@ class _Replay:
                 self._act(now)
                 next_act = now + period
             arrived = bool(arrivals) and arrivals[0].t_s <= now + _EPS_S
+            if not arrived:
+                self.daemon.idle_if_due(now)  # like Daemon.step: the idle policy once its grace has passed
             if not arrived and not self.daemon.scheduler.pending():
-                wake = min(next_tick, next_act, arrivals[0].t_s if arrivals else end_s)
+                idle_at = self.daemon.idle_at if self.daemon.idle_at is not None else float("inf")
+                wake = min(next_tick, next_act, idle_at, arrivals[0].t_s if arrivals else end_s)
                 self.sim.advance(max(wake - now, 0.0))
                 polled_at = self.clock()  # idle: the daemon sits in its poll, so an arrival wakes it at once
                 continue

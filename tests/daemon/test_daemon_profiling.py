@@ -83,6 +83,10 @@ def test_idle_clocks_policy(nano, tmp_path, idle):
     reply, _ = p.decode_reply(end.recv(1000))
     unit_domain = target.spec.unit(reply.point.mapping.unit).domain
     pinned = reply.point.setpoints_hz[unit_domain]
+    # The idle policy waits a moment for the next request (see the next test) before it touches the clocks.
+    assert target.board.domains[unit_domain].read().max_hz == pinned
+    target.sim.advance(0.003)
+    daemon.idle_if_due(target.sim.clock())
     now = target.board.domains[unit_domain].read().max_hz
     reading = target.board.domains[unit_domain].read()
     if idle == "keep":
@@ -110,6 +114,40 @@ def test_idle_clocks_policy(nano, tmp_path, idle):
     daemon.run_next()
     again, _ = p.decode_reply(end.recv(1000))
     assert again.point.setpoints_hz[unit_domain] == pinned
+
+
+def test_a_request_within_the_idle_grace_finds_the_clocks_as_the_last_run_left_them(nano):
+    """Parking right after a reply made the sequential client's next request wait for the writes (about
+    5 ms on a simulated tree) and then pin again: a 5 ms request was refused after 'waiting 6.7 ms'."""
+    from governor.core import protocol as p
+    from governor.daemon.service import Daemon, DaemonParts
+
+    target, backend, meta = nano
+    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    server = _ScriptedServer(target.sim.clock)
+    hz = {n: tuple(d.available_hz()) for n, d in target.board.domains.items()}
+    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                                table=table, server=server, clock=target.sim.clock, simulated=True,
+                                idle_clocks="lowest", table_hz=hz))
+    writes = []
+    apply = target.board.apply
+    target.board.apply = lambda setpoints: (writes.append(dict(setpoints.hz)), apply(setpoints))[1]
+    x = {"x": np.zeros((1, *meta.input_shape), np.float32)}
+
+    def ask(rid):
+        server.waiting.append((rid.encode(), p.encode_request(p.InferRequest(
+            id=rid, budget=p.Budget(objective="min_latency")), x)))
+
+    ask("a")
+    daemon.step()
+    assert len(writes) == 1  # pinned for "a"; not parked yet
+    target.sim.advance(0.0003)
+    ask("b")  # the client asks again 0.3 ms after the reply
+    daemon.step()
+    assert [r.id for _, r in server.sent] == ["a", "b"] and len(writes) == 1  # same point, nothing written
+    target.sim.advance(0.003)
+    daemon.step()  # nobody asked within the grace: now the clocks are parked
+    assert len(writes) == 2 and all(hz_ == min(hz[n]) for n, hz_ in writes[1].items())
 
 
 class _Clock:
@@ -417,6 +455,8 @@ def test_clocks_are_not_parked_while_another_program_is_busy(nano):
     daemon.scheduler.others_util = {"a57": 0.5}  # as a tick would have seen it
     daemon.run_next()
     reply, _ = p.decode_reply(end.recv(1000))
+    target.sim.advance(0.003)  # past the idle grace
+    daemon.idle_if_due(target.sim.clock())
     domain = target.spec.unit(reply.point.mapping.unit).domain
     reading = target.board.domains[domain].read()
     assert (reading.min_hz, reading.max_hz) == (min(hz[domain]), max(hz[domain]))
