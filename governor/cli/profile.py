@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from governor import __version__
+from governor.cli.estimates import describe_estimates
 from governor.cli.main import CliError
 from governor.core.board import profile_label, sim_board_name
 from governor.core.profile_schema import Provenance, build_profile_doc, dump_profile
@@ -205,7 +206,7 @@ def _progress(sampler: ActiveSampler, quiet: bool, started: float, resumed: int)
     if quiet:
         return
     status = sampler.status()
-    est = ", ".join(f"{k} {v:.2f}%" for k, v in status.estimated_mape_pct.items())
+    est = describe_estimates(status.estimated_mape_pct, sampler.model().models, status.measured)
     done, total = status.measured, sampler.settings.max_points
     rate = (time.monotonic() - started) / max(done - resumed, 1)
     eta = max(total - done, 0) * rate
@@ -287,9 +288,9 @@ def run(args: argparse.Namespace) -> int:
     doc = build_profile_doc(model, provenance, space, settings, status, sampler.measured, fitted, idle_power)
     write_atomically(out, dump_profile(doc))
     checkpoint.unlink(missing_ok=True)
-    est = ", ".join(f"{k} {v:.2f}%" for k, v in status.estimated_mape_pct.items()) or "none"
+    est = describe_estimates(status.estimated_mape_pct, fitted.models, status.measured)
     label = " (SIMULATED measurements)" if provenance.simulated else ""
     print(f"wrote {out}{label}")
     print(f"measured {status.measured} of {status.candidates} points; stopped: {status.stopped}; "
-          f"estimated MAPE: {est}")
+          f"estimated MAPE (mean error expected on unmeasured points): {est}")
     return 0

@@ -43,17 +43,21 @@ def test_the_markdown_report_words_the_comparison_the_same_way():
     assert "% less" in page and "-18.1" not in page
 
 
-@pytest.fixture(scope="module")
-def small_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A profile fitted to a tiny recorded table: two GPU clocks (114.75 and 1300.5 MHz), two EMC clocks."""
-    folder = tmp_path_factory.mktemp("profile")
+def _small_table(folder: Path) -> Path:
+    """A tiny recorded table: two GPU clocks (114.75 and 1300.5 MHz), two EMC clocks, groups 1-2."""
     rows = ["gpu_hz,emc_hz,groups,latency_ms,power_mw"]
     for g, e, k in itertools.product((114750000, 1300500000), (204000000, 1866000000), (1, 2)):
         latency, power = 0.3 + k * (1.3e9 / g + 0.8e9 / e), 1400 + 500 * g / 1.3005e9 + 400 * e / 1.866e9
         rows.append(f"{g},{e},{k},{latency:.5f},{power:.5f}")
     (folder / "table.csv").write_text("\n".join(rows) + "\n")
+    return folder / "table.csv"
+
+
+@pytest.fixture(scope="module")
+def small_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("profile")
     out = folder / "p.json"
-    assert main(["profile", "toy-net", "--source", f"replay:{folder / 'table.csv'}", "--quiet",
+    assert main(["profile", "toy-net", "--source", f"replay:{_small_table(folder)}", "--quiet",
                  "--out", str(out)]) == 0
     return out
 
@@ -79,3 +83,37 @@ def test_predict_inside_the_table_still_writes(small_profile: Path, tmp_path: Pa
     assert main(["predict", "--profile", str(small_profile), "--grid", str(tmp_path / "grid.csv"),
                  "--out", str(tmp_path / "o.csv")]) == 0
     assert len((tmp_path / "o.csv").read_text().splitlines()) == 3
+
+
+def _percentages(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"(\d+(?:\.\d+)?) ?%", text)]
+
+
+def test_profile_with_too_few_points_says_so_instead_of_an_absurd_mape(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 3 points: no candidate is pinned; the self-estimate was printed as 100.00 % and 436994378.55 %
+    rc = main(["profile", "toy-net", "--source", f"replay:{_small_table(tmp_path)}", "--max-points", "3",
+               "--out", str(tmp_path / "p.json")])
+    captured = capsys.readouterr()
+    assert rc == 0
+    final = captured.out.strip().splitlines()[-1]
+    assert "estimated MAPE (mean error expected on unmeasured points)" in final
+    assert "not enough points to estimate: latency_ms@default, power_mw@default (3 measured" in final
+    progress = [line for line in captured.err.splitlines() if "est. MAPE" in line]
+    assert progress and all("not enough points to estimate" in line for line in progress)
+    assert all(pct < 100 for pct in _percentages(final + "".join(progress))), final
+
+
+def test_mape_words_for_each_cause() -> None:
+    from types import SimpleNamespace
+
+    from governor.cli.estimates import describe_estimates
+
+    models = {("latency_ms", "gpu"): SimpleNamespace(cv_mape=0.03), ("power_mw", "gpu"): SimpleNamespace(cv_mape=1.0),
+              ("energy_mj", "gpu"): SimpleNamespace(cv_mape=0.2)}
+    text = describe_estimates({"latency_ms@gpu": 3.0, "power_mw@gpu": 6746262.0, "energy_mj@gpu": 480.0},
+                              models, measured=5)  # type: ignore[arg-type]
+    assert text.startswith("latency_ms@gpu 3.00 %; not enough points to estimate: power_mw@gpu (5 measured")
+    assert "no estimate yet for energy_mj@gpu (at some unmeasured points its models disagree" in text
+    assert "6746262" not in text and "480" not in text
+    assert describe_estimates({}, {}, measured=0) == "none"
