@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +29,14 @@ import numpy as np
 from governor.core.board import profile_label
 from governor.core.modelmeta import ModelMeta
 from governor.daemon.backend import Backend, HostBackend, SimBackend
+from governor.daemon.boardlock import hold_board
 from governor.daemon.config import Config, default_runtime_dir, default_state_dir
 from governor.daemon.lifecycle import Flags, Notifier, install_signal_handlers
 from governor.daemon.service import Daemon, DaemonParts
-from governor.daemon.statefile import clear_state, load_state, save_state
+from governor.daemon.statefile import clear_state, load_state, save_state, unrestored_note
 from governor.daemon.tables import MeasuredTable, host_points, measure_table
 from governor.daemon.target import Target, open_target
+from governor.drivers.board import RestoreError
 from governor.drivers.hotplug import CpuHotplug
 
 __all__ = ["App", "build_app", "open_backend", "restore_leftover"]
@@ -84,16 +87,21 @@ class App:
     def serve(self) -> int:
         previous = install_signal_handlers(self.flags)
         self.notifier.ready(f"serving {self.daemon.parts.model_name} on {self.target.label}")
+        unrestored = False
         try:
             while not self.flags.should_exit:
                 self.daemon.step()
         finally:
-            self.shutdown()
+            try:
+                self.shutdown()
+            except RestoreError as exc:  # a line saying what stays pinned and what to run, not a traceback
+                print(unrestored_note(exc, self.state_path), file=sys.stderr, flush=True)
+                unrestored = True
             import signal
 
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return 0
+        return 1 if unrestored else 0
 
     def shutdown(self) -> None:
         self.notifier.send("STOPPING=1", "STATUS=restoring the board")
@@ -112,13 +120,15 @@ class App:
 
 def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
     state_path = config.state_file()
+    # One daemon per board, before anything is read or written; released last, by the closers below.
+    board_lock = hold_board(config.daemon.board, config.daemon.sysfs_root, state_path)
     note = restore_leftover(state_path)
     if note:
         say(note)
     d = config.daemon
     # A served simulated board runs the simulator's demo scenario: co-runners come and go on every unit.
     target = open_target(d.board, d.sysfs_root, clock="real", scenario="demo" if d.board.startswith("sim:") else None)
-    closers: list[Callable[[], None]] = [target.close]
+    closers: list[Callable[[], None]] = [board_lock.release, target.close]
     try:
         # The daemon never changes the CPU online mask (nvpmodel owns it on Jetson), so it neither saves nor
         # restores it: putting it back at exit would undo a power-mode switch made while the daemon ran.

@@ -1,9 +1,14 @@
 """The baseline state file: what the board looked like before the governor touched it.
 
-Written (atomically: temp file, fsync, rename) *before* the first hardware write, and removed only
-after a successful restore. If the daemon dies (kill -9, power loss), the file survives and the
-next start, or ``governor restore``, puts the baseline back before doing anything else (tuned's
-rollback storage, but JSON instead of pickle so it can be read and trusted).
+Written (atomically: temp file, fsync, rename, then an fsync of the directory, so the rename itself
+survives a power loss) *before* the first hardware write, and removed only after a successful
+restore. If the daemon dies (kill -9, power loss), the file survives and the next start, or
+``governor restore``, puts the baseline back before doing anything else (tuned's rollback storage,
+but JSON instead of pickle so it can be read and trusted).
+
+A file that lists no baseline is never written and never trusted: restoring it would change
+nothing while saying "restored", and a daemon that took it for the truth would then save the
+clocks it finds, perhaps pinned by the daemon that died, as the board's baseline.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 
 from governor.drivers.base import Baseline
 
-__all__ = ["SavedState", "StateFileError", "clear_state", "load_state", "save_state"]
+__all__ = ["SavedState", "StateFileError", "clear_state", "load_state", "save_state", "unrestored_note"]
 
 FORMAT = "dnn-governor-baseline"
 VERSION = 1
@@ -35,7 +40,11 @@ class SavedState:
     pid: int
 
 
-def save_state(path: Path, board: str, sysfs_root: str, baselines: Sequence[Baseline]) -> None:
+def save_state(path: Path, board: str, sysfs_root: str, baselines: Sequence[Baseline]) -> bool:
+    """Write the state file; returns False, writing nothing, when there is no baseline to keep (a host
+    without DVFS: the daemon writes nothing there, so there is nothing to put back)."""
+    if not baselines:
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "format": FORMAT,
@@ -55,6 +64,8 @@ def save_state(path: Path, board: str, sysfs_root: str, baselines: Sequence[Base
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+    return True
 
 
 def load_state(path: Path) -> SavedState | None:
@@ -71,10 +82,35 @@ def load_state(path: Path) -> SavedState | None:
         raise StateFileError(f"{path} is not a dnn-governor baseline file of version {VERSION}; move it away")
     try:
         baselines = tuple(Baseline.from_json(b) for b in doc["baselines"])
-        return SavedState(str(doc["board"]), str(doc["sysfs_root"]), baselines, int(doc.get("pid", 0)))
+        saved = SavedState(str(doc["board"]), str(doc["sysfs_root"]), baselines, int(doc.get("pid", 0)))
     except (KeyError, TypeError, ValueError, AssertionError) as exc:
         raise StateFileError(f"{path} is damaged ({exc}); check the board by hand, then delete the file") from exc
+    if not saved.baselines:
+        raise StateFileError(
+            f"{path} lists nothing to restore (no baseline), so how the board was before the daemon is unknown "
+            "and nothing was restored; check the board by hand (`governor status`), then delete the file")
+    return saved
 
 
 def clear_state(path: Path) -> None:
-    path.unlink(missing_ok=True)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    _fsync_dir(path.parent)
+
+
+def unrestored_note(error: BaseException, path: Path) -> str:
+    """The line a daemon whose restore failed at exit leaves: what stays pinned, and what to run."""
+    return (f"the board is still pinned where the restore failed: {error}. Those parts stay as the daemon set them; "
+            f"their baseline is kept in {path}: once the cause is fixed, run `governor restore --state-file {path}` "
+            "(a systemd unit's ExecStopPost tries that once more by itself)")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable (the file's own fsync does not cover its name)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
