@@ -1,7 +1,8 @@
 """Finding and loading board descriptions (``profiles/boards/<name>.toml``).
 
 Lookup order: an explicit directory, then ``$GOVERNOR_PROFILES``, then ``profiles/`` of the source
-checkout this package runs from, then the copy packed into the wheel (``governor/_profiles``).
+checkout this package runs from, then the copy packed into the wheel (``governor/_profiles``). A
+directory named explicitly or by the variable that holds no board files is an error, not skipped.
 """
 
 from __future__ import annotations
@@ -19,15 +20,30 @@ class UnknownBoard(CatalogueError):
     """No catalogue file for the requested name."""
 
 
+def _named_dir(path: Path, named_by: str) -> Path:
+    """A directory the user named must hold the catalogue: falling back to the bundled one would
+    silently show (and load) boards other than the ones asked for."""
+    if not path.is_dir():
+        raise CatalogueError(f"{path} ({named_by}): no such directory; give a profiles directory, "
+                             "one that holds boards/<name>.toml")
+    if not any((path / "boards").glob("*.toml")):
+        hint = f" (it holds board files itself: give its parent, {path.parent})" if any(path.glob("*.toml")) else ""
+        raise CatalogueError(f"{path} ({named_by}): holds no board descriptions, boards/<name>.toml{hint}")
+    return path
+
+
 def profiles_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The ``profiles/`` directory in use (holds ``boards/`` and ``models/``)."""
-    candidates: list[Path] = []
+    """The ``profiles/`` directory in use (holds ``boards/`` and ``models/``).
+
+    A directory named explicitly or by ``$GOVERNOR_PROFILES`` must hold board files; only when
+    neither is given is the checkout's or the wheel's copy used.
+    """
     if explicit:
-        candidates.append(Path(explicit))
+        return _named_dir(Path(explicit), "the profiles directory given")
     if os.environ.get("GOVERNOR_PROFILES"):
-        candidates.append(Path(os.environ["GOVERNOR_PROFILES"]))
+        return _named_dir(Path(os.environ["GOVERNOR_PROFILES"]), "$GOVERNOR_PROFILES")
     package = Path(__file__).resolve().parent.parent
-    candidates += [package.parent / "profiles", package / "_profiles"]
+    candidates = [package.parent / "profiles", package / "_profiles"]
     for cand in candidates:
         if (cand / "boards").is_dir():
             return cand

@@ -117,3 +117,42 @@ def test_mape_words_for_each_cause() -> None:
     assert "no estimate yet for energy_mj@gpu (at some unmeasured points its models disagree" in text
     assert "6746262" not in text and "480" not in text
     assert describe_estimates({}, {}, measured=0) == "none"
+
+
+@pytest.mark.parametrize(("layout", "message"), [
+    (None, r"no such directory; give a profiles directory, one that holds boards/<name>\.toml"),
+    ("empty", r"holds no board descriptions, boards/<name>\.toml$"),
+    ("boards-only", r"holds no board descriptions, boards/<name>\.toml \(it holds board files itself: give its parent"),
+])
+def test_boards_with_a_profiles_dir_without_boards_is_an_error_not_the_bundled_catalogue(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str | None, message: str) -> None:
+    from governor.drivers.catalogue import profiles_dir
+
+    directory = tmp_path / "profiles"
+    if layout is not None:
+        (directory / "boards").mkdir(parents=True)
+    if layout == "boards-only":  # the boards/ folder itself given
+        directory = directory / "boards"
+        (directory / "jetson-nano.toml").write_text((profiles_dir() / "boards" / "jetson-nano.toml").read_text())
+    assert main(["boards", "--profiles", str(directory)]) == 2
+    captured = capsys.readouterr()
+    assert "BOARD" not in captured.out
+    assert len(captured.err.strip().splitlines()) == 1 and str(directory) in captured.err
+    assert re.search(message, captured.err.strip()), captured.err
+
+
+def test_boards_lists_the_given_directory_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from governor.drivers.catalogue import profiles_dir
+
+    (tmp_path / "boards").mkdir()
+    (tmp_path / "boards" / "jetson-nano.toml").write_text((profiles_dir() / "boards" / "jetson-nano.toml").read_text())
+    assert main(["boards", "--profiles", str(tmp_path)]) == 0
+    table = capsys.readouterr().out.split("\n\n")[0].splitlines()
+    assert [row.split()[0] for row in table[1:]] == ["jetson-nano"]
+
+
+def test_a_governor_profiles_variable_naming_nothing_is_an_error(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GOVERNOR_PROFILES", str(tmp_path / "nope"))
+    assert main(["boards"]) == 2
+    assert "$GOVERNOR_PROFILES): no such directory" in capsys.readouterr().err
