@@ -5,8 +5,9 @@ Install renders ``systemd/governor.service`` (placeholders ``@BINDIR@``, ``@CONF
 ``/etc/governor/governor.toml`` unless a config is already there, creates the socket group and
 prints the commands that start and check the service. It starts nothing itself: enabling a service
 that rewrites clocks is the administrator's call. ``--prefix DIR`` stages the same files under DIR
-(unit pointing at DIR/etc/governor) without root and without touching groups, which is what the
-tests and CI's ``systemd-analyze verify`` use. Both commands are idempotent.
+without root and without touching groups, which is what the tests and CI's ``systemd-analyze verify``
+use; the staged unit names the final paths (``/etc/governor/governor.toml``), not DIR, since it only
+works once copied to /. Both commands are idempotent.
 """
 
 from __future__ import annotations
@@ -34,22 +35,32 @@ _HOME_TREES = ("/home", "/root", "/run/user")
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the files go. ``manage_system`` is False for a --prefix staging area (no groups, no systemctl)."""
+    """Where the files go. ``manage_system`` is False for a --prefix staging area (no groups, no systemctl).
+
+    ``installed_conf`` is where the config lives once the files are in place, the path the unit names:
+    for a staging area, /etc/governor, not the staging copy (default: ``conf_dir``).
+    """
 
     unit_path: Path
     conf_dir: Path
     state_dir: Path
     manage_system: bool
+    installed_conf: Path | None = None
 
     @classmethod
     def for_prefix(cls, prefix: str | None) -> Layout:
         root = Path(prefix).resolve() if prefix else Path("/")
         return cls(root / "etc/systemd/system" / UNIT_NAME, root / "etc/governor", root / "var/lib/governor",
-                   manage_system=prefix is None)
+                   manage_system=prefix is None, installed_conf=Path("/etc/governor"))
 
     @property
     def config_path(self) -> Path:
         return self.conf_dir / "governor.toml"
+
+    @property
+    def installed_config_path(self) -> Path:
+        """The config's path on the running system (what ExecStart passes to --config)."""
+        return (self.installed_conf or self.conf_dir) / "governor.toml"
 
 
 @dataclass(frozen=True)
@@ -158,8 +169,8 @@ def install(layout: Layout, host: Host) -> list[str]:
         raise CliError(f"writing {layout.unit_path} needs root: run `sudo governor install-service`, "
                        "or stage the files with --prefix DIR")
     sources = systemd_sources()
-    unit = render_unit((sources / UNIT_NAME).read_text(encoding="utf-8"), governor_bindir(), layout.conf_dir,
-                       _docdir(sources))
+    unit = render_unit((sources / UNIT_NAME).read_text(encoding="utf-8"), governor_bindir(),
+                       layout.installed_config_path.parent, _docdir(sources))
     lines = [_write_if_changed(layout.unit_path, unit, 0o644)]
     if layout.config_path.exists():
         lines.append(f"kept the existing config {layout.config_path} (not overwritten); "
@@ -212,13 +223,19 @@ def rival_warnings(host: Host) -> list[str]:
 
 def next_steps(layout: Layout, group: str, host: Host) -> list[str]:
     user = os.environ.get("SUDO_USER") or "$USER"
-    staged = [] if layout.manage_system else [
-        f"(staged under --prefix: the unit reads {layout.config_path}; copy the files to / to use them)"]
+    config = layout.installed_config_path
+    staged, copy = [], []
+    if not layout.manage_system:
+        unit = Path("/etc/systemd/system") / UNIT_NAME
+        staged = [f"(staged only: nothing was installed on this system; the unit reads {config}, "
+                  "so it works once both files are copied to /, as below)"]
+        copy = [f"  cp {layout.unit_path} {unit}",
+                f"  [ -e {config} ] || install -D -m 0644 {layout.config_path} {config}   # keeps an existing one"]
     no_systemd = [] if host.which("systemctl") else [
         "systemctl was not found: without systemd, run the daemon as root with: "
-        f"governor serve --config {layout.config_path}"]
+        f"governor serve --config {config}"]
     return [*staged, *no_systemd,
-            "next, as root:",
+            "next, as root:", *copy,
             "  systemctl daemon-reload",
             "  systemctl enable --now governor",
             f"  usermod -aG {group} {user}      # then log in again (or: newgrp {group}) to use the socket",

@@ -48,7 +48,7 @@ def test_prefix_install_renders_unit_and_config_then_keeps_an_edited_config(tmp_
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     binary = exec_start.split("=", 1)[1].split()[0]
     assert os.access(binary, os.X_OK) and Path(binary).name == "governor"
-    assert f"--config {tmp_path}/etc/governor/governor.toml" in exec_start
+    assert exec_start.endswith(" serve --config /etc/governor/governor.toml")  # the final path, not the staging one
     assert config.read_text() == SHIPPED_TOML
     out = capsys.readouterr().out
     assert "systemctl enable --now governor" in out and "usermod -aG governor" in out
