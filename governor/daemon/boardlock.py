@@ -110,7 +110,9 @@ def hold_board(board: str, sysfs_root: str, state_file: Path) -> BoardLock:
     """The daemon's lock on its board, taken before anything else; raises :class:`BoardBusyError`.
 
     Also refuses a state file that belongs to a live daemon on another board (one file shared by two
-    configs): restoring it at start would reset that daemon's clocks under it."""
+    configs): restoring it at start would reset that daemon's clocks under it, and its exit would
+    delete this daemon's baseline. Two simulated daemons may share one (the default state file):
+    neither has a real board to lose."""
     simulated = board.startswith(SIM_PREFIX)
     what = (f"simulated board {board} with state file {state_file}" if simulated
             else f"the board at {os.path.realpath(sysfs_root)}")
@@ -123,7 +125,7 @@ def hold_board(board: str, sysfs_root: str, state_file: Path) -> BoardLock:
         saved = load_state(state_file)
     except StateFileError:
         return lock  # the leftover restore that comes next reports it
-    if saved is not None:
+    if saved is not None and not (simulated and saved.board.startswith(SIM_PREFIX)):
         other = _state_lock_path(saved, state_file)
         if other != lock.path:
             try:

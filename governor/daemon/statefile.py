@@ -102,6 +102,7 @@ def clear_state(path: Path) -> None:
 
 def unrestored_note(error: BaseException, path: Path) -> str:
     """The line a daemon whose restore failed at exit leaves: what stays pinned, and what to run."""
+    path = path.absolute()
     return (f"the board is still pinned where the restore failed: {error}. Those parts stay as the daemon set them; "
             f"their baseline is kept in {path}: once the cause is fixed, run `governor restore --state-file {path}` "
             "(a systemd unit's ExecStopPost tries that once more by itself)")

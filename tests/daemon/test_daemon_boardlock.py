@@ -25,7 +25,11 @@ HOLDER = """
 import sys, time
 from pathlib import Path
 from governor.daemon.boardlock import hold_board
+from governor.daemon.statefile import save_state
+from governor.drivers.base import Baseline
 lock = hold_board(sys.argv[1], sys.argv[2], Path(sys.argv[3]))
+if sys.argv[4:] == ["save"]:  # a state file of its own, as a daemon writes after taking the lock
+    save_state(Path(sys.argv[3]), sys.argv[1], sys.argv[2], [Baseline("cpu", (("sys/x", "1"),))])
 print("held", flush=True)
 time.sleep(120)
 """
@@ -34,8 +38,8 @@ time.sleep(120)
 class Holder:
     """A process that holds the daemon's lock on a board, as a running `governor serve` does."""
 
-    def __init__(self, board: str, root: Path, state: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, board, str(root), str(state)],
+    def __init__(self, board: str, root: Path, state: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, board, str(root), str(state), *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # "held", or the holder's traceback once it has exited
@@ -51,8 +55,8 @@ class Holder:
 def holders():
     made: list[Holder] = []
 
-    def start(board: str, root: Path, state: Path) -> Holder:
-        made.append(Holder(board, root, state))
+    def start(board: str, root: Path, state: Path, *extra: str) -> Holder:
+        made.append(Holder(board, root, state, *extra))
         return made[-1]
 
     yield start
@@ -93,14 +97,22 @@ def test_other_boards_and_simulated_boards_do_not_block_each_other(tmp_path, hol
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     holders("jetson-nano", tmp_path / "a", tmp_path / "a.json")
-    holders("sim:jetson-nano", tmp_path, tmp_path / "sim1.json")
+    shared = tmp_path / "sim.json"  # simulated daemons started with no --state-file share the default one
+    holders("sim:jetson-nano", tmp_path, shared, "save")
     locks = [hold_board("jetson-nano", str(tmp_path / "b"), tmp_path / "b.json"),
-             hold_board("sim:jetson-nano", str(tmp_path), tmp_path / "sim2.json")]
+             hold_board("sim:odroid-xu3", str(tmp_path), shared)]
     assert len({lock.path for lock in locks}) == 2
-    with pytest.raises(BoardBusyError, match="state file"):
-        hold_board("sim:jetson-nano", str(tmp_path), tmp_path / "sim2.json")  # one state file, one daemon
     for lock in locks:
         lock.release()
+
+
+def test_a_real_board_refuses_the_state_file_of_a_live_simulated_daemon(tmp_path, holders):
+    """The simulated daemon's exit would delete the real board's baseline from under it."""
+    shared = tmp_path / "baseline.json"
+    owner = holders("sim:jetson-nano", tmp_path, shared, "save")
+    with pytest.raises(BoardBusyError, match="give this daemon its own") as busy:
+        hold_board("jetson-nano", str(tmp_path), shared)
+    assert busy.value.owner == owner.pid
 
 
 def test_restore_refuses_while_the_daemon_that_wrote_the_state_lives(pinned, holders, capsys):
