@@ -139,8 +139,9 @@ class KBasis:
 
 
 def kron_columns(base: FloatArray, kcols: FloatArray) -> FloatArray:
-    """Row-wise Kronecker product: every base column times every k-basis column."""
-    return (base[:, :, None] * kcols[:, None, :]).reshape(base.shape[0], -1)
+    """Row-wise Kronecker product: every base column times every k-basis column (n x nf*nb, also for n = 0)."""
+    # the width is spelled out: reshape cannot infer it (-1) from an empty product
+    return (base[:, :, None] * kcols[:, None, :]).reshape(base.shape[0], base.shape[1] * kcols.shape[1])
 
 
 @dataclass(frozen=True)

@@ -183,10 +183,10 @@ class ActiveSampler:
         return self._pick(size)
 
     def _stop_reason(self, budget: int) -> str:
+        if len(self._measured) == len(self.space.grid):
+            return "exhausted"  # also when the budget ran out on the last candidate: nothing was left out
         if budget <= 0:
             return "max-points"
-        if len(self._measured) == len(self.space.grid):
-            return "exhausted"
         estimates = self.estimated_mape_pct()
         enough = len(self._measured) >= len(self._corners) + 2
         if enough and estimates and max(estimates.values()) < self.settings.target_mape_pct:
@@ -194,11 +194,17 @@ class ActiveSampler:
         return ""
 
     def _deviations(self, todo: IntArray) -> tuple[FloatArray, float]:
-        """Relative epistemic deviation columns of every steering model at candidates ``todo``."""
+        """Relative epistemic deviation columns of every steering model at candidates ``todo``.
+
+        A mapping with every candidate measured has nothing left to learn from: its models add no
+        columns (and their noise does not blunt the gains of the mappings still open).
+        """
         models = self.model().models
         blocks, noise = [], [0.0]
         for target, mapping in self._steering():
             rows = self.space.mapping_of[todo] == self.space.mappings.index(mapping)
+            if not rows.any():
+                continue
             mean, spread = models[(target, mapping)].spread(self.space.grid[todo[rows]])
             block = np.zeros((len(todo), spread.shape[1]))
             block[rows] = np.nan_to_num(spread / np.where(mean > 0, mean, np.inf)[:, None])
