@@ -2,7 +2,7 @@
 
     python benchmarks/profiling.py [--data tests/fixtures/tx2] [--skip-sim] [--sim-groups 4]
 
-1. Board power of a real Jetson TX2 (tests/fixtures/tx2/, a copy of shared/data/tx2-power-grid-{cpubench,membench}.csv, 1,144 DVFS
+1. Board power of a real Jetson TX2 (tests/fixtures/tx2/tx2-power-grid-{cpubench,membench}.csv, 1,144 DVFS
    settings each, power_mw := vdd_in_mw): the grids are written out as replay tables, the profiler
    replays them (it sees only the rows it asks for), and its model is scored on all 1,144 rows.
    Target: MAPE <= 3 % from <= 24 settings on both grids.

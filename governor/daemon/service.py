@@ -13,8 +13,9 @@ One thread does everything, so no state is shared. Each turn of :meth:`Daemon.st
    drivers (the read-back is what the scheduler remembers), run, feed the measured latency back,
    reply, publish.
 
-A request id already answered is answered again from a short cache; a resend of one still queued
-only updates where the reply goes (docs/protocol.md §10), so a retried ``infer`` never runs twice.
+A resend of an ``infer`` (same id, same bytes) still queued joins it, and one already answered is
+answered again from memory (docs/protocol.md §10, :mod:`governor.daemon.requests`), so a retried
+``infer`` never runs twice; another request under a used id is a request of its own.
 
 Why one module of ~400 lines: it is the loop and the only owner of its state (queue, reply cache,
 busy time, last observation); splitting the handlers out would hand that state around instead.
@@ -25,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,14 +41,13 @@ from governor.core.scheduler import PendingRequest, Scheduler
 from governor.core.types import Observation, Reason, Setpoints
 from governor.daemon.backend import Backend
 from governor.daemon.replies import core_budget, domains_info, estimate, met, wire_observation
+from governor.daemon.requests import RequestKey, RequestMemory, request_key
 from governor.daemon.tables import MeasuredTable
 
 __all__ = ["Daemon", "DaemonParts"]
 
 log = logging.getLogger("governor.daemon")
 
-_REPLY_CACHE = 512
-_REPLY_TTL_S = 30.0
 _DRAIN_MAX = 64  # messages taken per step before the next run: bounds how long a run can be held back
 _IDLE_GRACE_S = 0.002  # the idle policy waits this long after a run for the next request, s
 _WOKE_S = 0.0005  # a poll that took longer than this blocked, so its message arrived as it returned
@@ -95,6 +94,7 @@ class _Queued:
     request: p.InferRequest
     batch: np.ndarray
     identity: Any
+    key: RequestKey | None  # how resends of it are recognised (None without an id)
 
 
 @dataclass
@@ -109,9 +109,10 @@ class Daemon:
     _next_watchdog: float = field(default=0.0, init=False)
     _busy_s: dict[str, float] = field(default_factory=dict, init=False)
     _seq: int = field(default=0, init=False)
-    _queued: dict[str, _Queued] = field(default_factory=dict, init=False)
-    _anon: int = field(default=0, init=False)
-    _replied: OrderedDict[str, tuple[float, list[Any]]] = field(default_factory=OrderedDict, init=False)
+    _queued: dict[int, _Queued] = field(default_factory=dict, init=False)  # by our own counter, not the client's id
+    _next_key: int = field(default=0, init=False)
+    _requests: RequestMemory = field(default_factory=RequestMemory, init=False)
+    _key: RequestKey | None = field(default=None, init=False)  # of the infer being received
     _not_set: dict[str, str] = field(default_factory=dict, init=False)  # domain -> why its last write failed
     # Clients repeat the same request headers but for the id: each decoded in full once (docs/protocol.md).
     _memo: p.HeaderMemo = field(default_factory=p.HeaderMemo, init=False)
@@ -220,7 +221,8 @@ class Daemon:
             self._send(identity, p.ErrorReply(code="internal", message=f"cannot decode the request: "
                                               f"{type(exc).__name__}: {str(exc)[:500]}; see the daemon's log"))
             return
-        if msg.id and self._answer_duplicate(msg.id, identity):
+        self._key = request_key(msg.id, frames) if msg.type == "infer" else None
+        if self._answer_resend(self._key, identity):
             return
         try:
             handler = _HANDLERS[msg.type]
@@ -229,20 +231,21 @@ class Daemon:
                 self._count(msg.type, "met")
         except p.ProtocolError as exc:
             self._count(msg.type, "infeasible" if exc.code == "infeasible" else "rejected")
-            self._send(identity, exc.to_reply(), cache_id=msg.id)
+            # A full queue is "retry shortly": the same request sent again later must be tried again.
+            self._send(identity, exc.to_reply(), key=None if exc.code == "unavailable" else self._key)
         except Exception as exc:  # a bug must cost one reply, never the daemon
             self._count(msg.type, "error")
             log.exception("internal error while handling %s", msg.type)
             self._send(identity, p.ErrorReply(id=msg.id, code="internal",
                                               message=f"{type(exc).__name__}: {str(exc)[:500]}; see the daemon's log"))
 
-    def _answer_duplicate(self, request_id: str, identity: Any) -> bool:
-        if request_id in self._queued:
-            self._queued[request_id].identity = identity
+    def _answer_resend(self, key: RequestKey | None, identity: Any) -> bool:
+        """True when this is a resend of a request queued or answered: it joins it, or gets its reply again."""
+        if self._requests.join(key, identity):
             return True
-        cached = self._replied.get(request_id)
-        if cached is not None and self.parts.clock() - cached[0] < _REPLY_TTL_S:
-            self.parts.server.send(identity, cached[1])
+        frames = self._requests.recall(key, self.parts.clock())
+        if frames is not None:
+            self.parts.server.send(identity, frames)
             return True
         return False
 
@@ -290,9 +293,10 @@ class Daemon:
             raise p.ProtocolError("unavailable", f"{self.parts.max_queue} requests are queued; retry shortly",
                                   request_id=msg.id)
         batch = self._input(msg, tensors)
-        key = msg.id or f"anon-{self._anon}"
-        self._anon += 1
-        self._queued[key] = _Queued(msg, batch, identity)
+        key = self._next_key
+        self._next_key += 1
+        self._queued[key] = _Queued(msg, batch, identity, self._key)
+        self._requests.queued(self._key, identity)
         self.scheduler.submit(PendingRequest(key, core_budget(msg.budget), self._arrival_t, msg.strict))
 
     def _input(self, msg: p.InferRequest, tensors: dict[str, np.ndarray]) -> np.ndarray:
@@ -353,7 +357,7 @@ class Daemon:
         pending = self.scheduler.next_request()
         if pending is None:
             return
-        queued = self._queued.pop(str(pending.key))
+        queued = self._queued.pop(int(pending.key))  # type: ignore[call-overload]
         msg = queued.request
         try:
             deciding = self.parts.clock()
@@ -364,12 +368,12 @@ class Daemon:
             ran = self.parts.clock()
         except p.ProtocolError as exc:
             self._count("infer", "infeasible" if exc.code == "infeasible" else "rejected")
-            self._send(queued.identity, exc.to_reply(), cache_id=msg.id)
+            self._answer(queued, exc.to_reply())
             return
         except Exception as exc:
             log.exception("inference failed")
-            self._send(queued.identity, p.ErrorReply(id=msg.id, code="internal",
-                                                     message=f"inference failed: {exc}; see the daemon's log"))
+            self._answer(queued, p.ErrorReply(id=msg.id, code="internal",
+                                              message=f"inference failed: {exc}; see the daemon's log"), keep=False)
             return
         # End to end: queueing, deciding, DVFS writes and the run. On a simulated board the run is the
         # simulator's and the writes land in a fake tree, whose file locking is no part of a real board.
@@ -470,7 +474,7 @@ class Daemon:
         ok = met(msg.budget, total_ms, outcome.energy_mj, decision.accuracy)
         reply = p.InferReply(id=msg.id, point=point, predicted=predicted, measured=measured, budget_met=ok,
                              budget_infeasible=decision.infeasible, simulated=self.parts.simulated)
-        self._send(queued.identity, reply, {"output": outcome.outputs}, cache_id=msg.id)
+        self._answer(queued, reply, {"output": outcome.outputs})
         self._publish(p.TelemetryInference(
             seq=self._next_seq(), t=self.parts.clock(), simulated=self.parts.simulated, id=msg.id,
             budget=msg.budget, point=point, predicted=predicted, measured=measured, budget_met=ok,
@@ -483,13 +487,20 @@ class Daemon:
 
     # -- plumbing -------------------------------------------------------------------------------
     def _send(self, identity: Any, reply: p.Reply, tensors: dict[str, np.ndarray] | None = None,
-              cache_id: str = "") -> None:
+              key: RequestKey | None = None) -> None:
         frames = p.encode_reply(reply, tensors)
         self.parts.server.send(identity, frames)
-        if cache_id:
-            self._replied[cache_id] = (self.parts.clock(), [bytes(f) for f in frames])
-            while len(self._replied) > _REPLY_CACHE:
-                self._replied.popitem(last=False)
+        self._requests.remember(key, self.parts.clock(), frames)
+
+    def _answer(self, queued: _Queued, reply: p.Reply, tensors: dict[str, np.ndarray] | None = None,
+                keep: bool = True) -> None:
+        """A queued request's one reply, to every socket that asked for it (resends joined it); kept for
+        later resends unless ``keep`` is False (an internal failure: a retry may succeed)."""
+        frames = p.encode_reply(reply, tensors)
+        for identity in self._requests.done(queued.key, queued.identity):
+            self.parts.server.send(identity, frames)
+        if keep:
+            self._requests.remember(queued.key, self.parts.clock(), frames)
 
     def _socket_empty(self) -> bool:
         is_empty = getattr(self.parts.server, "is_empty", None)

@@ -1,4 +1,4 @@
-"""The TX2 power fit on the real grids (tests/fixtures/tx2, from shared/data), and that the simulator runs the fitted model."""
+"""The TX2 power fit on the real grids (tests/fixtures/tx2), and that the simulator runs the fitted model."""
 
 from pathlib import Path
 
