@@ -277,8 +277,10 @@ class Daemon:
     def _reload(self, msg: p.ReloadRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
         self.scheduler.reset_learning()
         self._send(identity, p.ReloadReply(
-            id=msg.id, loaded=(self.parts.model_name,),
-            message="learned corrections reset; restart the daemon to load a new model or profile"))
+            id=msg.id, loaded=(),
+            message=f"nothing was re-read from disk: the run-time corrections learned for {self.parts.model_name} "
+                    "(latency residuals, margins, co-runner shares) were reset; restart the daemon (systemctl "
+                    "restart governor) to load a new model or profile"))
 
     def _advise(self, msg: p.AdviseRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
         decision = self._decide(msg, remember=False)

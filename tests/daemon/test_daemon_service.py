@@ -127,7 +127,13 @@ def test_profiles_and_reload(daemon):
     with Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
         prof = c.profiles()
         assert prof.profiles[0].groups == meta.groups and prof.active == "quick"
-        assert "reset" in c.reload().message
+        reloaded = c.reload()
+    # It re-reads nothing, and says so: its reply used to list the model as "loaded" (the client printed
+    # "reloaded: quick") while the message said a restart was needed.
+    assert reloaded.loaded == () and "reset" in reloaded.message and "restart" in reloaded.message
+    from governor_client._format import format_reload
+
+    assert not format_reload(reloaded).startswith("reloaded")
 
 
 def test_every_message_a_step_takes_off_the_socket_is_answered(tmp_path, quick_model):

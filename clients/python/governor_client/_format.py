@@ -104,8 +104,9 @@ def format_profiles(reply: p.ProfilesReply) -> str:
 
 
 def format_reload(reply: p.ReloadReply) -> str:
-    loaded = ", ".join(reply.loaded) or "nothing"
-    return f"reloaded: {loaded}" + (f" ({reply.message})" if reply.message else "")
+    if not reply.loaded:  # a 1.0 daemon re-reads nothing: it resets its learned corrections
+        return reply.message or "nothing was re-read from disk"
+    return f"reloaded from disk: {', '.join(reply.loaded)}" + (f" ({reply.message})" if reply.message else "")
 
 
 def format_telemetry(msg: p.Telemetry) -> str:

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     _budget_flags(_command(commands, "advise", "the operating point infer would choose, without running", _advise))
     _command(commands, "status", "the daemon's board, model, clocks, power and temperatures", _status)
     _command(commands, "profiles", "the loaded model profiles", _profiles)
-    _command(commands, "reload", "re-read the model profiles from disk", _reload)
+    _command(commands, "reload", "reset what the daemon learned at run time (a new model or profile needs a "
+             "restart)", _reload)
     telemetry = _command(commands, "telemetry", "follow the daemon's telemetry", _telemetry)
     telemetry.add_argument("--topic", action="append", choices=TELEMETRY_TOPICS, help="repeatable; default all")
     telemetry.add_argument("--count", type=int, default=0, help="stop after N messages (default: never)")
