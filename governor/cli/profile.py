@@ -2,8 +2,9 @@
 
 The active sampler (governor.core.sampling) chooses each point; a measurement source measures it:
 a recorded table (``--source replay:TABLE.csv``) or a board (``--board NAME|auto|sim:NAME``). The
-result is a profile file (governor.core.profile_schema), by default
-``profiles/models/<model>/<board>.json``. No decision logic lives here.
+result is a profile file (governor.core.profile_schema), by default where ``governor serve`` looks for
+it: ``<state dir>/profiles/<model>/<board>.json`` (governor.daemon.config.default_profile_path). No
+decision logic lives here.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shlex
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from governor.core.board import profile_label, sim_board_name
 from governor.core.profile_schema import Provenance, build_profile_doc, dump_profile
 from governor.core.sampling import ActiveSampler, SamplerSettings
 from governor.core.sampling_space import Measurement, MeasurementSource, Space
+from governor.daemon.progress import Progress
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -61,13 +63,15 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="stop once every model's estimated error is below PCT %% (default 2)")
     parser.add_argument("--targets", type=_names, default=(),
                         help="quantities that steer sampling, e.g. power_mw (default: all measured)")
-    parser.add_argument("--out", metavar="PROFILE.json", help="default: profiles/models/<MODEL>/<board>.json")
+    parser.add_argument("--out", metavar="PROFILE.json",
+                        help="default: <state dir>/profiles/<MODEL>/<board>.json, where `governor serve` looks")
     parser.add_argument("--force", action="store_true", help="replace an existing profile file")
     parser.add_argument("--kernel", default="unknown", help="provenance: kernel of the measured board")
     parser.add_argument("--jetpack", default="unknown", help="provenance: JetPack/L4T release")
     parser.add_argument("--sensor", default="unknown", help="provenance: power sensor and rail")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
-    parser.add_argument("--profiles", metavar="DIR", help="profiles directory (default: the bundled one)")
+    parser.add_argument("--profiles", metavar="DIR",
+                        help="write DIR/models/<MODEL>/<board>.json instead (serve it with `governor serve --profile`)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--training", action="store_true",
                         help="profile on-device training steps (memory and latency per k and batch) instead")
@@ -170,14 +174,34 @@ def _open_source(args: argparse.Namespace) -> tuple[MeasurementSource, Space, di
 
 
 def _out_path(args: argparse.Namespace, model: str, board: str) -> Path:
+    """--out, else --profiles DIR/models/..., else where `governor serve` looks (config.default_profile_path)."""
     if args.out:
         return Path(args.out)
+    if not args.profiles:
+        from governor.daemon.config import default_profile_path
+
+        return default_profile_path(model, board)
     from governor.drivers.catalogue import CatalogueError, profiles_dir
 
     try:
         return profiles_dir(args.profiles) / "models" / model / f"{board}.json"
     except CatalogueError as exc:
         raise CliError(f"{exc}; or pass --out PROFILE.json") from exc
+
+
+def _serve_hint(args: argparse.Namespace, model: str, board: str, out: Path) -> str:
+    """How the daemon picks the profile up: on its own from the default place, else with --profile."""
+    from governor.daemon.config import default_profile_path
+
+    cmd = f"governor serve --model {shlex.quote(args.model)} --board {shlex.quote(args.board)}"
+    if args.sysfs_root != "/":
+        cmd += f" --sysfs-root {shlex.quote(args.sysfs_root)}"
+    if out.resolve() != default_profile_path(model, board).resolve():
+        return f"`{cmd} --profile {shlex.quote(str(out))}` will load it"
+    if os.geteuid() != 0 and not os.environ.get("STATE_DIRECTORY"):  # the state dir is this user's
+        return (f"`{cmd}` run as you will load it (the systemd service looks in /var/lib/governor/profiles: "
+                "copy it there, or set daemon.profile in its config)")
+    return f"`{cmd}` will load it"
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -202,16 +226,12 @@ def single_threaded_blas() -> contextlib.AbstractContextManager[object]:
     return limits
 
 
-def _progress(sampler: ActiveSampler, quiet: bool, started: float, resumed: int) -> None:
+def _progress(sampler: ActiveSampler, quiet: bool, progress: Progress) -> None:
     if quiet:
         return
     status = sampler.status()
     est = describe_estimates(status.estimated_mape_pct, sampler.model().models, status.measured)
-    done, total = status.measured, sampler.settings.max_points
-    rate = (time.monotonic() - started) / max(done - resumed, 1)
-    eta = max(total - done, 0) * rate
-    bar = "#" * int(30 * done / max(total, 1))
-    print(f"governor profile: [{bar:<30}] {done}/{total} points (of {status.candidates}), ETA <= {eta:.0f} s; "
+    print(f"governor profile: {progress.line(status.measured, status.candidates)}; "
           f"est. MAPE {est}", file=sys.stderr)
 
 
@@ -269,12 +289,12 @@ def run(args: argparse.Namespace) -> int:
         with single_threaded_blas():
             resumed = _resume(checkpoint, space, sampler, args.quiet)
             idle_power = getattr(source, "idle_power_mw", lambda: None)()  # before anything is written
-            started = time.monotonic()
+            progress = Progress(settings.max_points, resumed=resumed)
             while batch := sampler.next_batch():
                 for index in batch:
                     sampler.record(index, source.measure(space.point(index)))
                     _save_checkpoint(checkpoint, space, sampler)  # a measurement on a board is dear: keep each
-                _progress(sampler, args.quiet, started, resumed)
+                _progress(sampler, args.quiet, progress)
             fitted = sampler.model()
             status = sampler.status()
     finally:  # a board is put back as it was found, also on Ctrl-C or a failed measurement
@@ -290,7 +310,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoint.unlink(missing_ok=True)
     est = describe_estimates(status.estimated_mape_pct, fitted.models, status.measured)
     label = " (SIMULATED measurements)" if provenance.simulated else ""
-    print(f"wrote {out}{label}")
+    hint = f"; {_serve_hint(args, model, info['board'], out)}" if not args.source else ""
+    print(f"wrote {out}{label}{hint}")
     print(f"measured {status.measured} of {status.candidates} points; stopped: {status.stopped}; "
           f"estimated MAPE (mean error expected on unmeasured points): {est}")
     return 0

@@ -15,6 +15,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sysfs-root", metavar="DIR", help="root standing in for / (fake trees in tests)")
     parser.add_argument("--model", metavar="MODEL", help="model file from `governor train` (default: bundled)")
     parser.add_argument("--state-file", metavar="FILE", help="where the board's baseline is kept")
+    parser.add_argument("--profile", metavar="PROFILE.json",
+                        help="serve this profile from `governor profile --out` (default: where `governor profile` "
+                             "writes, <state dir>/profiles/<model>/<board>.json, else measured at first start)")
     parser.add_argument("--profile-points", type=int, metavar="N",
                         help="first-start profiling budget when no profile exists (default: 24 per mapping)")
     parser.add_argument("--tick-hz", type=float, help="sensor sampling rate, Hz (default 10)")
@@ -34,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config).with_overrides(
             endpoint=args.endpoint, board=args.board, sysfs_root=args.sysfs_root, model=args.model,
-            state_file=args.state_file, tick_hz=args.tick_hz, profile_points=args.profile_points)
+            state_file=args.state_file, tick_hz=args.tick_hz, profile_points=args.profile_points,
+            profile=args.profile)
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
     if args.dump_config:

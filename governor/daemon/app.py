@@ -30,7 +30,7 @@ from governor.core.board import profile_label
 from governor.core.modelmeta import ModelMeta
 from governor.daemon.backend import Backend, HostBackend, SimBackend
 from governor.daemon.boardlock import hold_board
-from governor.daemon.config import Config, default_runtime_dir, default_state_dir
+from governor.daemon.config import Config, default_profile_path, default_runtime_dir, default_state_dir
 from governor.daemon.lifecycle import Flags, Notifier, install_signal_handlers
 from governor.daemon.service import Daemon, DaemonParts
 from governor.daemon.statefile import clear_state, load_state, save_state, unrestored_note
@@ -137,7 +137,8 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         model_path = Path(d.model) if d.model else _bundled_model(say)
         backend, meta = open_backend(target, model_path)
         closers.append(backend.close)
-        table = _table(target, backend, meta, say, _profile_path(config, target, model_path), d.profile_points)
+        table = _table(target, backend, meta, say, _profile_path(config, target, model_path), d.profile_points,
+                       model_name=_model_name(model_path), pinned=bool(d.profile))
         server, endpoint, telemetry = _server(config)
         closers.append(server.close)
         from governor.daemon.metrics import open_metrics
@@ -207,17 +208,19 @@ def _profile_path(config: Config, target: Target, model_path: Path) -> Path:
     under systemd; the catalogue's profiles/ is not)."""
     if config.daemon.profile:
         return Path(config.daemon.profile)
-    board = profile_label(target.spec.name, target.simulated)
-    return default_state_dir() / "profiles" / _model_name(model_path) / f"{board}.json"
+    return default_profile_path(_model_name(model_path), profile_label(target.spec.name, target.simulated))
 
 
 def _table(target: Target, backend: Backend, meta: ModelMeta, say: Callable[[str], None], profile: Path,
-           max_points: int = 0) -> MeasuredTable:
+           max_points: int = 0, *, model_name: str = "model", pinned: bool = False) -> MeasuredTable:
     if target.simulated or target.board.domains:
         from governor.daemon.profiling import board_table
 
-        return board_table(target, backend, meta, say=say, cache=profile, model_name=profile.parent.name,
-                           max_points=max_points)
+        return board_table(target, backend, meta, say=say, cache=profile, model_name=model_name,
+                           max_points=max_points, pinned=pinned)
+    if pinned:  # a profile given by name is never silently left unused
+        raise ValueError(f"{profile}: this host has no DVFS domain the governor can set, so it serves a table "
+                         "measured at start, not a profile; leave out --profile (daemon.profile)")
     dummy = np.zeros((1, *meta.input_shape), dtype=np.float32)
     points = host_points(target.spec, meta, os.cpu_count() or 1)
     say(f"measuring {len(points)} operating points of this host (threads x groups)")

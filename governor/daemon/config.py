@@ -19,7 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Config", "ConfigError", "default_runtime_dir", "default_state_dir", "load_config"]
+__all__ = ["Config", "ConfigError", "default_profile_path", "default_runtime_dir", "default_state_dir", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -46,6 +46,18 @@ def default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "governor"
 
 
+MODEL_NAME_CHARS = 64  # a model is named by its file's stem, cut to this many characters
+
+
+def default_profile_path(model: str, board: str) -> Path:
+    """The one place a model's profile for a board lives: ``<state dir>/profiles/<model>/<board>.json``.
+
+    ``governor profile`` writes there by default and ``governor serve`` loads from there (or profiles
+    at first start and saves there). ``model`` is the model file's stem, ``board`` the profile label
+    (the catalogue name, ``sim-NAME`` for a simulated board)."""
+    return default_state_dir() / "profiles" / model[:MODEL_NAME_CHARS] / f"{board}.json"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,7 +68,9 @@ class DaemonSection(_Section):
     board: str = Field(default="auto", description="catalogue name, 'auto', or 'sim:NAME'")
     sysfs_root: str = Field(default="/", description="the root that stands in for / (tests point it at fake trees)")
     model: str = Field(default="", description="model file; '' = the bundled digits model")
-    profile: str = Field(default="", description="profile JSON; '' = profiles/models/<model>/<board>.json or measure")
+    profile: str = Field(default="", description=(
+        "profile JSON from `governor profile`, loaded or refused (never re-measured); '' = "
+        "<state dir>/profiles/<model>/<board>.json, measured and saved there at first start if missing"))
     profile_points: int = Field(default=0, ge=0, description="first-start profiling budget; 0 = 24 per mapping")
     tick_hz: float = Field(default=10.0, gt=0, le=1000)
     state_file: str = Field(default="", description="baseline state file; '' = <state dir>/baseline.json")

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from governor.core.board import BoardSpec
+from governor.core.board import BoardSpec, profile_label
 from governor.core.modelmeta import ModelMeta
 from governor.core.optimise import DecisionTable
 from governor.core.perfmodel_profile import ProfileModel
@@ -46,15 +46,22 @@ from governor.core.profile_schema import (
 from governor.core.sampling import ActiveSampler, SamplerSettings
 from governor.core.sampling_space import Measurement, ProfilePoint, Space
 from governor.core.types import OperatingPoint, Setpoints
+from governor.daemon.config import MODEL_NAME_CHARS
+from governor.daemon.progress import Progress
 from governor.daemon.tables import CORE_MS_PROXY_MJ, MeasuredTable
 
-__all__ = ["BoardSource", "MeasureError", "board_space", "board_table", "mapping_name", "parse_mapping"]
+__all__ = ["BoardSource", "MeasureError", "ProfileMismatch", "board_space", "board_table", "mapping_name",
+           "parse_mapping"]
 
 _THROTTLE_TOLERANCE = 0.98
 
 
 class MeasureError(RuntimeError):
     """A point could not be measured; the message says why and what to do."""
+
+
+class ProfileMismatch(ProfileError):
+    """A readable profile made for another model, board, or layout of this board than the one served."""
 
 
 def mapping_name(unit: str, threads: int) -> str:
@@ -244,12 +251,14 @@ def _without_outliers(values: list[float]) -> list[float]:
 
 def sample_board(source: BoardSource, space: Space, settings: SamplerSettings,
                  progress: Callable[[ActiveSampler], None] | None = None) -> ActiveSampler:
+    """The active sampler run to its end on ``source``; ``progress`` is called after every point (the
+    first batch alone, every mapping's corners, is a third of the budget)."""
     sampler = ActiveSampler(space, settings)
     while batch := sampler.next_batch():
         for index in batch:
             sampler.record(index, source.measure(space.point(index)))
-        if progress is not None:
-            progress(sampler)
+            if progress is not None:
+                progress(sampler)
     return sampler
 
 
@@ -292,9 +301,10 @@ def _only(space: Space, mappings: Sequence[str]) -> Space:
 
 
 def profile_board(target: Any, backend: Any, meta: ModelMeta, space: Space, settings: SamplerSettings,
-                  say: Callable[[str], None]) -> tuple[ActiveSampler, float | None]:
+                  say: Callable[[str], None], progress_every_s: float = 10.0) -> tuple[ActiveSampler, float | None]:
     """Run the active sampler on the board; the board's baseline is restored afterwards. Also returns the
-    board's idle power (mW, None without a sensor), measured first, before anything is written."""
+    board's idle power (mW, None without a sensor), measured first, before anything is written. A progress
+    line with an ETA (wall-clock s) is said after the first point and then every ``progress_every_s``."""
     label = " (simulated)" if target.simulated else ""
     say(f"profiling {len(space.mappings)} mappings over {len(space.grid)} candidate points{label}, "
         f"at most {settings.max_points} measurements")
@@ -302,8 +312,15 @@ def profile_board(target: Any, backend: Any, meta: ModelMeta, space: Space, sett
     source = BoardSource(target.board, backend, batch, reps=3, **sim_time(target))
     idle_mw = source.idle_power_mw()
     baselines = target.board.snapshot()
+    progress = Progress(settings.max_points, every_s=progress_every_s)
+
+    def report(sampler: ActiveSampler) -> None:
+        done = len(sampler.measured)
+        if progress.due() or done >= settings.max_points:
+            say(f"profiling: {progress.line(done, len(space.grid))}")
+
     try:
-        return sample_board(source, space, settings), idle_mw
+        return sample_board(source, space, settings, report), idle_mw
     finally:
         target.board.restore(baselines)
 
@@ -313,7 +330,7 @@ def save_profile(path: Path, model_name: str, target: Any, space: Space, sampler
     from governor import __version__
 
     provenance = Provenance(
-        board=target.spec.name, kernel=_kernel(target), jetpack="unknown",
+        board=profile_label(target.spec.name, target.simulated), kernel=_kernel(target), jetpack="unknown",
         sensor=",".join(target.spec.power_total) or "none",
         date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), simulated=target.simulated,
         source=("sim:" if target.simulated else "board:") + target.spec.name, tool=f"dnn-governor {__version__}")
@@ -332,28 +349,73 @@ def _kernel(target: Any) -> str:
         return "unknown"
 
 
-def load_profile_table(path: Path, space: Space, meta: ModelMeta, *, simulated: bool) -> MeasuredTable | None:
-    """The table from a saved profile, or None if it was measured for another space or kind of board."""
-    doc = parse_profile(path.read_text(encoding="utf-8"), str(path))
-    same = (tuple(d.name for d in doc.space.domains) == space.domains and doc.space.mappings == space.mappings
-            and doc.provenance.simulated == simulated)
-    if not same:
+def load_profile_table(path: Path, space: Space, meta: ModelMeta, *, target: Any, model_name: str,
+                       pinned: bool = False, say: Callable[[str], None] = print) -> MeasuredTable | None:
+    """The table from a saved profile, or None if it was measured for another layout of this board (other
+    DVFS domains, or a mapping this board does not have; ProfileMismatch instead when ``pinned``). A
+    profile of another model or board is refused (ProfileMismatch). A profile of some of the mappings
+    (``governor profile --mappings``) serves those only."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read the profile: {exc.strerror}") from exc
+    doc = parse_profile(text, str(path))
+    _check_made_for(doc, path, target, model_name)
+    domains = tuple(d.name for d in doc.space.domains)
+    if domains != space.domains or not set(doc.space.mappings) <= set(space.mappings):
+        if pinned:
+            made = f"domains {', '.join(domains) or 'none'} and mappings {', '.join(doc.space.mappings)}"
+            raise ProfileMismatch(f"{path} was measured with {made}, but this board has {_layout(space)}: "
+                                  "profile it again on this board with `governor profile`")
         return None
+    if len(doc.space.mappings) < len(space.mappings):
+        kept = [m for m in space.mappings if m in doc.space.mappings]
+        say(f"{path} profiles {', '.join(kept)} only: serving those mappings (profile again without --mappings "
+            "for every unit)")
+        space = _only(space, kept)
     return table_from_model(space, profile_model(doc), meta, doc.idle_power_mw)
+
+
+def _check_made_for(doc: Any, path: Path, target: Any, model_name: str) -> None:
+    """Refuse a profile of another model or another board (or a simulated one for a real board)."""
+    board = profile_label(target.spec.name, target.simulated)
+    made = doc.provenance.board
+    # The daemon used to save a simulated board's catalogue name; the simulated flag tells them apart.
+    made_label = made if made.startswith("sim-") else profile_label(made, doc.provenance.simulated)
+    if doc.model[:MODEL_NAME_CHARS] == model_name[:MODEL_NAME_CHARS] and made_label == board:
+        return
+    raise ProfileMismatch(
+        f"{path} is a profile of model {doc.model!r} on board {made_label}, but this daemon serves model "
+        f"{model_name!r} on board {board}: make one with `governor profile MODEL --board BOARD` (it writes "
+        "where the daemon looks), or pass a matching one with --profile")
+
+
+def _layout(space: Space) -> str:
+    return f"domains {', '.join(space.domains) or 'none'} and mappings {', '.join(space.mappings)}"
 
 
 def board_table(target: Any, backend: Any, meta: ModelMeta, *, say: Callable[[str], None] = print,
                 cache: Path | None = None, model_name: str = "model", max_points: int = 0,
-                target_mape_pct: float = 2.0) -> MeasuredTable:
+                target_mape_pct: float = 2.0, pinned: bool = False, progress_every_s: float = 10.0) -> MeasuredTable:
     """The decision table for ``meta``'s network on ``target``: from ``cache`` if it holds a matching
-    profile, else profiled now with the active sampler (and saved to ``cache``)."""
+    profile, else profiled now with the active sampler (and saved to ``cache``).
+
+    ``pinned``: ``cache`` is a profile the user named (``serve --profile``): it is loaded or refused with a
+    ProfileError saying why, never measured again nor overwritten. A profile of another model or board is
+    refused either way (it was put there by hand)."""
     domains_hz = {name: tuple(d.available_hz()) for name, d in target.board.domains.items()}
     space = board_space(target.spec, domains_hz, meta, cpu_count=os.cpu_count() or 1,
                         unit_kinds=getattr(backend, "unit_kinds", frozenset({"cpu"})))
+    if pinned and (cache is None or not cache.is_file()):
+        raise ProfileError(f"{cache}: no such profile; make it with `governor profile MODEL --board BOARD --out "
+                           f"{cache}`, or leave out --profile (the daemon then profiles at first start)")
     if cache is not None and cache.exists():
         try:
-            table = load_profile_table(cache, space, meta, simulated=target.simulated)
+            table = load_profile_table(cache, space, meta, target=target, model_name=model_name, pinned=pinned,
+                                       say=say)
         except ProfileError as exc:
+            if pinned or isinstance(exc, ProfileMismatch):
+                raise
             say(f"ignoring {cache}: {exc}")
             table = None
         if table is not None:
@@ -364,7 +426,7 @@ def board_table(target: Any, backend: Any, meta: ModelMeta, *, say: Callable[[st
     budget = max(max_points or 24 * len(space.mappings), 4 * len(space.mappings))
     settings = SamplerSettings(max_points=budget, target_mape_pct=target_mape_pct,
                                targets=("latency_ms", "energy_mj"))
-    sampler, idle_mw = profile_board(target, backend, meta, space, settings, say)
+    sampler, idle_mw = profile_board(target, backend, meta, space, settings, say, progress_every_s)
     status = sampler.status()
     say(f"measured {status.measured} of {status.candidates} points; stopped: {status.stopped}")
     if cache is not None:
