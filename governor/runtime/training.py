@@ -8,7 +8,18 @@ mode (running statistics untouched). The classifier bias belongs to group 1 and 
 Hence the k-group sub-network's outputs after stage k equal, bit for bit, its outputs at the end.
 
 Each stage uses a cosine learning-rate decay over its epochs. A checkpoint after every epoch holds
-the weights, optimizer and data-order RNG, so a resumed run reproduces an uninterrupted one.
+the weights, optimizer, data-order RNG and the acceptance state below, so a resumed run reproduces an
+uninterrupted one.
+
+Acceptance: adding group k must not lower validation accuracy, so that accuracy is non-decreasing in
+k. Stage k >= 2 is accepted when its k-group sub-network's validation accuracy is at least that of
+the k-1 groups before it (fixed: those are frozen). When the last epoch falls short, the stage keeps
+its best epoch (highest accuracy, the later on ties) if that one meets the floor; otherwise it trains
+up to ``epochs`` more epochs (a second cosine decay from ``EXTRA_LR_FRACTION * lr``, same optimizer)
+and stops at the first that meets it. If none does, it keeps its best epoch and the shortfall is in
+:attr:`TrainedModel.stages`. A last epoch that meets the floor is kept as it is: the rule changes
+nothing in a run that already met it. Choosing epochs on the validation split makes the stored figure
+of such a stage a selected one (optimistic by about the split's noise, one or two samples).
 """
 
 from __future__ import annotations
@@ -31,7 +42,8 @@ from governor.runtime.data import Dataset, Split, as_float_batch, augment
 from governor.runtime.layers import GroupConv2d, GroupedTensor, GroupHead
 from governor.runtime.nets import DynamicNet, build_net, scaled_widths
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 1  # version 1 files without the acceptance entries resume too
+EXTRA_LR_FRACTION = 0.1  # peak learning rate of a stage's extra epochs, as a fraction of ``lr``
 
 
 @dataclass(frozen=True)
@@ -64,10 +76,27 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class StageOutcome:
+    """How stage k ended: epochs run (more than ``TrainConfig.epochs`` when it needed extra ones), the
+    epoch kept, its k-group validation accuracy and the floor it had to reach (k-1's; None for k = 1)."""
+
+    k: int
+    epochs_run: int
+    kept_epoch: int
+    accuracy: float | None  # None for k = 1, which has no floor and is not evaluated during training
+    floor: float | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.floor is None or (self.accuracy is not None and self.accuracy >= self.floor)
+
+
+@dataclass(frozen=True)
 class TrainedModel:
     net: DynamicNet
     accuracies: tuple[float, ...]  # validation accuracy for k = 1..G, fraction 0..1
     seconds: float  # measured wall time of training, including resumed parts
+    stages: tuple[StageOutcome, ...] = ()  # one per stage, in order
 
 
 class CheckpointMismatch(ValueError):
@@ -122,9 +151,62 @@ class _Stage:
             grad[lo:hi].add_(group.tensor.detach().view(-1)[lo:hi], alpha=self.weight_decay)
 
 
+class _Acceptance:
+    """Stage k's acceptance (module docstring): its floor, its best epoch so far and when it ends."""
+
+    def __init__(self, net: DynamicNet, val: Dataset, k: int, epochs: int, saved: dict[str, Any] | None):
+        self.net, self.val, self.k, self.epochs = net, val, k, epochs
+        self.floor = evaluate(net, val, k - 1) if k > 1 else None
+        net.set_training_stage(k)
+        saved = saved or {}
+        self.best_accuracy: float | None = saved.get("accuracy")
+        self.best_epoch: int = saved.get("epoch", 0)
+        self.best_state: dict[str, torch.Tensor] | None = saved.get("model")
+        self.kept: tuple[int, float | None] = (0, None)  # (epoch, its accuracy) once the stage has ended
+
+    def done_after(self, epoch: int) -> bool:
+        """Called after the 1-based ``epoch``; True when the stage ends, with the kept weights in the net."""
+        if self.floor is None:
+            self.kept = (epoch, None)
+            return epoch >= self.epochs
+        accuracy = evaluate(self.net, self.val, self.k)
+        self.net.set_training_stage(self.k)
+        if self.best_accuracy is None or accuracy >= self.best_accuracy:
+            self.best_accuracy, self.best_epoch = accuracy, epoch
+            self.best_state = {name: t.detach().clone() for name, t in self.net.state_dict().items()}
+        if epoch < self.epochs:
+            return False
+        if accuracy >= self.floor:
+            self.kept = (epoch, accuracy)
+            return True
+        assert self.best_state is not None and self.best_accuracy is not None
+        if (epoch == self.epochs and self.best_accuracy >= self.floor) or epoch >= 2 * self.epochs:
+            self.net.load_state_dict(self.best_state)
+            self.kept = (self.best_epoch, self.best_accuracy)
+            return True
+        return False
+
+    def outcome(self, epochs_run: int) -> StageOutcome:
+        return StageOutcome(self.k, epochs_run, self.kept[0], self.kept[1], self.floor)
+
+    def saved(self) -> dict[str, Any]:
+        """What a checkpoint needs to resume this stage's acceptance."""
+        if self.best_state is None:
+            return {}
+        return {"accuracy": self.best_accuracy, "epoch": self.best_epoch, "model": self.best_state}
+
+
+def _learning_rate(config: TrainConfig, epoch: int, batch: int, batches: int) -> float:
+    """Cosine decay over the stage's ``epochs``; an extra epoch (``epoch >= epochs``) decays again from
+    ``EXTRA_LR_FRACTION * lr`` over up to ``epochs`` more. ``epoch`` is 0-based."""
+    peak = config.lr
+    if epoch >= config.epochs:
+        peak, epoch = config.lr * EXTRA_LR_FRACTION, epoch - config.epochs
+    return peak * 0.5 * (1 + math.cos(math.pi * (epoch * batches + batch) / (config.epochs * batches)))
+
+
 def _run_epoch(net: DynamicNet, stage: _Stage, opt: torch.optim.Optimizer, data: Dataset, config: TrainConfig,
-               rng: np.random.Generator, step0: int, total_steps: int,
-               report: Callable[[int, int, float], None]) -> None:
+               rng: np.random.Generator, epoch: int, report: Callable[[int, int, float], None]) -> None:
     net.train()
     order = rng.permutation(len(data.y))
     batches = math.ceil(len(order) / config.batch_size)
@@ -132,7 +214,7 @@ def _run_epoch(net: DynamicNet, stage: _Stage, opt: torch.optim.Optimizer, data:
         index = order[b * config.batch_size : (b + 1) * config.batch_size]
         x = augment(data.x[index], rng) if config.augment else data.x[index]
         for group in opt.param_groups:
-            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (step0 + b) / total_steps))
+            group["lr"] = _learning_rate(config, epoch, b, batches)
         net.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(torch.from_numpy(as_float_batch(x))), torch.from_numpy(data.y[index]))
         loss.backward()  # type: ignore[no-untyped-call]
@@ -169,29 +251,37 @@ def _train(
     net, rng = new_net(config, split), np.random.default_rng(config.seed)
     resume = _load_checkpoint(checkpoint, config, split, net, rng)
     stage0, epoch0, seconds = resume.get("stage", 1), resume.get("epoch", 0), resume.get("seconds", 0.0)
+    outcomes = [StageOutcome(**o) for o in json.loads(resume.get("stages", "[]"))]
     started = time.perf_counter()
-    batches = math.ceil(len(split.train.y) / config.batch_size)
     for k in range(stage0, config.groups + 1):
+        resumed = k == stage0 and epoch0 > 0
         net.set_training_stage(k)
         stage = _Stage(net, k, config.weight_decay)
         opt = torch.optim.Adam(stage.params, lr=config.lr)
-        first = epoch0 if k == stage0 else 0
-        if first and "optimizer" in resume:
+        if resumed and "optimizer" in resume:
             opt.load_state_dict(resume["optimizer"])
-        for epoch in range(first, config.epochs):
+        accept = _Acceptance(net, split.val, k, config.epochs, resume.get("best") if resumed else None)
+        epoch, done = (epoch0 if resumed else 0), False
+        while not done:
             def report(b: int, n: int, loss: float, k: int = k, epoch: int = epoch) -> None:
                 if progress:
-                    progress(Progress(k, config.groups, epoch + 1, config.epochs, b, n, loss))
-            _run_epoch(net, stage, opt, split.train, config, rng, epoch * batches, config.epochs * batches, report)
+                    shown = config.epochs if epoch < config.epochs else 2 * config.epochs
+                    progress(Progress(k, config.groups, epoch + 1, shown, b, n, loss))
+            _run_epoch(net, stage, opt, split.train, config, rng, epoch, report)
+            epoch += 1
+            done = accept.done_after(epoch)
+            if done:
+                outcomes.append(accept.outcome(epoch))
             if checkpoint is not None:
                 elapsed = seconds + time.perf_counter() - started
-                _save_checkpoint(checkpoint, config, split, net, opt, rng, k, epoch + 1, elapsed)
+                _save_checkpoint(checkpoint, config, split, net, opt, rng, (k, epoch, done), elapsed,
+                                 accept.saved(), outcomes)
         if on_stage_end:
             on_stage_end(net, k)
     net.set_training_stage(None)
     accuracies = tuple(evaluate(net, split.val, k) for k in range(1, config.groups + 1))
     net.set_active_groups(config.groups)
-    return TrainedModel(net, accuracies, seconds + time.perf_counter() - started)
+    return TrainedModel(net, accuracies, seconds + time.perf_counter() - started, tuple(outcomes))
 
 
 def _identity(config: TrainConfig, split: Split) -> dict[str, Any]:
@@ -200,15 +290,19 @@ def _identity(config: TrainConfig, split: Split) -> dict[str, Any]:
 
 
 def _save_checkpoint(path: Path, config: TrainConfig, split: Split, net: DynamicNet, opt: torch.optim.Optimizer,
-                     rng: np.random.Generator, stage: int, epoch: int, seconds: float) -> None:
+                     rng: np.random.Generator, position: tuple[int, int, bool], seconds: float,
+                     best: dict[str, Any], outcomes: list[StageOutcome]) -> None:
+    """``position`` is (stage, epochs done in it, whether the stage has ended)."""
+    stage, epoch, ended = position
     payload = {
         "version": CHECKPOINT_VERSION, "identity": json.dumps(_identity(config, split), sort_keys=True),
         "stage": stage, "epoch": epoch, "seconds": seconds, "model": net.state_dict(),
         "optimizer": opt.state_dict(), "rng": json.dumps(rng.bit_generator.state),
+        "best": best, "stages": json.dumps([dataclasses.asdict(o) for o in outcomes]),
     }
-    if epoch == config.epochs:  # the stage is complete: the next one starts afresh
+    if ended:  # the next stage starts afresh
         payload.update(stage=stage + 1, epoch=0)
-        del payload["optimizer"]
+        del payload["optimizer"], payload["best"]
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)

@@ -18,7 +18,9 @@ def test_default_model_is_trained_once_and_meets_the_accuracy_target(tmp_path, m
     meta = read_model_meta(path.read_bytes())
     accuracies = [meta.accuracy(k) for k in range(1, meta.groups + 1)]
     assert meta.groups == 4 and accuracies[-1] >= 0.95
-    assert accuracies == sorted(accuracies)  # non-decreasing in k
+    # Non-decreasing in k, with no tolerance: training's stage acceptance ensures it (docs/models.md). Before
+    # it, AVX512 kernels gave 97.77 / 98.05 / 98.33 / 98.05 % here: k = 4 one image below k = 3.
+    assert accuracies == sorted(accuracies)
     loaded = load_model(path)
     val = load_digits_split(seed=bundled.DEFAULT_CONFIG.seed).val
     assert [evaluate(loaded.net, val, k) for k in range(1, 5)] == accuracies
