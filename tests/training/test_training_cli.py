@@ -1,6 +1,7 @@
 """`governor plan-training` and the `profile --training` body, end to end through the CLI."""
 
 import argparse
+import functools
 import json
 
 import pytest
@@ -18,6 +19,27 @@ ARCH = "resnet-small:2"
 def _law(k: int, batch: int) -> tuple[float, float]:
     """Made-up device for the CLI's arithmetic: memory MB and step ms grow with k and batch."""
     return 100.0 + 1.5 * k * batch, 5.0 + 0.4 * k * batch
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fit_each_profile_once():
+    """The plan tests run plan-training 5 times on one profile, and each fit grows 12 forests of 300
+    trees (about 4 s on a busy 2-core VM). The fit is deterministic (seeded), so identical samples
+    get the model the first fit returned; each test still runs the whole command."""
+    from governor.core.traincost import TrainingCostModel
+
+    fitted = {}
+    fit = TrainingCostModel.fit.__func__
+
+    def fit_once(cls, samples, **options):
+        key = repr((list(samples), sorted(options.items())))
+        if key not in fitted:
+            fitted[key] = fit(cls, samples, **options)
+        return fitted[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(TrainingCostModel, "fit", classmethod(fit_once))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +106,15 @@ def test_profiles_of_different_devices_are_not_mixed(profile_path, tmp_path, cap
     assert main(argv) == 2 and "different devices" in capsys.readouterr().err
 
 
-def test_training_profile_command_measures_and_writes_a_profile(tmp_path, capsys):
+def test_training_profile_command_measures_and_writes_a_profile(tmp_path, capsys, monkeypatch):
+    # A point measured while other processes held the CPUs is measured again after a 3 s pause (twice
+    # at most). On a busy machine that was 12 of this test's 15 s; the re-measurements still run here,
+    # only the pauses are skipped (the figures are not what this test checks).
+    from governor.runtime import training_profile
+
+    pauses = []
+    monkeypatch.setattr(training_profile, "profile_training",
+                        functools.partial(training_profile.profile_training, sleep=pauses.append))
     parser = argparse.ArgumentParser()
     profile_cli.register(parser)
     out = tmp_path / "r.json"
