@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from governor.cli.main import main as governor_main
-from governor.daemon.boardlock import BoardBusyError, hold_board, hold_for_restore, lock_path
+from governor.daemon.boardlock import BoardBusyError, acquire, hold_board, hold_for_restore, lock_path
 from governor.daemon.statefile import load_state, save_state
 from governor.daemon.target import open_target
 from governor.drivers.catalogue import load_board
@@ -39,12 +39,15 @@ class Holder:
     """A process that holds the daemon's lock on a board, as a running `governor serve` does."""
 
     def __init__(self, board: str, root: Path, state: Path, *extra: str) -> None:
+        self.lock = lock_path(board, str(root), pid=0, state_file=state)
         self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, board, str(root), str(state), *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # "held", or the holder's traceback once it has exited
         assert line.strip() == "held", line + self.proc.stdout.read()
         self.pid = self.proc.pid
+        if board.startswith("sim:"):
+            self.lock = lock_path(board, str(root), pid=self.pid, state_file=state)
 
     def kill9(self) -> None:
         self.proc.kill()
@@ -62,6 +65,7 @@ def holders():
     yield start
     for holder in made:
         holder.kill9()
+        acquire(holder.lock, "cleanup").release()  # the file a killed holder leaves (no lock on it now)
 
 
 @pytest.fixture
