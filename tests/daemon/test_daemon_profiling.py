@@ -10,15 +10,44 @@ from governor.daemon.target import open_target
 from governor.sim import SimExecutor, workload_from_meta
 
 
-@pytest.fixture
-def nano(quick_model):
+def _open_nano(model):
     from governor.core.modelmeta import read_model_meta
 
-    meta = read_model_meta(quick_model.read_bytes())
+    meta = read_model_meta(model.read_bytes())
     target = open_target("sim:jetson-nano", clock="virtual")
     backend = SimBackend(SimExecutor(target.sim, workload_from_meta(meta)), None, len(meta.classes))
+    return target, backend, meta
+
+
+@pytest.fixture
+def nano(quick_model):
+    target, backend, meta = _open_nano(quick_model)
     yield target, backend, meta
     target.close()
+
+
+@pytest.fixture(scope="module")
+def nano_profile(quick_model, tmp_path_factory):
+    """One 48-point profile of the quick model on a fresh simulated Nano, saved as the daemon saves it.
+
+    Profiling through the fake sysfs tree takes 2 s (10 s on a busy VM); the tests below that need a
+    table, not the profiling, load this file instead of profiling again, as a daemon does at its second
+    start. Profiling itself is checked by the first tests, which measure their own."""
+    target, backend, meta = _open_nano(quick_model)
+    cache = tmp_path_factory.mktemp("nano-profile") / "profile.json"
+    try:
+        board_table(target, backend, meta, say=lambda _: None, cache=cache, max_points=48)
+    finally:
+        target.close()
+    return cache
+
+
+@pytest.fixture
+def profiled(nano_profile):
+    """``profiled(target, backend, meta)``: a fresh copy of the shared 48-point table, loaded from its
+    file (``pinned``: loaded or refused, never measured again)."""
+    return lambda target, backend, meta: board_table(target, backend, meta, say=lambda _: None, cache=nano_profile,
+                                                     pinned=True)
 
 
 def test_space_varies_only_the_units_clock_and_memory(nano):
@@ -51,9 +80,9 @@ def test_profiled_table_predicts_held_out_points(nano, tmp_path):
     assert np.allclose(again.table.latency_ms, table.latency_ms)
 
 
-def test_faster_clocks_predict_lower_latency(nano, tmp_path):
+def test_faster_clocks_predict_lower_latency(nano, tmp_path, profiled):
     target, backend, meta = nano
-    table = board_table(target, backend, meta, say=lambda _: None, max_points=48).table
+    table = profiled(target, backend, meta).table
     rows = [i for i, p in enumerate(table.points) if p.unit == "gpu" and p.groups == meta.groups
             and p.setpoints.hz["emc"] == max(p2.setpoints.hz["emc"] for p2 in table.points)]
     by_gpu = sorted(rows, key=lambda i: table.points[i].setpoints.hz["gpu"])
@@ -61,13 +90,13 @@ def test_faster_clocks_predict_lower_latency(nano, tmp_path):
 
 
 @pytest.mark.parametrize("idle", ["keep", "lowest", "release", "park"])
-def test_idle_clocks_policy(nano, tmp_path, idle):
+def test_idle_clocks_policy(nano, tmp_path, idle, profiled):
     from governor.core import protocol as p
     from governor.daemon.service import Daemon, DaemonParts
     from governor.transport.inproc import InprocPair
 
     target, backend, meta = nano
-    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    table = profiled(target, backend, meta)
     pair = InprocPair()
     hz = {n: tuple(d.available_hz()) for n, d in target.board.domains.items()}
     daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
@@ -116,14 +145,14 @@ def test_idle_clocks_policy(nano, tmp_path, idle):
     assert again.point.setpoints_hz[unit_domain] == pinned
 
 
-def test_a_request_within_the_idle_grace_finds_the_clocks_as_the_last_run_left_them(nano):
+def test_a_request_within_the_idle_grace_finds_the_clocks_as_the_last_run_left_them(nano, profiled):
     """Parking right after a reply made the sequential client's next request wait for the writes (about
     5 ms on a simulated tree) and then pin again: a 5 ms request was refused after 'waiting 6.7 ms'."""
     from governor.core import protocol as p
     from governor.daemon.service import Daemon, DaemonParts
 
     target, backend, meta = nano
-    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    table = profiled(target, backend, meta)
     server = _ScriptedServer(target.sim.clock)
     hz = {n: tuple(d.available_hz()) for n, d in target.board.domains.items()}
     daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
@@ -232,14 +261,14 @@ def p_decode(frames):
     return p.decode_reply(frames)[0]
 
 
-def test_a_step_takes_every_waiting_request_so_edf_sees_the_later_tighter_one(nano, tmp_path):
+def test_a_step_takes_every_waiting_request_so_edf_sees_the_later_tighter_one(nano, tmp_path, profiled):
     """Requests that came in during a run are all taken before the next one; the tighter deadline goes first,
     and each is stamped with the time the socket was last seen empty (it can only have waited longer)."""
     from governor.core import protocol as p
     from governor.daemon.service import Daemon, DaemonParts
 
     target, backend, meta = nano
-    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    table = profiled(target, backend, meta)
     clock = target.sim.clock
     server = _ScriptedServer(clock)
     daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
@@ -260,14 +289,14 @@ def test_a_step_takes_every_waiting_request_so_edf_sees_the_later_tighter_one(na
     assert [ident for ident, _ in server.sent] == [b"tight", b"loose"]
 
 
-def test_a_request_sent_after_a_reply_is_not_charged_the_run_before_it(nano):
+def test_a_request_sent_after_a_reply_is_not_charged_the_run_before_it(nano, profiled):
     """A client that waits on each reply asks again only after it: its next request arrived after that
     reply, not at the last poll before the run (which made every tight deadline look infeasible)."""
     from governor.core import protocol as p
     from governor.daemon.service import Daemon, DaemonParts
 
     target, backend, meta = nano
-    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    table = profiled(target, backend, meta)
     clock = target.sim.clock
     server = _ScriptedServer(clock)
     daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
@@ -302,7 +331,7 @@ def test_a_request_sent_after_a_reply_is_not_charged_the_run_before_it(nano):
     assert stamps[3] <= before_run
 
 
-def test_a_client_that_answers_faster_than_telemetry_is_not_charged_the_run(nano):
+def test_a_client_that_answers_faster_than_telemetry_is_not_charged_the_run(nano, profiled):
     """A sequential client often sends its next request before the daemon has published the reply's
     telemetry; it was then stamped at the poll before the whole run, and a strict 48 ms request on an
     idle simulated Nano was refused as infeasible (issue: budgets that are true)."""
@@ -310,7 +339,7 @@ def test_a_client_that_answers_faster_than_telemetry_is_not_charged_the_run(nano
     from governor.daemon.service import Daemon, DaemonParts
 
     target, backend, meta = nano
-    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    table = profiled(target, backend, meta)
     clock = target.sim.clock
     server = _ScriptedServer(clock)
     x = {"x": np.zeros((1, *meta.input_shape), np.float32)}
@@ -346,14 +375,14 @@ def test_a_client_that_answers_faster_than_telemetry_is_not_charged_the_run(nano
     assert all(stamp >= ran - 1e-9 for stamp, ran in zip(stamps[1:], runs, strict=False))
 
 
-def test_a_request_that_comes_during_a_busy_poll_is_stamped_when_the_poll_began(nano):
+def test_a_request_that_comes_during_a_busy_poll_is_stamped_when_the_poll_began(nano, profiled):
     """A busy poll returns as soon as a message comes, so 'it woke us' cannot tell a message that came
     during the poll from one that was waiting; an empty socket as the poll began can."""
     from governor.core import protocol as p
     from governor.daemon.service import Daemon, DaemonParts
 
     target, backend, meta = nano
-    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    table = profiled(target, backend, meta)
     clock = target.sim.clock
     server = _ScriptedServer(clock)
     daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
@@ -380,12 +409,12 @@ def test_a_request_that_comes_during_a_busy_poll_is_stamped_when_the_poll_began(
     assert stamps and stamps[0] >= poll_began > last_seen_empty + 0.04
 
 
-def test_negative_switch_ms_measures_what_a_change_of_setpoints_costs(nano):
+def test_negative_switch_ms_measures_what_a_change_of_setpoints_costs(nano, profiled):
     from governor.core import protocol as p
     from governor.daemon.service import Daemon, DaemonParts
 
     target, backend, meta = nano
-    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    table = profiled(target, backend, meta)
     real_apply = target.board.apply
     t = [0.0]
 
@@ -435,14 +464,14 @@ def test_host_backend_power_is_the_mean_of_its_energy_counter():
     assert backend.power_mw() is None  # the counter wrapped: no figure rather than a negative one
 
 
-def test_clocks_are_not_parked_while_another_program_is_busy(nano):
+def test_clocks_are_not_parked_while_another_program_is_busy(nano, profiled):
     # Parking at the lowest clocks would hold a co-runner back: with others busy they go straight back.
     from governor.core import protocol as p
     from governor.daemon.service import Daemon, DaemonParts
     from governor.transport.inproc import InprocPair
 
     target, backend, meta = nano
-    table = board_table(target, backend, meta, say=lambda _: None, max_points=48)
+    table = profiled(target, backend, meta)
     pair = InprocPair()
     hz = {n: tuple(d.available_hz()) for n, d in target.board.domains.items()}
     daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",

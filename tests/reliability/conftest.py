@@ -59,10 +59,10 @@ def scratch():
 
 
 @pytest.fixture(scope="session")
-def quick_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from benchmarks.fuzz_daemon import train_quick_model
-
-    return train_quick_model(tmp_path_factory.mktemp("models") / f"{MODEL_NAME}.dgm")
+def quick_model(tmp_path_factory: pytest.TempPathFactory, quick_digits_model: Path) -> Path:
+    path = tmp_path_factory.mktemp("models") / f"{MODEL_NAME}.dgm"
+    shutil.copyfile(quick_digits_model, path)  # the shared model of tests/conftest.py, under this name
+    return path
 
 
 class ClockScaledBackend:
