@@ -9,10 +9,11 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from governor.core import protocol as p
+from governor.core.modelmeta import ModelMeta
 from governor.core.optimise import Budget, Decision, Objective
 from governor.core.types import Observation, frozen_map
 
-__all__ = ["core_budget", "domains_info", "estimate", "met", "wire_name", "wire_observation"]
+__all__ = ["core_budget", "domains_info", "estimate", "met", "model_interface", "wire_name", "wire_observation"]
 
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_.:/+-]")
 _MAX_HZ = 100_000_000_000
@@ -21,6 +22,27 @@ _TEXT = 4096
 
 def core_budget(budget: p.Budget) -> Budget:
     return Budget(budget.deadline_ms, budget.energy_mj, budget.min_accuracy, Objective(budget.objective))
+
+
+# The raw value range of the datasets `governor train` reads: the network normalises inside itself, so a
+# client sends pixels on this scale (digits divided by 16 changed 31 of 32 correct answers into 7).
+_RAW_RANGE = {"digits": (0.0, 16.0), "cifar10": (0.0, 255.0)}
+
+
+def model_interface(meta: ModelMeta, max_batch: int) -> p.ModelInterface:
+    """What ``infer`` takes and gives for this model: one raw-pixel input, one logits output."""
+    value_range = _RAW_RANGE.get(meta.training.dataset.split(":")[0])
+    scale = (f"raw values as in the training data ({meta.training.dataset}: "
+             f"{value_range[0]:g}..{value_range[1]:g}); " if value_range else
+             f"raw values on the scale of the training data ({meta.training.dataset}); ")
+    scale += "do not normalise: the network subtracts mean and divides by std per channel itself"
+    shape = ", ".join(map(str, meta.input_shape))
+    scale += f"; send (N, {shape}) or ({shape}), float32"
+    return p.ModelInterface(
+        inputs=(p.InputInfo(shape=meta.input_shape, max_batch=max_batch, mean=meta.input_mean, std=meta.input_std,
+                            value_range=value_range, scale=scale[:4096]),),
+        outputs=(p.OutputInfo(classes=tuple(c[:128] for c in meta.classes)),),
+    )
 
 
 def estimate(decision: Decision, *, energy_known: bool) -> p.Estimate:

@@ -40,7 +40,7 @@ from governor.core.optimise import Decision, Optimiser
 from governor.core.scheduler import PendingRequest, Scheduler
 from governor.core.types import Observation, Reason, Setpoints
 from governor.daemon.backend import Backend
-from governor.daemon.replies import core_budget, domains_info, estimate, met, wire_observation
+from governor.daemon.replies import core_budget, domains_info, estimate, met, model_interface, wire_observation
 from governor.daemon.requests import RequestKey, RequestMemory, request_key
 from governor.daemon.tables import MeasuredTable
 
@@ -113,6 +113,7 @@ class Daemon:
     _next_key: int = field(default=0, init=False)
     _requests: RequestMemory = field(default_factory=RequestMemory, init=False)
     _key: RequestKey | None = field(default=None, init=False)  # of the infer being received
+    _interface: p.ModelInterface | None = field(default=None, init=False)
     _not_set: dict[str, str] = field(default_factory=dict, init=False)  # domain -> why its last write failed
     # Clients repeat the same request headers but for the id: each decoded in full once (docs/protocol.md).
     _memo: p.HeaderMemo = field(default_factory=p.HeaderMemo, init=False)
@@ -250,10 +251,19 @@ class Daemon:
         return False
 
     def _hello(self, msg: p.HelloRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
+        newer = p.speaks(msg.v, 1)  # 1.1 fields only to a peer that reads them (a 1.0 decoder refuses them)
         self._send(identity, p.HelloReply(
             id=msg.id, server=f"dnn-governor {__version__}", board=self.parts.spec.name,
             simulated=self.parts.simulated, telemetry_endpoint=self.parts.telemetry_endpoint,
-            max_bytes=self.parts.max_bytes))
+            max_bytes=self.parts.max_bytes, model=self.parts.model_name if newer else None,
+            interface=self.interface if newer else None))
+
+    @property
+    def interface(self) -> p.ModelInterface:
+        """What the served model takes and gives (protocol 1.1)."""
+        if self._interface is None:
+            self._interface = model_interface(self.parts.meta, self.max_batch)
+        return self._interface
 
     def _status(self, msg: p.StatusRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
         obs = self.last_wire
@@ -271,7 +281,8 @@ class Daemon:
         info = p.ProfileInfo(
             model=self.parts.model_name, board=self.parts.spec.name, groups=meta.groups,
             points=len(self.parts.table.table), simulated=self.parts.simulated,
-            accuracy=accuracy if all(a is not None for a in accuracy) else ())  # type: ignore[arg-type]
+            accuracy=accuracy if all(a is not None for a in accuracy) else (),  # type: ignore[arg-type]
+            interface=self.interface if p.speaks(msg.v, 1) else None)
         self._send(identity, p.ProfilesReply(id=msg.id, profiles=(info,), active=self.parts.model_name))
 
     def _reload(self, msg: p.ReloadRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
@@ -475,7 +486,8 @@ class Daemon:
         predicted = estimate(decision, energy_known=self.parts.table.energy_measured)
         ok = met(msg.budget, total_ms, outcome.energy_mj, decision.accuracy)
         reply = p.InferReply(id=msg.id, point=point, predicted=predicted, measured=measured, budget_met=ok,
-                             budget_infeasible=decision.infeasible, simulated=self.parts.simulated)
+                             budget_infeasible=decision.infeasible, simulated=self.parts.simulated,
+                             total_ms=min(total_ms, p.MAX_DEADLINE_MS) if p.speaks(msg.v, 1) else None)
         self._answer(queued, reply, {"output": outcome.outputs})
         self._publish(p.TelemetryInference(
             seq=self._next_seq(), t=self.parts.clock(), simulated=self.parts.simulated, id=msg.id,

@@ -177,3 +177,48 @@ def test_every_message_a_step_takes_off_the_socket_is_answered(tmp_path, quick_m
     finally:
         executor.close()
         target.close()
+
+
+def test_hello_and_profiles_say_what_the_model_takes_and_infer_what_budget_met_compared(daemon):
+    # Nothing said the input was raw digits pixels (0..16): a user who divided by 16 saw 31 of 32 correct
+    # answers turn into 7; nor that budget_met compares the end-to-end time, not measured.latency_ms.
+    from governor_client._format import format_profiles
+
+    _d, pair, meta = daemon
+    with Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
+        hello = c.hello
+        prof = c.profiles()
+        res = c.infer(digits_input(meta), deadline_ms=5000)
+    assert hello.model == "quick" and hello.interface == prof.profiles[0].interface
+    (spec,) = hello.interface.inputs
+    assert spec.shape == tuple(meta.input_shape) and spec.value_range == (0.0, 16.0) and spec.dtype == "<f4"
+    assert spec.mean == tuple(meta.input_mean) and spec.max_batch >= 1 and "do not normalise" in spec.scale
+    (out,) = hello.interface.outputs
+    assert out.kind == "logits" and out.classes == tuple(meta.classes)
+    assert res.output.shape == (1, len(out.classes))
+    assert "raw values 0..16" in format_profiles(prof)
+    assert res.total_ms is not None and res.total_ms >= res.measured.latency_ms
+    assert res.budget_met == (res.total_ms <= 5000)
+
+
+def test_a_1_0_client_gets_no_field_it_cannot_read(daemon):
+    # A 1.0 decoder refuses unknown fields, so the 1.1 fields go only to requests that say 1.1.
+    import json
+
+    _d, pair, meta = daemon
+    end = pair.connect()
+    for request, tensors in ((p.HelloRequest(id="h"), None), (p.ProfilesRequest(id="p"), None),
+                             (p.InferRequest(id="i", budget=p.Budget(deadline_ms=5000)),
+                              {"x": digits_input(meta)})):
+        end.send(_as_version(request, tensors, "1.0"))
+        frames = end.recv(20000)
+        header = json.loads(bytes(frames[0]))
+        assert not {"interface", "model", "total_ms"} & set(header), header
+        assert not any("interface" in info for info in header.get("profiles", []))
+
+
+def _as_version(request, tensors, version):
+    """The request's frames with its header's ``v`` rewritten (the encoder always writes its own)."""
+    frames = p.encode_request(request, tensors)
+    head = bytes(frames[0]).replace(f'"v":"{p.PROTOCOL_VERSION}"'.encode(), f'"v":"{version}"'.encode(), 1)
+    return [head, *frames[1:]]

@@ -31,7 +31,9 @@ Q = TypeVar("Q", bound=p.Request)
 class InferResult:
     """An inference: outputs (views of the received reply frames, not copies), the operating point chosen,
     predicted and measured latency (ms) and energy (mJ), whether the budget was met, and whether
-    any of it was simulated."""
+    any of it was simulated. ``measured.latency_ms`` is the run alone; ``total_ms`` (a daemon of protocol
+    1.1 or later, else None) is the daemon's end-to-end time, arrival to reply, that ``budget_met`` compares
+    with the deadline."""
 
     outputs: Mapping[str, np.ndarray]
     point: p.Point
@@ -41,6 +43,7 @@ class InferResult:
     budget_infeasible: bool
     simulated: bool
     request_id: str = ""
+    total_ms: float | None = None
 
     @property
     def output(self) -> np.ndarray:
@@ -177,7 +180,8 @@ def expect(reply: p.Reply, cls: type[R]) -> R:
 
 def _infer_result(reply: p.Reply, arrays: dict[str, np.ndarray]) -> InferResult:
     r = expect(reply, p.InferReply)
-    return InferResult(arrays, r.point, r.predicted, r.measured, r.budget_met, r.budget_infeasible, r.simulated, r.id)
+    return InferResult(arrays, r.point, r.predicted, r.measured, r.budget_met, r.budget_infeasible, r.simulated, r.id,
+                       r.total_ms)
 
 
 def _advice(reply: p.Reply, _: dict[str, np.ndarray]) -> Advice:

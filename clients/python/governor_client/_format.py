@@ -62,6 +62,8 @@ def _tensor(name: str, array: np.ndarray) -> str:
 def format_infer(result: InferResult) -> str:
     rows = [("simulated", SIMULATED)] if result.simulated else []
     rows += [("point", format_point(result.point)), *_estimates(result.predicted, result.measured)]
+    if result.total_ms is not None:  # what budget_met compares: arrival to reply, not the run alone
+        rows.append(("end to end", f"{result.total_ms:.3f} ms (queueing, deciding, DVFS writes and the run)"))
     rows.append(("budget", _budget_verdict(result.budget_met, result.budget_infeasible)))
     rows += [("output", _tensor(name, array)) for name, array in result.outputs.items()]
     return _rows(rows)
@@ -100,7 +102,24 @@ def format_profiles(reply: p.ProfilesReply) -> str:
         active = "*" if info.model == reply.active else " "
         label = "  SIMULATED" if info.simulated else ""
         lines.append(f"{active} {info.model:<20} {info.board:<14} G={info.groups:<3} {info.points} points{label}")
+        if info.interface is not None:
+            lines += ["    " + line for line in format_interface(info.interface)]
     return "\n".join(lines)
+
+
+def format_interface(interface: p.ModelInterface) -> list[str]:
+    """What a model takes and gives, a line each: the input's shape, dtype and scale, the outputs."""
+    lines = []
+    for spec in interface.inputs:
+        shape = ", ".join(map(str, spec.shape))
+        lines.append(f"input   ({shape}) float32, or a batch (N, {shape}) of at most {spec.max_batch}")
+        if spec.value_range is not None:
+            lines.append(f"        raw values {spec.value_range[0]:g}..{spec.value_range[1]:g}, not normalised")
+        lines.append(f"        {spec.scale}")
+    for out in interface.outputs:
+        classes = ", ".join(out.classes[:12]) + (", ..." if len(out.classes) > 12 else "")
+        lines.append(f"output  {out.name!r}: (N, {len(out.classes)}) float32 {out.kind}; classes {classes}")
+    return lines
 
 
 def format_reload(reply: p.ReloadReply) -> str:

@@ -54,6 +54,7 @@ from governor.core.protocol._messages import (
     StatusReply,
     StatusRequest,
     TensorSpec,
+    speaks,
 )
 from governor.core.protocol._models import (
     MAX_DEADLINE_MS,
@@ -61,7 +62,10 @@ from governor.core.protocol._models import (
     Budget,
     DomainInfo,
     Estimate,
+    InputInfo,
+    ModelInterface,
     Objective,
+    OutputInfo,
     Placement,
     Point,
     ProfileInfo,
@@ -108,8 +112,11 @@ __all__ = [
     "HelloRequest",
     "InferReply",
     "InferRequest",
+    "InputInfo",
     "Message",
+    "ModelInterface",
     "Objective",
+    "OutputInfo",
     "Placement",
     "Point",
     "ProfileInfo",
@@ -134,4 +141,5 @@ __all__ = [
     "encode_reply",
     "encode_request",
     "encode_telemetry",
+    "speaks",
 ]

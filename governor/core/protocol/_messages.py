@@ -12,11 +12,13 @@ from typing import Annotated, ClassVar, Literal, get_args
 from pydantic import Field
 
 from governor.core.protocol._models import (
+    MAX_DEADLINE_MS,
     Budget,
     Celsius,
     DomainInfo,
     Estimate,
     Milliwatts,
+    ModelInterface,
     Name,
     Point,
     ProfileInfo,
@@ -46,9 +48,23 @@ __all__ = [
     "StatusReply",
     "StatusRequest",
     "TensorSpec",
+    "speaks",
 ]
 
-PROTOCOL_VERSION = "1.0"  # MAJOR.MINOR; a minor bump only adds optional fields
+PROTOCOL_VERSION = "1.1"  # MAJOR.MINOR; a minor bump only adds optional fields
+# 1.1 adds the model's interface (hello, profiles) and infer's end-to-end time. A daemon sends a 1.1 field
+# only in reply to a request that says 1.1 or later, so a 1.0 client, whose decoder refuses unknown fields,
+# keeps working.
+
+
+
+def speaks(version: str, minor: int) -> bool:
+    """True when a peer that wrote ``version`` (``MAJOR.MINOR``, of our major) reads minor ``minor``'s fields."""
+    try:
+        return int(version.split(".")[1]) >= minor
+    except (IndexError, ValueError):
+        return False
+
 
 RequestId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{0,64}$")]
 Endpoint = Annotated[str, Field(max_length=512)]
@@ -134,6 +150,8 @@ class HelloReply(Reply):
     simulated: bool
     telemetry_endpoint: Endpoint | None = None
     max_bytes: int = Field(ge=0, description="largest request the daemon accepts, bytes")
+    model: Name | None = Field(default=None, description="protocol 1.1: the model infer runs by default")
+    interface: ModelInterface | None = Field(default=None, description="protocol 1.1: what that model takes")
 
 
 class InferReply(Reply):
@@ -146,6 +164,8 @@ class InferReply(Reply):
     budget_met: bool
     budget_infeasible: bool = Field(description="no point meets the budget; this is the best effort")
     simulated: bool
+    total_ms: float | None = Field(default=None, ge=0, le=MAX_DEADLINE_MS, description=(
+        "protocol 1.1: from the request's arrival to its reply, ms: what budget_met compares with deadline_ms"))
     tensors: tuple[TensorSpec, ...] = ()
     carries_tensors: ClassVar[bool] = True
 

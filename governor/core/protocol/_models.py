@@ -19,7 +19,10 @@ __all__ = [
     "Budget",
     "DomainInfo",
     "Estimate",
+    "InputInfo",
+    "ModelInterface",
     "Objective",
+    "OutputInfo",
     "Placement",
     "Point",
     "ProfileInfo",
@@ -102,6 +105,33 @@ class DomainInfo(Wire):
     max_hz: Hz
 
 
+class InputInfo(Wire):
+    """One input tensor a model takes (protocol 1.1). Values go in raw: the network normalises inside."""
+
+    shape: tuple[Annotated[int, Field(ge=1, le=2**20)], ...] = Field(max_length=8, description="one sample")
+    dtype: Literal["<f4"] = "<f4"  # other numeric dtypes are cast to float32 by the daemon
+    max_batch: int = Field(ge=1, description="most samples one infer may carry (a leading batch axis)")
+    mean: tuple[float, ...] = Field(max_length=64, description="per channel, subtracted inside the network")
+    std: tuple[float, ...] = Field(max_length=64, description="per channel, divided by inside the network")
+    value_range: tuple[float, float] | None = Field(default=None, description="raw values of the training data")
+    scale: Text = Field(description="in words: what values to send")
+
+
+class OutputInfo(Wire):
+    """One output tensor of ``infer`` (protocol 1.1): ``(N, len(classes))`` float32 logits."""
+
+    name: Name = "output"
+    kind: Literal["logits"] = "logits"  # unnormalised class scores: argmax is the class, softmax a probability
+    classes: tuple[Annotated[str, Field(max_length=128)], ...] = Field(max_length=100_000)
+
+
+class ModelInterface(Wire):
+    """What a model takes and gives (protocol 1.1): exactly one input and one output today."""
+
+    inputs: tuple[InputInfo, ...] = Field(min_length=1, max_length=64)
+    outputs: tuple[OutputInfo, ...] = Field(min_length=1, max_length=64)
+
+
 class ProfileInfo(Wire):
     """One loaded model profile: the latency/power grid of ``model`` on ``board``."""
 
@@ -111,6 +141,7 @@ class ProfileInfo(Wire):
     points: int = Field(ge=0, description="operating points in the measured grid")
     accuracy: tuple[Fraction, ...] = Field(default=(), description="accuracy at k = 1..G (fractions)")
     simulated: bool
+    interface: ModelInterface | None = Field(default=None, description="protocol 1.1: what the model takes")
 
     @model_validator(mode="after")
     def _accuracy_per_group(self) -> ProfileInfo:
