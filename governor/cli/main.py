@@ -3,19 +3,31 @@
 Subcommands live in their own modules and are imported only when chosen, so ``governor status``
 never pays for torch. A module provides ``register(subparsers) -> argparse.ArgumentParser`` and
 the parser's ``func`` default, which takes the parsed args and returns an exit code.
+
+No command ends in a traceback: a :class:`CliError`, and any error that bad input, a missing file or
+the system causes (see :func:`describe_error`), is one line ``governor CMD: error: ...`` and exit 2;
+a reader of stdout that went away ends the command quietly with 141, as SIGPIPE would; a bug is one
+line naming it and where it happened, exit 1, and ``GOVERNOR_DEBUG=1`` adds its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import select
+import signal
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from governor import __version__
 from governor.cli import CliError
 
-__all__ = ["COMMANDS", "CliError", "build_parser", "main"]
+__all__ = ["COMMANDS", "DEBUG_ENV", "CliError", "build_parser", "describe_error", "main"]
+
+DEBUG_ENV = "GOVERNOR_DEBUG"  # set to 1: an unexpected error prints its traceback too
 
 # name -> (module, one-line help). Order is the order `governor --help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -54,18 +66,101 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(known, "command", None):
         parser.print_help()
         return 2
-    module = importlib.import_module(COMMANDS[known.command][0])
-    parser = argparse.ArgumentParser(prog=f"governor {known.command}", description=COMMANDS[known.command][1])
-    module.register(parser)
-    args = parser.parse_args(argv[1:])
+    prog = f"governor {known.command}"
+    args = None
+    # Everything from here on ends in one line on stderr, never a traceback (DEVELOPERS.md).
     try:
-        return int(args.func(args) or 0)
+        module = importlib.import_module(COMMANDS[known.command][0])
+        parser = argparse.ArgumentParser(prog=prog, description=COMMANDS[known.command][1])
+        module.register(parser)
+        args = parser.parse_args(argv[1:])
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here when the output was buffered
+        return code
     except CliError as exc:
-        print(f"governor {known.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(prog, str(exc))
     except KeyboardInterrupt:
-        print(f"governor {known.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError as exc:
+        if stdout_gone():
+            return quiet_broken_pipe()
+        return _error(prog, describe_error(exc) or str(exc))
+    except Exception as exc:
+        known_error = describe_error(exc)
+        if known_error is not None:
+            return _error(prog, known_error)
+        return _internal_error(prog, exc, debug=bool(getattr(args, "verbose", False)))
+
+
+def describe_error(exc: BaseException) -> str | None:
+    """One line for an error that bad input, a missing file or the system causes; None for a bug.
+
+    The project's own exception classes (governor.*) carry messages that say what to do; ValueError
+    is what parsing user input raises; OSError and ZeroMQ errors come from the files and sockets
+    named on the command line."""
+    if isinstance(exc, OSError):
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        text = f"{where}: {exc.strerror}" if where and exc.strerror else str(exc)
+    elif type(exc).__module__.startswith("zmq"):
+        text = f"ZeroMQ: {exc}; check the endpoint (ipc://PATH or tcp://HOST:PORT)"
+    elif isinstance(exc, ModuleNotFoundError):
+        text = f"{exc}: this command needs it; install it (pip install {exc.name or 'the package'})"
+    elif isinstance(exc, ValueError) or type(exc).__module__.startswith("governor"):
+        text = str(exc) or type(exc).__name__
+    else:
+        return None
+    return one_line(text)
+
+
+def one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def stdout_gone() -> bool:
+    """True when stdout is a pipe or socket whose reader has closed it (`governor status | head -1`)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def quiet_broken_pipe() -> int:
+    """The reader went away: stop quietly, as a CLI killed by SIGPIPE does (Python docs, "Note on
+    SIGPIPE"). stdout is pointed at /dev/null so that the interpreter's last flush does not fail too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, ValueError, OSError):
+        pass
+    return 128 + signal.SIGPIPE
+
+
+def _error(prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _internal_error(prog: str, exc: BaseException, *, debug: bool) -> int:
+    if debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        traceback.print_exception(exc, file=sys.stderr)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {_short(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    print(f"{prog}: internal error: {type(exc).__name__}: {one_line(str(exc))}{where}; this is a bug: rerun with "
+          f"{DEBUG_ENV}=1 to see the traceback, and report it", file=sys.stderr)
+    return 1
+
+
+def _short(filename: str) -> str:
+    """A source path from the package on: governor/cli/serve.py, not the install prefix."""
+    parts = Path(filename).parts
+    for top in ("governor", "governor_client"):
+        if top in parts:
+            return "/".join(parts[len(parts) - 1 - parts[::-1].index(top):])
+    return Path(filename).name
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import sys
 
 from governor.cli import CliError
+from governor.cli.main import describe_error
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +48,13 @@ def run(args: argparse.Namespace) -> int:
         print(config.model_dump_json(indent=2))
         return 0
     from governor.daemon.app import build_app
+    from governor.daemon.lifecycle import StartupInterrupted
 
     try:
         app = build_app(config, say=lambda line: print(line, flush=True))
+    except StartupInterrupted as stop:  # asked to stop while starting: a clean stop, not an error
+        print(f"governor serve: stopped by {stop.name} before serving", file=sys.stderr, flush=True)
+        return 130 if stop.signum == signal.SIGINT else 0
     except (TargetError, TransportError, StateFileError, ValueError, OSError) as exc:
-        raise CliError(f"{exc}") from exc
+        raise CliError(describe_error(exc) or str(exc)) from exc
     return app.serve()

@@ -1,17 +1,20 @@
-"""Composition root of ``governor serve``: config -> board -> baseline -> model -> table -> transport -> loop.
+"""Composition root of ``governor serve``: config -> checks -> baseline -> model -> table -> loop.
 
 Startup order matters and is the same every time:
 
-1. the config was validated before this module is reached (no hardware write yet);
-2. a baseline left by a crashed run is restored first (``restore_leftover``);
-3. the board is opened and the baseline of every domain we may touch is written to the state file
-   *before* the first write;
-4. model, executor and the table of operating points are prepared (training the bundled model and
-   measuring the host table on first start);
-5. the sockets are bound and READY is sent.
+1. the config was validated before this module is reached; the signal handlers go in first, so that
+   SIGTERM, like SIGINT, unwinds start-up through every restore and clean-up below;
+2. checks that need no measurement, before anything is written: the board lock, a damaged leftover
+   state file, the board itself, the model file's header, the sockets (bound now: a clash with a
+   live daemon or a TCP endpoint without CURVE keys fails here) and the metrics port;
+3. a baseline left by a crashed run is restored (``restore_leftover``);
+4. the baseline of every domain we may touch is written to the state file *before* the first write;
+5. model, executor and the table of operating points are prepared (training the bundled model and
+   profiling or measuring the host table on first start); then READY is sent.
 
-Shutdown (a SIGTERM/SIGINT flag, or a fatal error) runs exactly one path: stop taking requests,
-restore the baseline, remove the state file, unlink the sockets, STOPPING.
+A failure (or a signal) anywhere in 2-5 leaves nothing behind: the board as found, no state file of
+ours, no socket file. Shutdown (a SIGTERM/SIGINT flag, or a fatal error) runs exactly one path: stop
+taking requests, restore the baseline, remove the state file, unlink the sockets, STOPPING.
 """
 
 from __future__ import annotations
@@ -27,19 +30,19 @@ from typing import Any
 import numpy as np
 
 from governor.core.board import profile_label
-from governor.core.modelmeta import ModelMeta
+from governor.core.modelmeta import ModelFileError, ModelMeta, read_model_meta
 from governor.daemon.backend import Backend, HostBackend, SimBackend
 from governor.daemon.boardlock import hold_board
 from governor.daemon.config import Config, default_profile_path, default_runtime_dir, default_state_dir
-from governor.daemon.lifecycle import Flags, Notifier, install_signal_handlers
+from governor.daemon.lifecycle import Flags, Notifier, SignalRoute
 from governor.daemon.service import Daemon, DaemonParts
-from governor.daemon.statefile import clear_state, load_state, save_state, unrestored_note
+from governor.daemon.statefile import StateFileError, clear_state, load_state, save_state, unrestored_note
 from governor.daemon.tables import MeasuredTable, host_points, measure_table
 from governor.daemon.target import Target, open_target
 from governor.drivers.board import RestoreError
 from governor.drivers.hotplug import CpuHotplug
 
-__all__ = ["App", "build_app", "open_backend", "restore_leftover"]
+__all__ = ["App", "build_app", "check_model_file", "open_backend", "restore_leftover"]
 
 log = logging.getLogger("governor.app")
 
@@ -51,7 +54,8 @@ def restore_leftover(state_path: Path) -> str | None:
         return None
     if saved.board.startswith("sim:"):
         clear_state(state_path)  # a simulated board died with its process: nothing real to restore
-        return f"dropped the state of simulated board {saved.board}"
+        return (f"removed {state_path}: a daemon on simulated board {saved.board} (pid {saved.pid}, no longer "
+                "running) left it, and a simulated board has nothing to restore")
     target = open_target(saved.board, saved.sysfs_root)
     try:
         present = {b.owner for b in target.board.snapshot()}
@@ -85,7 +89,6 @@ class App:
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def serve(self) -> int:
-        previous = install_signal_handlers(self.flags)
         self.notifier.ready(f"serving {self.daemon.parts.model_name} on {self.target.label}")
         unrestored = False
         try:
@@ -97,10 +100,6 @@ class App:
             except RestoreError as exc:  # a line saying what stays pinned and what to run, not a traceback
                 print(unrestored_note(exc, self.state_path), file=sys.stderr, flush=True)
                 unrestored = True
-            import signal
-
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         return 1 if unrestored else 0
 
     def shutdown(self) -> None:
@@ -119,55 +118,123 @@ class App:
 
 
 def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
-    state_path = config.state_file()
-    # One daemon per board, before anything is read or written; released last, by the closers below.
-    board_lock = hold_board(config.daemon.board, config.daemon.sysfs_root, state_path)
-    note = restore_leftover(state_path)
-    if note:
-        say(note)
+    """Start the daemon up to READY (module doc). Any failure, or SIGTERM/SIGINT on the way, leaves the
+    board as it was found and nothing behind (no state file, no socket file), then raises."""
     d = config.daemon
-    # A served simulated board runs the simulator's demo scenario: co-runners come and go on every unit.
-    target = open_target(d.board, d.sysfs_root, clock="real", scenario="demo" if d.board.startswith("sim:") else None)
-    closers: list[Callable[[], None]] = [board_lock.release, target.close]
+    state_path = config.state_file()
+    # Before any work: SIGTERM during first-start profiling must restore the board, as SIGINT does.
+    signals = SignalRoute(Flags()).install()
+    closers: list[Callable[[], None]] = [signals.uninstall]
+    state = _StartState(state_path)
     try:
-        # The daemon never changes the CPU online mask (nvpmodel owns it on Jetson), so it neither saves nor
-        # restores it: putting it back at exit would undo a power-mode switch made while the daemon ran.
-        baselines = [b for b in target.board.snapshot() if b.owner != CpuHotplug.owner]
-        save_state(state_path, d.board if target.simulated else target.spec.name, target.root, baselines)
-        model_path = Path(d.model) if d.model else _bundled_model(say)
-        backend, meta = open_backend(target, model_path)
-        closers.append(backend.close)
-        table = _table(target, backend, meta, say, _profile_path(config, target, model_path), d.profile_points,
-                       model_name=_model_name(model_path), pinned=bool(d.profile))
-        server, endpoint, telemetry = _server(config)
+        # Checks that need no measurement, so that a bad config, key, socket or model fails in well under
+        # a second and before anything is written.
+        # One daemon per board, before anything is read or written; released last, by the closers below.
+        board_lock = hold_board(d.board, d.sysfs_root, state_path)
+        closers.append(board_lock.release)
+        load_state(state_path)  # a damaged leftover is refused here, before any work
+        # A served simulated board runs the simulator's demo scenario: co-runners come and go on every unit.
+        target = open_target(d.board, d.sysfs_root, clock="real",
+                             scenario="demo" if d.board.startswith("sim:") else None)
+        closers.append(target.close)
+        if d.model:
+            check_model_file(Path(d.model))
+        server, endpoint, telemetry = _server(config)  # bound now: a clash or a refused TCP config fails here
         closers.append(server.close)
         from governor.daemon.metrics import open_metrics
 
         metrics = open_metrics(config.metrics.enabled, config.metrics.host, config.metrics.port,
                                board=target.spec.name, simulated=target.simulated)
         closers.append(metrics.close)
+
+        # The work: put back what a dead daemon left, save the baseline before the first write, then the
+        # model and the table (training the bundled model and profiling at first start).
+        note = restore_leftover(state_path)
+        if note:
+            say(note)
+        # The daemon never changes the CPU online mask (nvpmodel owns it on Jetson), so it neither saves nor
+        # restores it: putting it back at exit would undo a power-mode switch made while the daemon ran.
+        baselines = [b for b in target.board.snapshot() if b.owner != CpuHotplug.owner]
+        state.save(d.board if target.simulated else target.spec.name, target.root, baselines)
+        model_path = Path(d.model) if d.model else _bundled_model(say)
+        backend, meta = open_backend(target, model_path)
+        closers.append(backend.close)
+        state.touched = target.board  # profiling writes the clocks (and restores them itself when it ends)
+        table = _table(target, backend, meta, say, _profile_path(config, target, model_path), d.profile_points)
+        notifier = Notifier()
+        parts = DaemonParts(
+            spec=target.spec, board=target.board, backend=backend, meta=meta, model_name=_model_name(model_path),
+            table=table, server=server, tick_hz=d.tick_hz, max_bytes=d.max_message_bytes, max_queue=d.max_queue,
+            hysteresis=config.policy.hysteresis, idle_clocks=config.policy.idle_clocks,
+            park_s=config.policy.park_ms / 1000.0,
+            min_margin=config.policy.min_margin, max_margin=config.policy.max_margin,
+            residual_alpha=config.policy.residual_alpha,
+            table_hz={name: tuple(dom.available_hz()) for name, dom in target.board.domains.items()},
+            switch_ms=config.policy.switch_ms,
+            telemetry_endpoint=telemetry, simulated=target.simulated, cpu_count=os.cpu_count() or 1,
+            watchdog=notifier.watchdog, watchdog_interval_s=notifier.watchdog_interval_s if d.watchdog else 0.0,
+            unavailable=tuple(f"{k}: {v}" for k, v in target.board.unavailable.items()), metrics=metrics,
+        )
+        app = App(config, target, Daemon(parts), server, notifier, signals.flags, baselines, state_path, d.board)
+        app._closers = closers
+        signals.flag_only()  # from here a signal only sets the flag; the serving loop stops on it
     except BaseException:
+        signals.flag_only()  # a signal now must not break into the clean-up
+        state.abandon(say)
         for close in reversed(closers):
-            close()
+            try:
+                close()
+            except Exception:
+                log.exception("error while cleaning up after a failed start")
         raise
     say(f"serving on {endpoint} (telemetry {telemetry}); board {target.label}; model {model_path.name}")
-    notifier = Notifier()
-    parts = DaemonParts(
-        spec=target.spec, board=target.board, backend=backend, meta=meta, model_name=_model_name(model_path),
-        table=table, server=server, tick_hz=d.tick_hz, max_bytes=d.max_message_bytes, max_queue=d.max_queue,
-        hysteresis=config.policy.hysteresis, idle_clocks=config.policy.idle_clocks,
-        park_s=config.policy.park_ms / 1000.0,
-        min_margin=config.policy.min_margin, max_margin=config.policy.max_margin,
-        residual_alpha=config.policy.residual_alpha,
-        table_hz={name: tuple(dom.available_hz()) for name, dom in target.board.domains.items()},
-        switch_ms=config.policy.switch_ms,
-        telemetry_endpoint=telemetry, simulated=target.simulated, cpu_count=os.cpu_count() or 1,
-        watchdog=notifier.watchdog, watchdog_interval_s=notifier.watchdog_interval_s if d.watchdog else 0.0,
-        unavailable=tuple(f"{k}: {v}" for k, v in target.board.unavailable.items()), metrics=metrics,
-    )
-    app = App(config, target, Daemon(parts), server, notifier, Flags(), baselines, state_path, d.board)
-    app._closers = closers
     return app
+
+
+class _StartState:
+    """The state file as start-up left it: cleared again when start-up fails, unless the board could not
+    be put back (then the file is what ``governor restore`` needs)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.baselines: list[Any] = []
+        self.saved = False
+        self.touched: Any = None  # the board, once something may have written it
+
+    def save(self, board: str, root: str, baselines: list[Any]) -> None:
+        try:
+            save_state(self.path, board, root, baselines)
+        except OSError as exc:
+            raise StateFileError(f"cannot write the state file {self.path} ({exc.strerror}); the daemon keeps "
+                                 "the board's baseline there before it writes anything: make its directory "
+                                 "writable, or set --state-file (state_file in the config)") from exc
+        self.baselines, self.saved = baselines, True
+
+    def abandon(self, say: Callable[[str], None]) -> None:
+        if not self.saved:
+            return  # a leftover of a dead daemon that was not restored yet stays for the next start
+        if self.touched is not None:
+            try:
+                self.touched.restore(self.baselines)
+            except Exception as exc:
+                say(f"could not put the board back ({exc}); its baseline stays in {self.path}: run "
+                    f"`governor restore --state-file {self.path}`")
+                return
+        clear_state(self.path)
+
+
+def check_model_file(path: Path) -> None:
+    """Read and validate a model file's header (its metadata) without loading torch: a wrong path or a
+    file that is not a model fails in milliseconds, before any work. Raises ModelFileError."""
+    try:
+        with path.open("rb") as f:
+            read_model_meta(f)
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"model file {path} does not exist; train one with `governor train`") from exc
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from exc
+    except OSError as exc:
+        raise ModelFileError(f"cannot read the model file {path}: {exc.strerror}") from exc
 
 
 def _model_name(path: Path) -> str:

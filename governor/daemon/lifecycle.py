@@ -4,6 +4,12 @@ Signal handlers only set flags (uvicorn, tuned): the first SIGTERM/SIGINT asks f
 a second SIGINT forces it; SIGHUP asks for a reload. The main loop reads the flags; exactly one
 code path performs shutdown. :class:`Notifier` speaks the sd_notify datagram protocol directly
 (no libsystemd needed) when ``NOTIFY_SOCKET`` is set and is silent otherwise.
+
+Start-up is different: first-start profiling pins clocks for minutes and has no loop that reads a
+flag, and SIGTERM's default action would end the process with them pinned. So :class:`SignalRoute`
+is installed before any work, and until :meth:`SignalRoute.flag_only` the first SIGTERM/SIGINT also
+raises :class:`StartupInterrupted` in the main thread, as SIGINT's KeyboardInterrupt does: every
+``finally`` on the way out (the profiler's restore, start-up's clean-up) runs.
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-__all__ = ["Flags", "Notifier", "install_signal_handlers"]
+__all__ = ["Flags", "Notifier", "SignalRoute", "StartupInterrupted", "install_signal_handlers"]
 
 
 @dataclass
@@ -35,12 +42,56 @@ class Flags:
             self.should_exit = True
 
 
-def install_signal_handlers(flags: Flags) -> dict[int, Any]:
-    """Route SIGTERM/SIGINT/SIGHUP to ``flags``; returns the previous handlers for restoring."""
+def install_signal_handlers(flags: Flags, handler: Any = None) -> dict[int, Any]:
+    """Route SIGTERM/SIGINT/SIGHUP to ``flags`` (or ``handler``); returns the previous handlers for restoring."""
     previous: dict[int, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        previous[sig] = signal.signal(sig, flags.handle)
+        previous[sig] = signal.signal(sig, handler or flags.handle)
     return previous
+
+
+class StartupInterrupted(BaseException):
+    """SIGTERM/SIGINT came before the daemon served. A BaseException, like KeyboardInterrupt, so that
+    no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(f"{self.name} before the daemon was ready")
+
+
+class SignalRoute:
+    """SIGTERM/SIGINT/SIGHUP -> ``flags`` from before the first hardware write to the end (module doc).
+
+    Outside the main thread (an in-process test's daemon) signals cannot be routed and nothing is
+    installed."""
+
+    def __init__(self, flags: Flags) -> None:
+        self.flags = flags
+        self.starting = True
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> SignalRoute:
+        if threading.current_thread() is threading.main_thread() and not self._previous:
+            self._previous = install_signal_handlers(self.flags, self._handle)
+        return self
+
+    def flag_only(self) -> None:
+        """From now on a signal only sets the flag (the serving loop reads it)."""
+        self.starting = False
+
+    def uninstall(self) -> None:
+        """Put back the handlers found at :meth:`install` (idempotent)."""
+        previous, self._previous = self._previous, {}
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None = None) -> None:
+        first = not self.flags.should_exit
+        self.flags.handle(signum, frame)
+        # Only the first: a second signal must not break into the restore that the first one started.
+        if self.starting and first and self.flags.should_exit:
+            raise StartupInterrupted(signum)
 
 
 class Notifier:

@@ -78,11 +78,17 @@ class ZmqServerEnd:
         self.security = security or ServerSecurity()
         self._ctx = context or zmq.Context.instance()
         self._auth: Any = None
-        # libzmq drops over-size peers without a reply; keep its guard well above the protocol's own. It
-        # must be set before bind: a listener copies the socket's options when it is bound.
-        self._router = self._bind(zmq.ROUTER, endpoint, {zmq.MAXMSGSIZE: max_bytes * 2 + 65536})
-        self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        self._pub = self._bind(zmq.PUB, telemetry_endpoint) if telemetry_endpoint else None
+        self._router: Any = None
+        self._pub: Any = None
+        try:
+            # libzmq drops over-size peers without a reply; keep its guard well above the protocol's own. It
+            # must be set before bind: a listener copies the socket's options when it is bound.
+            self._router = self._bind(zmq.ROUTER, endpoint, {zmq.MAXMSGSIZE: max_bytes * 2 + 65536})
+            self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+            self._pub = self._bind(zmq.PUB, telemetry_endpoint) if telemetry_endpoint else None
+        except BaseException:
+            self.close()  # a telemetry endpoint that cannot be served must not leave the request socket's file
+            raise
         self._poller = zmq.Poller()
         self._poller.register(self._router, zmq.POLLIN)
 

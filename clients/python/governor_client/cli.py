@@ -7,18 +7,26 @@
     governor-client telemetry [--topic observation|inference|event ...] [--count N] [--json]
 
 Exit codes: 0 done, 1 the daemon refused or could not be reached (the message says what to do),
-2 bad command line or input file.
+2 bad command line or input file, 141 the reader of the output went away (``| head``). Every error
+is one line on stderr; an unexpected one names itself, and GOVERNOR_DEBUG=1 adds its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import os
+import select
+import signal
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import zmq
 
 from governor.core.protocol import TELEMETRY_TOPICS
 from governor_client import _format
@@ -27,6 +35,8 @@ from governor_client._transport import CurveKeys, default_endpoint
 from governor_client.client import Client
 
 __all__ = ["main"]
+
+DEBUG_ENV = "GOVERNOR_DEBUG"  # set to 1: an unexpected error prints its traceback too
 
 
 class UsageError(Exception):
@@ -152,23 +162,77 @@ def _client(args: argparse.Namespace) -> Client:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     client = None
+    # Everything from here on ends in one line on stderr, never a traceback.
     try:  # the client connects on its first call, so a bad input file fails before any network I/O
         client = _client(args)
         output = args.func(client, args)
+        if output:
+            print(output)
+        sys.stdout.flush()  # a reader that went away shows here when the output was buffered
     except UsageError as exc:
-        print(f"governor-client: error: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(str(exc))
     except GovernorError as exc:
         print(f"governor-client: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError as exc:
+        if _stdout_gone():
+            return _quiet_broken_pipe()
+        return _usage_error(f"{exc.strerror}")
+    except zmq.ZMQError as exc:
+        endpoint = args.endpoint or default_endpoint()
+        if exc.errno == errno.EINVAL:  # libzmq's answer to an endpoint it cannot parse
+            return _usage_error(f"{endpoint!r} is not a usable endpoint ({exc.strerror}); give ipc://PATH or "
+                                "tcp://HOST:PORT with --endpoint or $GOVERNOR_ENDPOINT")
+        print(f"governor-client: unreachable: cannot talk to {endpoint}: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as exc:
+        return _usage_error(_one_line(str(exc)))
+    except Exception as exc:
+        return _internal_error(exc)
     finally:
         if client is not None:
             client.close()
-    if output:
-        print(output)
     return 0
+
+
+def _usage_error(message: str) -> int:
+    print(f"governor-client: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _internal_error(exc: BaseException) -> int:
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        traceback.print_exception(exc, file=sys.stderr)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    print(f"governor-client: internal error: {type(exc).__name__}: {_one_line(str(exc))}{where}; this is a bug: "
+          f"rerun with {DEBUG_ENV}=1 to see the traceback, and report it", file=sys.stderr)
+    return 1
+
+
+def _stdout_gone() -> bool:
+    """True when stdout is a pipe whose reader closed it (`governor-client telemetry | head -1`)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _quiet_broken_pipe() -> int:
+    """Stop quietly, as a CLI killed by SIGPIPE does (Python docs, "Note on SIGPIPE"); stdout goes to
+    /dev/null so that the interpreter's last flush does not fail too."""
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":  # pragma: no cover
