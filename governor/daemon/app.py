@@ -160,7 +160,8 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         backend, meta = open_backend(target, model_path)
         closers.append(backend.close)
         state.touched = target.board  # profiling writes the clocks (and restores them itself when it ends)
-        table = _table(target, backend, meta, say, _profile_path(config, target, model_path), d.profile_points)
+        table = _table(target, backend, meta, say, _profile_path(config, target, model_path), d.profile_points,
+                       model_name=_model_name(model_path), pinned=bool(d.profile))
         notifier = Notifier()
         parts = DaemonParts(
             spec=target.spec, board=target.board, backend=backend, meta=meta, model_name=_model_name(model_path),
