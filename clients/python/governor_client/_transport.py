@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,12 +21,14 @@ import zmq
 import zmq.asyncio
 
 from governor.core.protocol import DEFAULT_ENDPOINT, TELEMETRY_TOPICS, Frame
+from governor_client._errors import DaemonUnreachable, ipc_path
 
 __all__ = [
     "AsyncZmqTransport",
     "CurveKeys",
     "Transport",
     "ZmqTransport",
+    "check_socket_dir",
     "default_endpoint",
     "open_socket",
     "open_subscriber",
@@ -67,17 +70,57 @@ class CurveKeys:
 
 
 def default_endpoint() -> str:
-    """``$GOVERNOR_ENDPOINT``, else the first ipc socket that exists where the daemon puts it by default."""
+    """``$GOVERNOR_ENDPOINT``, else the first ipc socket that exists where the daemon puts it by default,
+    in a directory that passes :func:`check_socket_dir` (else the first that exists, so that connecting
+    says what is wrong with it)."""
     if os.environ.get("GOVERNOR_ENDPOINT"):
         return os.environ["GOVERNOR_ENDPOINT"]
     candidates = ["/run/governor/governor.sock", f"/tmp/governor-{os.getuid()}/governor.sock"]
     if os.environ.get("XDG_RUNTIME_DIR"):
         candidates.insert(0, os.path.join(os.environ["XDG_RUNTIME_DIR"], "governor", "governor.sock"))
-    return next((f"ipc://{path}" for path in candidates if os.path.exists(path)), DEFAULT_ENDPOINT)
+    existing = [f"ipc://{path}" for path in candidates if os.path.exists(path)]
+    for endpoint in existing:
+        try:
+            check_socket_dir(endpoint)
+        except DaemonUnreachable:
+            continue
+        return endpoint
+    return existing[0] if existing else DEFAULT_ENDPOINT
+
+
+def check_socket_dir(endpoint: str) -> None:
+    """Refuse an ipc socket whose directory someone else could write: they could have renamed the daemon's
+    socket and put their own in its place (another user's /tmp/governor-<uid>, mode 777, was used). The
+    directory must be root's or this user's, not writable by group or others, and no symbolic link."""
+    path = ipc_path(endpoint)
+    if path is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.lstat(directory)
+    except OSError:
+        return  # nothing there: connecting tells "no daemon" as before
+    me = os.geteuid()
+    problem = ""
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        problem = "is a symbolic link or not a directory"
+    elif st.st_uid not in (0, me):
+        problem = f"belongs to uid {st.st_uid}, neither root nor you (uid {me})"
+    elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = f"is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    if problem:
+        raise DaemonUnreachable(
+            "untrusted_endpoint",
+            f"refusing {endpoint}: its directory {directory} {problem}, so someone else may have put a fake "
+            f"daemon in place of the real one; have that directory removed (rm -r {directory}, as its owner or "
+            f"root) before the daemon starts, or set GOVERNOR_ENDPOINT to the daemon's real socket",
+        )
 
 
 def open_socket(context: zmq.Context[Any], kind: int, endpoint: str, curve: CurveKeys | None) -> Any:
-    """A connected socket that never blocks close (linger 0), with CURVE when keys are given."""
+    """A connected socket that never blocks close (linger 0), with CURVE when keys are given; an ipc socket
+    only in a directory that :func:`check_socket_dir` trusts."""
+    check_socket_dir(endpoint)
     sock = context.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     if curve is not None:
