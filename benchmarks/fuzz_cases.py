@@ -7,7 +7,8 @@ error or success). No outcome may ever be ``internal``, which the daemon reserve
 
 Categories follow the issue: malformed frames, wrong versions, missing or extra fields, hostile
 budgets (huge, negative, NaN, wrong types), wrong tensor shapes and dtypes, truncated buffers,
-messages over the size limit, byte-level mutations of valid requests, batches too big to run, and
+messages over the size limit, the same spread over many small frames (issue 20: no one frame is
+large) or with too many frames, byte-level mutations of valid requests, batches too big to run, and
 well-formed requests as controls.
 """
 
@@ -284,6 +285,24 @@ def oversize(rng: random.Random, t: Target) -> Case:
     return Case("oversize", frames, frozenset({"too_large"}))
 
 
+def many_frames(rng: random.Random, t: Target) -> Case:
+    """Over the byte limit in many frames none of which is near it, or over the frame count with tiny ones,
+    after a well-formed header (an infer naming one tensor, or a status)."""
+    rid = t.next_id()
+    if rng.random() < 0.5:
+        count = rng.randint(9, 40)
+        size = t.max_bytes // 8 + rng.randint(0, 64)
+        buffers = [rng.randbytes(16) * (size // 16)] * count
+    else:
+        buffers = [rng.randbytes(rng.randint(0, 16))] * rng.randint(p.MAX_TENSORS + 1, 300)
+    if rng.random() < 0.5:
+        head = _head("status", rid)
+    else:
+        spec, _ = _tensor_frames(_input(rng, t))
+        head = _head("infer", rid, budget=_budget(rng), tensors=[spec])
+    return Case("many_frames", [_dumps(head), *buffers], frozenset({"too_large"}))
+
+
 def big_batch(rng: random.Random, t: Target) -> Case:
     """A well-formed infer with more samples than the daemon runs at once (but under the byte limit)."""
     n = t.max_batch + rng.randint(1, 64)
@@ -323,6 +342,7 @@ CATEGORIES: dict[str, Callable[[random.Random, Target], Case]] = {
     "tensors": tensors,
     "truncated": truncated,
     "oversize": oversize,
+    "many_frames": many_frames,
     "big_batch": big_batch,
     "mutated": mutated,
 }

@@ -8,7 +8,10 @@ decodes, its outcome is one the case allows and never ``internal``, it echoes th
 Every few hundred requests a duplicate of an answered ``infer`` must get the cached reply byte for
 byte without running again, and a well-formed ``infer`` must still succeed.
 
-Run: python benchmarks/fuzz_daemon.py [--inputs 100000] [--seed 0] [--max-seconds 1800] [--model FILE]
+With ``--floods N`` it first runs N rounds of :mod:`benchmarks.fuzz_floods` over a real ipc socket:
+floods of raw, garbage-speaking and ZMTP connections and many-frame messages, each round bounded.
+
+Run: python benchmarks/fuzz_daemon.py [--inputs 100000] [--seed 0] [--max-seconds 1800] [--model FILE] [--floods N]
 """
 
 from __future__ import annotations
@@ -190,9 +193,10 @@ def run_fuzz(harness: FuzzHarness, rng: random.Random, inputs: int, max_seconds:
     return report
 
 
-def open_fuzz_daemon(model: Path, root: Path, *,
-                     max_bytes: int = FUZZ_MAX_BYTES) -> tuple[FuzzHarness, Callable[[], None]]:
-    """A daemon on a fresh fake host tree under ``root`` (which must be empty), and its closer."""
+def open_fuzz_daemon(model: Path, root: Path, *, max_bytes: int = FUZZ_MAX_BYTES,
+                     server: Any = None) -> tuple[FuzzHarness, Callable[[], None]]:
+    """A daemon on a fresh fake host tree under ``root`` (which must be empty), and its closer. Its transport
+    is a recording one unless ``server`` is given (a real ZmqServerEnd, for the connection floods)."""
     from governor.daemon.backend import HostBackend
     from governor.daemon.service import Daemon, DaemonParts
     from governor.daemon.tables import host_points, measure_table
@@ -210,9 +214,9 @@ def open_fuzz_daemon(model: Path, root: Path, *,
     dummy = np.zeros((1, *meta.input_shape), dtype=np.float32)
     points = [pt for pt in host_points(target.spec, meta, 2) if pt.threads == 1]
     table = measure_table(points, lambda pt: (backend.run(dummy, pt).latency_ms, None), meta, reps=3)
-    server = RecordingServer()
+    recording = RecordingServer()
     daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta,
-                                model_name=model.stem, table=table, server=server, tick_hz=20,
+                                model_name=model.stem, table=table, server=server or recording, tick_hz=20,
                                 max_bytes=max_bytes, cpu_count=2))
     fuzz_target = Target(tuple(meta.input_shape), model.stem, max_bytes, daemon.max_batch)
 
@@ -220,7 +224,7 @@ def open_fuzz_daemon(model: Path, root: Path, *,
         executor.close()
         target.close()
 
-    return FuzzHarness(daemon, server, fuzz_target), close
+    return FuzzHarness(daemon, recording, fuzz_target), close
 
 
 def train_quick_model(path: Path) -> Path:
@@ -244,9 +248,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=1800.0)
     parser.add_argument("--model", type=Path, help="model file (default: train the quick test model)")
+    parser.add_argument("--floods", type=int, default=0, metavar="N",
+                        help="also N rounds of connection floods and many-frame messages over a real ipc socket")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="gov-fuzz-") as tmp:
         model = args.model or train_quick_model(Path(tmp) / "quick.dgm")
+        if args.floods:
+            from benchmarks.fuzz_floods import run_floods_on_ipc
+
+            floods = run_floods_on_ipc(model, Path(tmp), random.Random(args.seed), args.floods, args.max_seconds)
+            print("\n".join(floods.lines()))
+            for finding in floods.findings[:20]:
+                print("FINDING", finding)
+            if floods.findings:
+                return 1
         harness, close = open_fuzz_daemon(model, Path(tmp) / "root")
         try:
             rss0 = _rss_mib()

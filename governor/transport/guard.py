@@ -86,7 +86,7 @@ class ConnectionGuard:
         self._trimmed_at = 0.0
         self.ceiling = limits.memory_ceiling or 0  # may be lowered once serving starts (see lower_ceiling)
         self._rss = RssProbe() if self.ceiling else None
-        self._pairs = []
+        self._pairs: list[Any] = []
         for sock in sockets:
             addr = f"inproc://governor-guard-{id(self)}-{len(self._pairs)}"
             sock.monitor(addr, _EVENTS)
@@ -147,7 +147,7 @@ class ConnectionGuard:
             if self._rss is not None:
                 self._rss.close()
 
-    def _on_event(self, event: dict[str, Any]) -> None:
+    def _on_event(self, event: Any) -> None:
         kind, value = event["event"], event["value"]
         endpoint = event["endpoint"].decode(errors="replace")
         if kind == zmq.EVENT_ACCEPTED:

@@ -115,7 +115,7 @@ class ZmqServerEnd:
         self._fit_ceiling = (limits or ConnectionLimits()).memory_ceiling is None
         self.guard: ConnectionGuard | None = None
         # Options go in before bind: a listener copies the socket's options when it is bound.
-        handshake = {zmq.HANDSHAKE_IVL: self.limits.handshake_ms}
+        handshake: dict[int, int] = {zmq.HANDSHAKE_IVL: self.limits.handshake_ms}
         self._router: Any = None
         self._pub: Any = None
         try:

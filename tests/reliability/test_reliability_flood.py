@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import resource
 import shutil
 import socket
@@ -216,3 +217,13 @@ def test_reliability_tcp_flood_without_a_key_neither_locks_out_nor_keeps_the_boa
     assert refused and "Unknown key" in refused[0] and "public key" in refused[0], daemon.output()[-3000:]
     figures.append(f"flood over tcp: {opened} keyless connections from 127.0.0.2; the authorised client was "
                    "served, an unknown key refused and logged at WARNING, SIGTERM restored the tree")
+
+
+def test_reliability_flood_rounds_over_ipc_leave_the_daemon_serving(quick_model, scratch, figures):
+    from benchmarks.fuzz_floods import run_floods_on_ipc
+
+    report = run_floods_on_ipc(quick_model, scratch("gr-fr-"), random.Random(5), rounds=12, max_seconds=120,
+                               max_connections=150)
+    assert not report.findings, report.findings
+    assert report.rounds == 12 and report.most_held <= 64, report.lines()
+    figures.append(report.lines()[0])
