@@ -303,6 +303,19 @@ def many_frames(rng: random.Random, t: Target) -> Case:
     return Case("many_frames", [_dumps(head), *buffers], frozenset({"too_large"}))
 
 
+# Ids clients may reuse or choose to look like the daemon's own keys (queued requests were once keyed
+# by id, or by "anon-<n>" without one: a client sending "anon-2" crashed the daemon).
+COLLIDING_IDS = ("", "1", "anon-0", "anon-1", "anon-2", "job")
+
+
+def id_collision(rng: random.Random, t: Target) -> Case:
+    """A valid request under an id other cases use too, with its own content: it must get its own reply
+    (a reply remembered by id alone answered a status with an earlier infer's reply)."""
+    head, buffers = _valid(rng, t)
+    head["id"] = rng.choice(COLLIDING_IDS)
+    return Case("id_collision", [_dumps(head), *buffers], _allowed(head), head["id"], head["type"])
+
+
 def big_batch(rng: random.Random, t: Target) -> Case:
     """A well-formed infer with more samples than the daemon runs at once (but under the byte limit)."""
     n = t.max_batch + rng.randint(1, 64)
@@ -343,6 +356,7 @@ CATEGORIES: dict[str, Callable[[random.Random, Target], Case]] = {
     "truncated": truncated,
     "oversize": oversize,
     "many_frames": many_frames,
+    "id_collision": id_collision,
     "big_batch": big_batch,
     "mutated": mutated,
 }
