@@ -165,15 +165,16 @@ class Daemon:
         A message found already waiting arrived at some time since the previous poll ended (the
         daemon was running); that poll's end is taken as its arrival, which can only overstate how
         long it waited, so its deadline is never overestimated. One that came while the daemon polled
-        (the socket was empty as the poll began) arrived after the poll began; one that woke a
-        blocking poll arrived just now."""
+        (the socket was empty as the poll began, or the poll blocked) arrived as the poll returned: a
+        poll, blocking or spinning, returns within microseconds of a message. Stamped at the poll's
+        start instead, a request was charged the poll's spin (up to half a millisecond) as waiting,
+        and 1 ms deadlines looked infeasible."""
         since = self._polled_at  # the socket was last known empty then
         before = self.parts.clock()
-        if self._socket_empty():  # still empty now: whatever the poll returns arrives after this instant
-            since = before  # (a busy poll returns at once when it comes, so "it woke us" cannot tell)
+        empty = self._socket_empty()  # still empty now: whatever the poll returns arrives after this instant
         got = self.parts.server.recv(wait_ms)
         returned = self.parts.clock()
-        if got is not None and returned - before > _WOKE_S:
+        if got is not None and (empty or returned - before > _WOKE_S):
             since = returned
         taken = 0
         while got is not None:
