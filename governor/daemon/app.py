@@ -139,6 +139,10 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         closers.append(target.close)
         if d.model:
             check_model_file(Path(d.model))
+        if d.profile:  # a named profile that is not there fails now, not after training the bundled model
+            from governor.daemon.profiling import check_named_profile
+
+            check_named_profile(Path(d.profile))
         server, endpoint, telemetry = _server(config)  # bound now: a clash or a refused TCP config fails here
         closers.append(server.close)
         from governor.daemon.metrics import open_metrics

@@ -50,8 +50,8 @@ from governor.daemon.config import MODEL_NAME_CHARS
 from governor.daemon.progress import Progress
 from governor.daemon.tables import CORE_MS_PROXY_MJ, MeasuredTable
 
-__all__ = ["BoardSource", "MeasureError", "ProfileMismatch", "board_space", "board_table", "mapping_name",
-           "parse_mapping"]
+__all__ = ["BoardSource", "MeasureError", "ProfileMismatch", "board_space", "board_table", "check_named_profile",
+           "mapping_name", "parse_mapping"]
 
 _THROTTLE_TOLERANCE = 0.98
 
@@ -394,6 +394,13 @@ def _layout(space: Space) -> str:
     return f"domains {', '.join(space.domains) or 'none'} and mappings {', '.join(space.mappings)}"
 
 
+def check_named_profile(path: Path | None) -> None:
+    """A profile the user named (``serve --profile``) must exist: checked before any work at start-up."""
+    if path is None or not path.is_file():
+        raise ProfileError(f"{path}: no such profile; make it with `governor profile MODEL --board BOARD --out "
+                           f"{path}`, or leave out --profile (the daemon then profiles at first start)")
+
+
 def board_table(target: Any, backend: Any, meta: ModelMeta, *, say: Callable[[str], None] = print,
                 cache: Path | None = None, model_name: str = "model", max_points: int = 0,
                 target_mape_pct: float = 2.0, pinned: bool = False, progress_every_s: float = 10.0) -> MeasuredTable:
@@ -406,9 +413,8 @@ def board_table(target: Any, backend: Any, meta: ModelMeta, *, say: Callable[[st
     domains_hz = {name: tuple(d.available_hz()) for name, d in target.board.domains.items()}
     space = board_space(target.spec, domains_hz, meta, cpu_count=os.cpu_count() or 1,
                         unit_kinds=getattr(backend, "unit_kinds", frozenset({"cpu"})))
-    if pinned and (cache is None or not cache.is_file()):
-        raise ProfileError(f"{cache}: no such profile; make it with `governor profile MODEL --board BOARD --out "
-                           f"{cache}`, or leave out --profile (the daemon then profiles at first start)")
+    if pinned:
+        check_named_profile(cache)
     if cache is not None and cache.exists():
         try:
             table = load_profile_table(cache, space, meta, target=target, model_name=model_name, pinned=pinned,

@@ -102,6 +102,18 @@ def test_refused_tcp_config_fails_before_work_and_leaves_nothing(work, tree, qui
     assert tree.snapshot_bytes() == before
 
 
+def test_a_named_profile_that_is_not_there_fails_before_the_bundled_model_is_trained(work, tree):
+    # `serve --profile TYPO` trained the bundled model (seconds) before it found the profile missing.
+    from governor.core.profile_schema import ProfileError
+
+    config = Config().with_overrides(endpoint=f"ipc://{work}/run/g.sock", board=BOARD, sysfs_root=str(tree.root),
+                                     profile=str(work / "typo.json"))  # no --model: the bundled one
+    said, took = _fails(config, ProfileError)
+    assert not any("training" in line for line in said), said
+    assert took < 1.0
+    assert _left_behind(work) == []
+
+
 def test_telemetry_socket_clash_fails_before_profiling(work, tree, quick_model):
     """A second daemon whose telemetry socket belongs to a live one: refused in well under a second (it
     used to profile for over a minute first), and the other daemon's socket file is left alone."""
