@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import select
-import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -24,6 +22,7 @@ from pathlib import Path
 
 from governor import __version__
 from governor.cli import CliError
+from governor.console import one_line, quiet_broken_pipe, stdout_gone
 
 __all__ = ["COMMANDS", "DEBUG_ENV", "CliError", "build_parser", "describe_error", "main"]
 
@@ -111,32 +110,6 @@ def describe_error(exc: BaseException) -> str | None:
     else:
         return None
     return one_line(text)
-
-
-def one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
-def stdout_gone() -> bool:
-    """True when stdout is a pipe or socket whose reader has closed it (`governor status | head -1`)."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, ValueError, OSError):
-        return False
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    return any(events & select.POLLERR for _, events in poller.poll(0))
-
-
-def quiet_broken_pipe() -> int:
-    """The reader went away: stop quietly, as a CLI killed by SIGPIPE does (Python docs, "Note on
-    SIGPIPE"). stdout is pointed at /dev/null so that the interpreter's last flush does not fail too."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (AttributeError, ValueError, OSError):
-        pass
-    return 128 + signal.SIGPIPE
 
 
 def _error(prog: str, message: str) -> int:

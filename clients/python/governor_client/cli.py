@@ -14,12 +14,9 @@ is one line on stderr; an unexpected one names itself, and GOVERNOR_DEBUG=1 adds
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import json
 import os
-import select
-import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -28,6 +25,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from governor.console import one_line, quiet_broken_pipe, stdout_gone
 from governor.core.protocol import TELEMETRY_TOPICS
 from governor_client import _format
 from governor_client._errors import GovernorError
@@ -177,8 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError as exc:
-        if _stdout_gone():
-            return _quiet_broken_pipe()
+        if stdout_gone():
+            return quiet_broken_pipe()
         return _usage_error(f"{exc.strerror}")
     except zmq.ZMQError as exc:
         endpoint = args.endpoint or default_endpoint()
@@ -188,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"governor-client: unreachable: cannot talk to {endpoint}: {exc}", file=sys.stderr)
         return 1
     except (ValueError, OSError) as exc:
-        return _usage_error(_one_line(str(exc)))
+        return _usage_error(one_line(str(exc)))
     except Exception as exc:
         return _internal_error(exc)
     finally:
@@ -202,37 +200,14 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-def _one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
 def _internal_error(exc: BaseException) -> int:
     if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
         traceback.print_exception(exc, file=sys.stderr)
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
-    print(f"governor-client: internal error: {type(exc).__name__}: {_one_line(str(exc))}{where}; this is a bug: "
+    print(f"governor-client: internal error: {type(exc).__name__}: {one_line(str(exc))}{where}; this is a bug: "
           f"rerun with {DEBUG_ENV}=1 to see the traceback, and report it", file=sys.stderr)
     return 1
-
-
-def _stdout_gone() -> bool:
-    """True when stdout is a pipe whose reader closed it (`governor-client telemetry | head -1`)."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, ValueError, OSError):
-        return False
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    return any(events & select.POLLERR for _, events in poller.poll(0))
-
-
-def _quiet_broken_pipe() -> int:
-    """Stop quietly, as a CLI killed by SIGPIPE does (Python docs, "Note on SIGPIPE"); stdout goes to
-    /dev/null so that the interpreter's last flush does not fail too."""
-    with contextlib.suppress(AttributeError, ValueError, OSError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":  # pragma: no cover
