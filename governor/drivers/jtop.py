@@ -82,9 +82,11 @@ def rails_mw(power: Mapping[str, Any]) -> dict[str, float]:
 
 
 def temps_c(temperature: Mapping[str, Any], mapping: SensorMapping) -> dict[str, float]:
-    """Zone -> °C, without offline zones (online False or -256) and ``mapping.ignore_temps``."""
+    """Zone -> °C, without offline zones (online False or -256) and ``mapping.ignore_temps``; jtop's
+    names (``cpu``, ``CPU``) become the catalogue's zone types (``cpu-thermal``, ``CPU-therm``)."""
     readings = {name: (zone.get("online", True), _number(zone.get("temp"))) for name, zone in temperature.items()}
-    return {n: v for n, (online, v) in readings.items() if online and v is not None and mapping.keeps_temp(n, v)}
+    return {mapping.zone_name(n): v for n, (online, v) in readings.items()
+            if online and v is not None and mapping.keeps_temp(n, v)}
 
 
 def _first_gpu(gpu: Mapping[str, Any]) -> Mapping[str, Any]:

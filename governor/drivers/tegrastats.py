@@ -10,7 +10,15 @@ releases (boards.md §5): ``RAM``/``SWAP``/``IRAM`` usage, ``CPU [pct%@MHz|off,.
 The scanner tries one anchored pattern per token kind at each token; unknown tokens are kept
 verbatim in ``extra`` (a new JetPack never crashes it); a line without RAM, CPU, EMC or GR3D is not
 tegrastats (ValueError). Units: Hz, mW, °C, MB. :class:`SensorMapping` maps raw names onto the board
-catalogue (total-power rails, CPU clusters); the jtop backend shares it and its helpers.
+catalogue (total-power rails, CPU clusters, clock tables, zone types); the jtop backend shares it.
+
+What real lines do (docs/boards.md, "Sources for tegrastats, rails and thermal zones"): clocks are
+truncated MHz (``@76`` for 76.8 MHz), so a clock is snapped to the board's table and the snap is
+said; ``@0`` / ``@[0,0]`` is a clock tegrastats could not read (GPU rail-gated), not 0 Hz; JetPack 5
+prints the second GPC as ``GR3D2_FREQ``; AGX Orin prints two ``NC`` rails (kept as ``NC``, ``NC#2``);
+a tegrastats not run as root prints no ``EMC_FREQ`` (and on old releases no ``GR3D``); JetPack 6/7
+no longer print ``VDDQ_VDD2_1V8AO`` (:data:`UNPRINTED_RAILS`); zones are printed as ``CPU``/``cpu``
+where sysfs says ``CPU-therm``/``cpu-thermal``.
 """
 
 from __future__ import annotations
@@ -26,8 +34,8 @@ from governor.core.board import BoardSpec
 from governor.core.types import Observation, frozen_map
 
 __all__ = [
-    "INPUT_RAILS", "CpuCore", "Engine", "Memory", "RailPower", "SensorMapping", "TegrastatsSample",
-    "cluster_freqs_hz", "cluster_util", "parse_tegrastats", "read_tegrastats", "sample_freqs_hz",
+    "INPUT_RAILS", "UNPRINTED_RAILS", "CpuCore", "Engine", "Memory", "RailPower", "SensorMapping", "TegrastatsSample",
+    "cluster_freqs_hz", "cluster_util", "parse_tegrastats", "read_tegrastats", "sample_freqs_hz", "snap_hz",
     "to_observation", "total_power_mw",
 ]
 
@@ -35,6 +43,12 @@ MHZ = 1_000_000
 OFFLINE_C = -256.0  # Jetson thermal zones of powered-off parts read exactly this
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN")  # already the total (jetson-stats #51); VIN: Thor carrier
 _MB = {"k": 1 / 1024, "M": 1.0, "G": 1024.0}
+# Rails of a catalogue total that some tegrastats releases do not print, and why (a total without
+# them is given, said to be partial, rather than none at all).
+UNPRINTED_RAILS = {
+    "VDDQ_VDD2_1V8AO": "AGX Orin DDR rail, not printed by JetPack 6/7 tegrastats (R36.4.4, R36.4.7, JP7 lines)",
+}
+_ZONE_SUFFIXES = ("-thermal", "-therm", "_tegra", "-fan-est", "-die")  # sysfs type = tegrastats name + one
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,8 @@ class Engine:
 
     on: bool = True
     load_pct: float | None = None
-    freqs_hz: tuple[int, ...] = ()
+    freqs_hz: tuple[int, ...] = ()  # readings of 0 MHz are left out: tegrastats prints @0 when it read none
+    clock_unread: bool = False  # a clock was printed, but only as @0 / @[0,0]
 
     @property
     def freq_hz(self) -> int | None:
@@ -144,8 +159,20 @@ def _engine(value: str) -> Engine:
     if value.isdigit():
         return Engine(True, None, (int(value) * MHZ,))
     load, _, clock = value.partition("@")
-    freqs = tuple(int(f) * MHZ for f in clock.strip("[]").split(",")) if clock else ()
-    return Engine(True, float(load[:-1]) if load else None, freqs)
+    mhz = [int(f) for f in clock.strip("[]").split(",")] if clock else []
+    freqs = tuple(f * MHZ for f in mhz if f > 0)
+    return Engine(True, float(load[:-1]) if load else None, freqs, clock_unread=bool(mhz) and not freqs)
+
+
+def _second_gpc(gpu: Engine | None, gpc2: Engine) -> Engine:
+    """JetPack 5's ``GR3D2_FREQ`` (second GPC) folded into the GPU: mean load, both clocks."""
+    if gpu is None or not gpu.on:
+        return gpc2
+    if not gpc2.on:
+        return gpu
+    loads = [x for x in (gpu.load_pct, gpc2.load_pct) if x is not None]
+    return Engine(True, sum(loads) / len(loads) if loads else None, gpu.freqs_hz + gpc2.freqs_hz,
+                  gpu.clock_unread and gpc2.clock_unread)
 
 
 def _apply(fields: dict[str, Any], kind: str, m: re.Match[str]) -> None:
@@ -170,10 +197,20 @@ def _apply(fields: dict[str, Any], kind: str, m: re.Match[str]) -> None:
         else:
             fields["temps_c"][m[1]] = value
     elif kind == "rail":
-        fields["rails"][m[1]] = RailPower(float(m[2]), float(m[3]), float(m[4]) if m[4] else None)
+        rails, name = fields["rails"], m[1]
+        if name in rails:  # AGX Orin prints two unconnected "NC" channels: keep both
+            name = next(f"{m[1]}#{k}" for k in range(2, len(rails) + 3) if f"{m[1]}#{k}" not in rails)
+        rails[name] = RailPower(float(m[2]), float(m[3]), float(m[4]) if m[4] else None)
     else:
-        slot = {"EMC": "emc", "GR3D": "gpu"}.get(m[1].removesuffix("_FREQ"))
-        (fields if slot else fields["engines"])[slot or m[1]] = _engine(m[2])
+        base = m[1].removesuffix("_FREQ")
+        if base == "GR3D2":
+            fields["gpu"] = _second_gpc(fields.get("gpu"), _engine(m[2]))
+            return
+        slot = {"EMC": "emc", "GR3D": "gpu"}.get(base)
+        engine = _engine(m[2])
+        if slot == "gpu" and "gpu" in fields:  # GR3D2 came first
+            engine = _second_gpc(engine, fields["gpu"])
+        (fields if slot else fields["engines"])[slot or m[1]] = engine
 
 
 def _scan(line: str, fields: dict[str, Any]) -> None:
@@ -219,18 +256,41 @@ class SensorMapping:
     ``total_rails`` empty means "the first of :data:`INPUT_RAILS` present" (the board input). Empty
     ``clusters`` means one unit ``"cpu"`` over every core. Temperatures whose name starts with an
     entry of ``ignore_temps`` (case-insensitive) are dropped: Jetson PMIC zones read a constant.
+    ``tables`` (unit name or ``"emc"`` -> ascending Hz) lets truncated MHz be snapped to the table;
+    ``zone_types`` (the catalogue's sysfs zone types) renames ``CPU``/``cpu`` to ``CPU-therm``/``cpu-thermal``.
     """
 
     total_rails: tuple[str, ...] = ()
     clusters: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: MappingProxyType({}))
     gpu_unit: str = "gpu"
     ignore_temps: tuple[str, ...] = ("PMIC",)
+    tables: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    zone_types: tuple[str, ...] = ()
 
     @classmethod
     def from_board(cls, spec: BoardSpec) -> SensorMapping:
         clusters = {u.name: u.cpus for u in spec.units if u.kind == "cpu" and u.cpus}
         gpu = next((u.name for u in spec.units if u.kind == "gpu"), "gpu")
-        return cls(tuple(spec.power_total), MappingProxyType(clusters), gpu)
+        scale = {"Hz": 1, "kHz": 1_000, "MHz": MHZ}
+        domains = {d.name: d for d in spec.domains}
+        tables = {u.name: tuple(f * scale[d.unit] for f in d.table)
+                  for u in spec.units if (d := domains.get(u.domain)) is not None and d.table}
+        emc = next((d for d in spec.domains if d.kind == "emc" and d.table), None)
+        if emc is not None:
+            tables["emc"] = tuple(f * scale[emc.unit] for f in emc.table)
+        return cls(tuple(spec.power_total), MappingProxyType(clusters), gpu, tables=MappingProxyType(tables),
+                   zone_types=tuple(z.type for z in spec.thermal))
+
+    def zone_name(self, name: str) -> str:
+        """The catalogue's zone type for a tegrastats/jtop zone name (``CPU`` -> ``CPU-therm``), else ``name``."""
+        if name in self.zone_types:
+            return name
+        wanted = name.lower()
+        for kind in self.zone_types:
+            low = kind.lower()
+            if any(low == wanted + suffix for suffix in _ZONE_SUFFIXES):
+                return kind
+        return name
 
     def keeps_temp(self, name: str, value_c: float) -> bool:  # False: offline (-256 °C) or ignored
         return value_c > OFFLINE_C and not name.upper().startswith(tuple(i.upper() for i in self.ignore_temps))
@@ -243,10 +303,20 @@ class SensorMapping:
 def total_power_mw(
     rails_mw: Mapping[str, float], mapping: SensorMapping, problems: list[str] | None = None
 ) -> float | None:
-    """Board power in mW by ``mapping``'s rule; None when a rail is missing (said in ``problems``)."""
+    """Board power in mW by ``mapping``'s rule; None when a rail is missing (said in ``problems``).
+
+    A rail of :data:`UNPRINTED_RAILS` that is missing while the others are there leaves a partial
+    total (the sum of the rest), said in ``problems``: JetPack 6/7 tegrastats on AGX Orin."""
     wanted = mapping.total_rails or next(((r,) for r in INPUT_RAILS if r in rails_mw), ())
     if wanted and all(r in rails_mw for r in wanted):
         return sum(rails_mw[r] for r in wanted)
+    unprinted = [r for r in wanted if r not in rails_mw and r in UNPRINTED_RAILS]
+    present = [r for r in wanted if r in rails_mw]
+    if unprinted and present and len(present) + len(unprinted) == len(wanted):
+        if problems is not None:
+            why = "; ".join(f"{r}: {UNPRINTED_RAILS[r]}" for r in unprinted)
+            problems.append(f"total power is partial: the sum of {present} without {unprinted} ({why})")
+        return sum(rails_mw[r] for r in present)
     if problems is not None:
         rails = list(mapping.total_rails or INPUT_RAILS)
         problems.append(f"total power: no rails {rails} in the reading; set power_total in the board catalogue")
@@ -273,12 +343,35 @@ def cluster_freqs_hz(core_hz: Sequence[int | None], mapping: SensorMapping) -> d
     return {unit: max(hz) for unit, hz in clocks.items() if hz}
 
 
-def sample_freqs_hz(sample: TegrastatsSample, mapping: SensorMapping = SensorMapping()) -> dict[str, int]:
-    """Current clocks in Hz by cluster unit name, the GPU unit name and ``"emc"``."""
-    out = cluster_freqs_hz([c.freq_hz for c in sample.cpus], mapping)
+def snap_hz(printed_hz: int, table: Sequence[int]) -> int:
+    """The table entry nearest to a tegrastats clock (printed as truncated MHz); ``printed_hz`` without a table.
+
+    tegrastats drops the fraction (76.8 MHz prints as 76), so the entry in [printed, printed + 1 MHz)
+    is preferred over a nearer one below (``@1109`` is 1109.6 MHz, not 1109.0)."""
+    if not table:
+        return printed_hz
+    window = [f for f in table if printed_hz <= f < printed_hz + MHZ]
+    return window[0] if window else min(table, key=lambda f: (abs(f - printed_hz), f))
+
+
+def sample_freqs_hz(sample: TegrastatsSample, mapping: SensorMapping = SensorMapping(),
+                    notes: list[str] | None = None) -> dict[str, int]:
+    """Current clocks in Hz by cluster unit name, the GPU unit name and ``"emc"``.
+
+    With ``mapping.tables`` each clock is snapped to its table (tegrastats truncates MHz); a clock
+    that changed by snapping is said in ``notes``, as is a clock printed as ``@0`` (not read)."""
+    raw = cluster_freqs_hz([c.freq_hz for c in sample.cpus], mapping)
     for name, engine in ((mapping.gpu_unit, sample.gpu), ("emc", sample.emc)):
         if engine is not None and engine.freq_hz is not None:
-            out[name] = engine.freq_hz
+            raw[name] = engine.freq_hz
+        elif engine is not None and engine.clock_unread and notes is not None:
+            notes.append(f"clock {name}: tegrastats printed @0, i.e. no reading (rail-gated or not readable); left out")
+    out = {}
+    for name, hz in raw.items():
+        out[name] = snap_hz(hz, mapping.tables.get(name, ()))
+        if out[name] != hz and notes is not None:
+            notes.append(f"clock {name}: tegrastats printed {hz // MHZ} MHz (truncated); "
+                         f"taken as the table entry {out[name]} Hz")
     return out
 
 
@@ -287,14 +380,16 @@ def to_observation(
 ) -> Observation:
     """An Observation at ``t`` (s): rails and total in mW, °C, util fractions per CPU cluster, GPU and
     ``"emc"`` (memory-bus load). What the line lacks is named in ``unavailable``, never guessed."""
-    rails = {name: r.cur_mw for name, r in sample.rails.items()}
+    rails = {name: r.cur_mw for name, r in sample.rails.items() if name.split("#")[0].upper() != "NC"}
     util, problems = cluster_util([c.load_pct / 100 if c.load_pct is not None else None for c in sample.cpus], mapping)
     total = total_power_mw(rails, mapping, problems)
-    for name, engine in ((mapping.gpu_unit, sample.gpu), ("emc", sample.emc)):
+    for name, engine, token in ((mapping.gpu_unit, sample.gpu, "GR3D_FREQ"), ("emc", sample.emc, "EMC_FREQ")):
         if engine is not None and engine.load_pct is not None:
             util[name] = engine.load_pct / 100
         elif engine is not None and engine.on:
             problems.append(f"util {name}: this tegrastats prints no load for it (Thor GR3D, or EMC_FREQ @MHz)")
-    temps = {n: v for n, v in sample.temps_c.items() if mapping.keeps_temp(n, v)}
+        elif engine is None and sample.cpus:
+            problems.append(f"util {name}: the line has no {token} (tegrastats prints it only when run as root)")
+    temps = {mapping.zone_name(n): v for n, v in sample.temps_c.items() if mapping.keeps_temp(n, v)}
     return Observation(t, power_mw=frozen_map(rails), total_power_mw=total, temps_c=frozen_map(temps),
                        util=frozen_map(util), simulated=simulated, unavailable=tuple(problems))

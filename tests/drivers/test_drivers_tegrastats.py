@@ -135,7 +135,9 @@ def test_observation_from_a_real_line_with_the_tx2_catalogue_mapping():
         "VDD_IN": 3645.0, "VDD_SYS_CPU": 784.0, "VDD_SYS_DDR": 1092.0,
     }
     assert dict(obs.util) == pytest.approx({"a57": (50 + 27 + 41 + 45) / 400, "denver": 0.0, "gpu": 0.0, "emc": 0.05})
-    assert "PMIC" not in obs.temps_c and obs.temps_c["BCPU"] == 41.5 and len(obs.temps_c) == 7
+    # zones under the catalogue's sysfs types (issue 21.9): BCPU -> BCPU-therm, thermal -> thermal-fan-est
+    assert "PMIC-Die" not in obs.temps_c and obs.temps_c["BCPU-therm"] == 41.5 and len(obs.temps_c) == 7
+    assert obs.temps_c["thermal-fan-est"] == 40.9 and obs.temps_c["Tboard_tegra"] == 38.0
 
 
 def test_a_whole_real_log_reads_in_order():
