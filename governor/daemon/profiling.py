@@ -193,12 +193,16 @@ class BoardSource:
         return abs(statistics.median(latencies) - half) > self.stable_rel * half
 
     def _cool_down(self) -> None:
-        """Wait (bounded) until every zone with a passive trip is ``cool_margin_c`` below it."""
+        """Wait (bounded) until every zone with a passive trip is ``cool_margin_c`` below it. A zone that
+        gave no reading (powered off: EAGAIN on JetPack 6) counts as hot as the hottest one read, never as
+        cool; with no zone read at all there is nothing to wait on (a board whose thermal part failed)."""
         trips = {z.type: z.passive_trip_c for z in getattr(self.board.spec, "thermal", ()) if z.passive_trip_c}
         deadline = self.clock() + self.cool_limit_s
         while trips and self.clock() < deadline:
             temps = self.board.sample().temps_c
-            if all(temps.get(zone, -300.0) < trip - self.cool_margin_c for zone, trip in trips.items()):
+            hottest = max(temps.values(), default=None)
+            if hottest is None or all(temps.get(zone, hottest) < trip - self.cool_margin_c
+                                      for zone, trip in trips.items()):
                 return
             self.sleep(self.cool_wait_s)
 

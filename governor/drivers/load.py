@@ -11,6 +11,13 @@ such CPU is reported unavailable rather than idle. A unit without a CPU list (a 
 uses the aggregate ``cpu`` line. The first read covers the time since :meth:`probe`.
 
 Jetson GPU: nvgpu's ``load`` file is per-mille (0..1000) of the last sampling window.
+
+Odroid XU3 GPU (Hardkernel 3.10, Samsung's midgard platform code): the vendor driver's
+``utilization`` file is a percent (0..100), the DVFS handler's last utilisation figure (0 while
+powered off, -1 from a driver built without DVFS); read as per-mille a busy GPU would show a tenth
+of its load. It sits beside ``clock`` in the domain's directory: ``utilization`` in each of the
+domain's ``paths`` is tried in order (a ``load_path`` first, where the catalogue gives one);
+``found_at`` and ``tried`` say which was read (``governor status --explain`` prints them).
 """
 
 from __future__ import annotations
@@ -18,12 +25,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from governor.core.board import ComputeUnit
+from governor.core.board import ComputeUnit, Domain
 from governor.drivers._common import Partial, failed, ok, parse_int, sweep
 from governor.drivers._sysfs import SysfsRoot
 from governor.drivers.base import Probe
 
-__all__ = ["PROC_STAT", "CpuLoad", "GpuLoad", "parse_proc_stat"]
+__all__ = ["PROC_STAT", "CpuLoad", "GpuLoad", "MaliLoad", "parse_proc_stat"]
 
 PROC_STAT = "proc/stat"
 ALL_CPUS = "cpu"
@@ -104,6 +111,36 @@ class GpuLoad:
 
     def _fraction(self) -> float:
         return min(max(parse_int(self.sysfs.read(self.load_path)) / 1000, 0.0), 1.0)
+
+    def read_util(self) -> dict[str, float]:
+        return dict(self.read_partial().values)
+
+
+class MaliLoad:
+    """The Exynos Mali vendor driver's ``utilization`` file (percent, 0..100) as a fraction, for one unit."""
+
+    def __init__(self, sysfs: SysfsRoot, unit: str, domain: Domain) -> None:
+        self.sysfs = sysfs
+        self.unit = unit
+        self.name = f"gpu-load:{unit}"
+        candidates = ([domain.load_path] if domain.load_path else []) + [f"{p}/utilization" for p in domain.paths]
+        self.tried: tuple[str, ...] = tuple(dict.fromkeys(candidates))
+        self.found_at = ""
+
+    def probe(self) -> Probe:
+        self.found_at = next((c for pattern in self.tried for c in self.sysfs.glob(pattern)), "")
+        if not self.found_at:
+            return failed(f"no Mali utilization file at {', '.join(self.tried)}")
+        return ok(f"{self.found_at} (percent)")
+
+    def read_partial(self) -> Partial:
+        return sweep({self.unit: self._fraction})
+
+    def _fraction(self) -> float:
+        percent = parse_int(self.sysfs.read(self.found_at))
+        if percent < 0:  # the T6xx driver prints -1 when built without its DVFS loop
+            raise ValueError(f"{self.found_at} reads {percent}: the Mali driver keeps no utilisation (DVFS off)")
+        return min(percent / 100, 1.0)
 
     def read_util(self) -> dict[str, float]:
         return dict(self.read_partial().values)

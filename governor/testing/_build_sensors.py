@@ -12,19 +12,23 @@ driver             files (below the i2c device dir)                           un
 
 ``hwmonN`` numbers start at ``hwmon_base`` so drivers cannot hard-code them. Readings are an idle
 board's, jittered by the seed; the simulator replaces them. Thermal zones are numbered in
-catalogue order, in m°C, with Jetson's -256000 for a powered-off zone.
+catalogue order, in m°C. A powered-off (``disabled``) zone reads -256000 up to JetPack 5; from
+JetPack 6 (L4T R36) reading its ``temp`` fails with EAGAIN (real R36.4.7 boards list only the zones
+that read; docs/boards.md, issue 21 sources), kept in the marker's ``read_errors``.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
+import re
 from posixpath import basename
 
 from governor.core.board import PowerDevice, Rail, ThermalZone
 from governor.testing._build import BuildContext, write_all
 from governor.testing._fs import ROOT_ONLY
 
-__all__ = ["build_power", "build_thermal", "idle_reading"]
+__all__ = ["build_power", "build_thermal", "idle_reading", "offline_read_errno"]
 
 _IDLE_MW = {"board": 2600, "soc": 700, "ddr": 250, "io": 120, "cv": 0, "pmic": 0}
 _UNIT_IDLE_MW = {"cpu": 180, "gpu": 150, "dla": 0}
@@ -152,9 +156,18 @@ def zone_temp_mc(ctx: BuildContext, zone: ThermalZone) -> int:
     return round(ctx.rng.uniform(34000, 42000) / step) * step
 
 
+def offline_read_errno(ctx: BuildContext) -> int | None:
+    """EAGAIN when the board's L4T release (R36+, JetPack 6) fails reads of powered-off zones, else None."""
+    release = re.search(r"\bR(\d+)", ctx.spec.board.software)
+    return errno.EAGAIN if ctx.spec.board.family == "jetson" and release and int(release[1]) >= 36 else None
+
+
 def build_thermal(ctx: BuildContext) -> None:
+    offline_errno = offline_read_errno(ctx)
     for i, zone in enumerate(ctx.spec.thermal):
         d = f"{THERMAL_DIR}/thermal_zone{i}"
+        if zone.disabled and offline_errno is not None:
+            ctx.state.setdefault("read_errors", {})[f"{d}/temp"] = offline_errno
         ro: dict[str, object] = {
             "type": zone.type,
             "temp": zone_temp_mc(ctx, zone),

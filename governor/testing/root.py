@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from governor.core.board import BoardSpec
-from governor.drivers._sysfs import SysfsRoot, read_denied
+from governor.drivers._sysfs import SysfsRejected, SysfsRoot, read_denied
 from governor.testing._fs import READ_ONLY, TreeFiles
 from governor.testing._kernel import Handler, KernelIO, resolve_rule
 from governor.testing._kernel_cpu import cpu_online_write, cpufreq_write
@@ -67,8 +67,12 @@ class FakeSysfsRoot(SysfsRoot):
 
     # -- reads ------------------------------------------------------------------------------
     def read_bytes(self, rel: str) -> bytes:
-        if self._marker.get()["faults"]["denied"].get(self.canonical(rel)):
+        state, real = self._marker.get(), self.canonical(rel)
+        if state["faults"]["denied"].get(real):
             raise read_denied(rel)
+        code = state.get("read_errors", {}).get(real)
+        if code:  # the board's own behaviour, not a fault: a powered-off JetPack 6 thermal zone (EAGAIN)
+            raise SysfsRejected(code, f"reading {rel} failed: {os.strerror(code)}")
         return super().read_bytes(rel)
 
     # -- writes -----------------------------------------------------------------------------
