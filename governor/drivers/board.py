@@ -34,7 +34,7 @@ from governor.drivers.cpufreq import CpufreqPolicy, discover_policies
 from governor.drivers.devfreq import Devfreq
 from governor.drivers.emc import BpmpEmc, T210Emc
 from governor.drivers.hotplug import CpuHotplug
-from governor.drivers.load import CpuLoad, GpuLoad
+from governor.drivers.load import CpuLoad, GpuLoad, MaliLoad
 from governor.drivers.mali import MaliVendor
 from governor.drivers.power import open_power_sensor, total_power_mw
 from governor.drivers.thermal import ThermalZones
@@ -224,9 +224,12 @@ def _domain(spec: BoardSpec, dspec: Domain, sysfs: SysfsRoot, mode: Mode) -> Fre
     return DOMAIN_BACKENDS[dspec.driver](sysfs, dspec)
 
 
-def _gpu_loads(spec: BoardSpec, sysfs: SysfsRoot) -> list[GpuLoad]:
+def _gpu_loads(spec: BoardSpec, sysfs: SysfsRoot) -> list[GpuLoad | MaliLoad]:
     units = {u.domain: u.name for u in spec.units if u.domain}
-    return [GpuLoad(sysfs, units.get(d.name, d.name), d.load_path) for d in spec.domains if d.load_path]
+    mali: list[GpuLoad | MaliLoad] = [MaliLoad(sysfs, units.get(d.name, d.name), d) for d in spec.domains
+                                      if d.driver == "mali-vendor"]  # percent, not nvgpu's per-mille
+    return mali + [GpuLoad(sysfs, units.get(d.name, d.name), d.load_path) for d in spec.domains
+                   if d.load_path and d.driver != "mali-vendor"]
 
 
 def open_board(spec: BoardSpec, sysfs: SysfsRoot, *, clock: Callable[[], float], mode: Mode = "limits") -> Board:
@@ -243,7 +246,7 @@ def open_board(spec: BoardSpec, sysfs: SysfsRoot, *, clock: Callable[[], float],
         board._admit(sensor.name, sensor, board.power.append)
     thermal = ThermalZones(sysfs)
     board._admit(thermal.name, thermal, board.thermal.append)
-    loads: list[CpuLoad | GpuLoad] = [CpuLoad(sysfs, spec.units), *_gpu_loads(spec, sysfs)]
+    loads: list[CpuLoad | GpuLoad | MaliLoad] = [CpuLoad(sysfs, spec.units), *_gpu_loads(spec, sysfs)]
     for load in loads:
         board._admit(load.name, load, board.load.append)
     if spec.hotplug_cpus:

@@ -206,14 +206,16 @@ class StatPublisher:
             elif fields and fields[0] != "cpu":
                 self.tail.append(line)
         self.has_stat = bool(text)
-        self.loads = [(d.name, d.load_path) for d in spec.domains if d.load_path]
+        # nvgpu's load is per-mille, the Mali vendor driver's utilization (beside its clock) a percent
+        self.loads = [(d.name, d.load_path, 1000) for d in spec.domains if d.load_path]
+        self.loads += [(d.name, f"{d.paths[0]}/utilization", 100) for d in spec.domains if d.driver == "mali-vendor"]
 
     def publish(self, engine: Engine) -> None:
         if self.has_stat:
             self.tree.set_file("proc/stat", self._stat(engine))  # type: ignore[attr-defined]
-        for domain, rel in self.loads:
+        for domain, rel, scale in self.loads:
             if self.sysfs.exists(rel):
-                self.tree.set_file(rel, f"{round(engine.util.get(domain, 0.0) * 1000)}\n")  # type: ignore[attr-defined]
+                self.tree.set_file(rel, f"{round(engine.util.get(domain, 0.0) * scale)}\n")  # type: ignore[attr-defined]
 
     def _stat(self, engine: Engine) -> str:
         lines, total = [], [0] * 10

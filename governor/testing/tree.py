@@ -17,6 +17,7 @@ Variants (``variant=``) reproduce layouts drivers must also survive:
 * ``""``: the catalogue's kernel flavour.
 * ``"no-table"``: cpufreq without ``scaling_available_frequencies`` (intel_pstate-like drivers).
 * ``"railgated"``: a Jetson GPU that is powered off: no devfreq node until ``railgate_enable`` = 0.
+* ``"devfreq-numbered"``: devfreq nodes named ``devfreqN`` (the Odroid XU4's Mali on Hardkernel 4.14).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from governor.testing._build import BuildContext
 from governor.testing._build_cpu import build_cpus
 from governor.testing._build_dev import build_domains
 from governor.testing._build_ident import build_identity
+from governor.testing._build_mali import NUMBERED, number_devfreq_nodes
 from governor.testing._build_sensors import build_power, build_thermal
 from governor.testing._fs import READ_ONLY, TreeFiles
 from governor.testing._marker import LOCK_NAME, MARKER_NAME, empty_state, save
@@ -44,6 +46,7 @@ VARIANTS = {
     "": "the catalogue's kernel flavour",
     "no-table": "cpufreq policies without scaling_available_frequencies",
     "railgated": "Jetson GPU rail-gated: devfreq appears after railgate_enable = 0",
+    NUMBERED: "devfreq nodes named devfreqN, as Hardkernel 4.14 names the XU4's Mali (devfreq/devfreq0)",
 }
 _OWN_FILES = (MARKER_NAME, LOCK_NAME)
 
@@ -56,13 +59,15 @@ def make_fake_tree(
         raise ValueError(f"unknown fake-tree variant {variant!r}; known: {sorted(VARIANTS)}")
     if variant == "railgated" and not any(d.kind == "gpu" and d.load_path for d in spec.domains):
         raise ValueError(f"variant 'railgated' needs a Jetson GPU with a load file; {spec.name} has none")
+    if variant == NUMBERED and not any(d.driver == "devfreq" for d in spec.domains):
+        raise ValueError(f"variant {NUMBERED!r} needs a devfreq domain; {spec.name} has none")
     root = Path(directory)
     if root.exists() and any(root.iterdir()):
         raise ValueError(f"{root} is not empty; a fake tree needs a directory of its own")
     root.mkdir(parents=True, exist_ok=True)
     state = empty_state(spec.model_dump(mode="json"), variant=variant, seed=seed, hwmon_base=hwmon_base)
     ctx = BuildContext(TreeFiles(root), spec, state, random.Random(seed), variant, hwmon_base)
-    for build in (build_identity, build_cpus, build_domains, build_power, build_thermal):
+    for build in (build_identity, build_cpus, build_domains, number_devfreq_nodes, build_power, build_thermal):
         build(ctx)
     save(root, state)
     return FakeTree(root)
