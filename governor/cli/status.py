@@ -3,7 +3,8 @@
 Samples twice (load is a difference of two /proc/stat readings), then prints the DVFS domains with
 current/min/max and available frequencies, load per compute unit, power per rail and temperatures.
 ``--watch S`` keeps redrawing; ``--json`` is for scripts. A simulated board says so on every line
-that carries a figure.
+that carries a figure. ``--explain`` samples nothing: it prints where each domain, rail sensor,
+thermal zone and load file was found, in what format, and which candidates were tried.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=0.5, metavar="S", help="seconds between samples")
     parser.add_argument("--watch", action="store_true", help="keep sampling and redrawing (Ctrl-C stops)")
     parser.add_argument("--count", type=int, default=0, metavar="N", help="with --watch: stop after N redraws")
+    parser.add_argument("--explain", action="store_true",
+                        help="where each domain, rail, zone and load file was found, and what was tried")
     parser.set_defaults(func=run)
 
 
@@ -37,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
         target = open_target(args.board, args.sysfs_root, clock="real", scenario="demo")
     except TargetError as exc:
         raise CliError(str(exc)) from exc
+    if args.explain:
+        try:
+            print(explain_text(target, as_json=args.json), flush=True)
+            return 0
+        finally:
+            target.close()
     try:
         target.board.sample()  # primes load deltas
         shown = 0
@@ -115,3 +124,18 @@ def render(target: Any, obs: Observation) -> str:
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def explain_text(target: Any, *, as_json: bool) -> str:
+    from governor.drivers.explain import explain, explain_json
+
+    if as_json:
+        return json.dumps({"board": target.spec.name, "root": target.root, "simulated": target.simulated,
+                           "parts": explain_json(target.board)}, indent=2)
+    tag = "  [SIMULATED]" if target.simulated else ""
+    lines = [f"{target.spec.name}: {target.spec.board.title}{tag}", f"root: {target.root}", ""]
+    for found in explain(target.board):
+        lines.append(f"{found.part} ({found.kind}, {found.format or '-'}): {found.found_at or 'NOT FOUND'}")
+        lines.append(f"    tried {', '.join(found.tried) or '-'}")
+        lines.append(f"    probe {found.probe}")
+    return "\n".join(lines)
