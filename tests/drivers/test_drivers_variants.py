@@ -24,15 +24,13 @@ def _clock() -> float:
 @pytest.mark.parametrize("spec", RAILGATED, ids=lambda s: s.name)
 def test_a_rail_gated_gpu_defers_until_it_powers_up(spec, tmp_path):
     tree = make_fake_tree(spec, tmp_path / "root", variant="railgated")
-    gpu = next(d for d in spec.domains if d.kind == "gpu")
-    tree.deny(f"{gpu.load_path.rsplit('/', 1)[0]}/railgate_enable")  # not root: the probe cannot power it up
     board = open_board(spec, tree.sysfs, clock=_clock)
+    gpu = next(d for d in spec.domains if d.kind == "gpu")
     assert gpu.name not in board.domains
     assert board.unavailable[gpu.name].startswith("defer:") and "rail-gated" in board.unavailable[gpu.name]
     assert board.sample().unavailable == ()
     assert board.retry_deferred()[gpu.name].result is ProbeResult.DEFER
 
-    tree.clear_faults()
     tree.sysfs.write(f"{gpu.load_path.rsplit('/', 1)[0]}/railgate_enable", 0)
     assert board.retry_deferred()[gpu.name].result is ProbeResult.SUCCESS
     assert gpu.name in board.domains and gpu.name not in board.unavailable
