@@ -7,8 +7,12 @@ import os
 import select
 import signal
 import sys
+import traceback
+from pathlib import Path
 
-__all__ = ["one_line", "quiet_broken_pipe", "stdout_gone"]
+__all__ = ["DEBUG_ENV", "internal_error", "one_line", "quiet_broken_pipe", "stdout_gone"]
+
+DEBUG_ENV = "GOVERNOR_DEBUG"  # set to 1: an unexpected error prints its traceback too
 
 
 def one_line(text: str) -> str:
@@ -37,3 +41,24 @@ def quiet_broken_pipe() -> int:
     except (AttributeError, ValueError, OSError):
         pass
     return 128 + signal.SIGPIPE
+
+
+def internal_error(prog: str, exc: BaseException, *, debug: bool = False) -> int:
+    """A bug, said in one line with where it happened (the traceback too with ``debug`` or $GOVERNOR_DEBUG);
+    returns exit status 1."""
+    if debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        traceback.print_exception(exc, file=sys.stderr)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {_short(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    print(f"{prog}: internal error: {type(exc).__name__}: {one_line(str(exc))}{where}; this is a bug: rerun with "
+          f"{DEBUG_ENV}=1 to see the traceback, and report it", file=sys.stderr)
+    return 1
+
+
+def _short(filename: str) -> str:
+    """A source path from the package on: governor/cli/serve.py, not the install prefix."""
+    parts = Path(filename).parts
+    for top in ("governor", "governor_client"):
+        if top in parts:
+            return "/".join(parts[len(parts) - 1 - parts[::-1].index(top):])
+    return Path(filename).name

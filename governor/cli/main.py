@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import traceback
 from collections.abc import Sequence
-from pathlib import Path
 
 from governor import __version__
 from governor.cli import CliError
-from governor.console import one_line, quiet_broken_pipe, stdout_gone
+from governor.console import DEBUG_ENV, internal_error, one_line, quiet_broken_pipe, stdout_gone
 
 __all__ = ["COMMANDS", "DEBUG_ENV", "CliError", "build_parser", "describe_error", "main"]
 
-DEBUG_ENV = "GOVERNOR_DEBUG"  # set to 1: an unexpected error prints its traceback too
 
 # name -> (module, one-line help). Order is the order `governor --help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -89,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         known_error = describe_error(exc)
         if known_error is not None:
             return _error(prog, known_error)
-        return _internal_error(prog, exc, debug=bool(getattr(args, "verbose", False)))
+        return internal_error(prog, exc, debug=bool(getattr(args, "verbose", False)))
 
 
 def describe_error(exc: BaseException) -> str | None:
@@ -115,25 +111,6 @@ def describe_error(exc: BaseException) -> str | None:
 def _error(prog: str, message: str) -> int:
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 2
-
-
-def _internal_error(prog: str, exc: BaseException, *, debug: bool) -> int:
-    if debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
-        traceback.print_exception(exc, file=sys.stderr)
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {_short(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
-    print(f"{prog}: internal error: {type(exc).__name__}: {one_line(str(exc))}{where}; this is a bug: rerun with "
-          f"{DEBUG_ENV}=1 to see the traceback, and report it", file=sys.stderr)
-    return 1
-
-
-def _short(filename: str) -> str:
-    """A source path from the package on: governor/cli/serve.py, not the install prefix."""
-    parts = Path(filename).parts
-    for top in ("governor", "governor_client"):
-        if top in parts:
-            return "/".join(parts[len(parts) - 1 - parts[::-1].index(top):])
-    return Path(filename).name
 
 
 if __name__ == "__main__":  # pragma: no cover

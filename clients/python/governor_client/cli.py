@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import zmq
 
-from governor.console import one_line, quiet_broken_pipe, stdout_gone
+from governor.console import internal_error, one_line, quiet_broken_pipe, stdout_gone
 from governor.core.protocol import TELEMETRY_TOPICS
 from governor_client import _format
 from governor_client._errors import GovernorError
@@ -34,7 +32,6 @@ from governor_client.client import Client
 
 __all__ = ["main"]
 
-DEBUG_ENV = "GOVERNOR_DEBUG"  # set to 1: an unexpected error prints its traceback too
 
 
 class UsageError(Exception):
@@ -188,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         return _usage_error(one_line(str(exc)))
     except Exception as exc:
-        return _internal_error(exc)
+        return internal_error("governor-client", exc)
     finally:
         if client is not None:
             client.close()
@@ -198,16 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _usage_error(message: str) -> int:
     print(f"governor-client: error: {message}", file=sys.stderr)
     return 2
-
-
-def _internal_error(exc: BaseException) -> int:
-    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
-        traceback.print_exception(exc, file=sys.stderr)
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
-    print(f"governor-client: internal error: {type(exc).__name__}: {one_line(str(exc))}{where}; this is a bug: "
-          f"rerun with {DEBUG_ENV}=1 to see the traceback, and report it", file=sys.stderr)
-    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
