@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from governor.core.optimise import Budget, DecisionTable, Objective, Optimiser
+from governor.core.decision.optimiser import Budget, DecisionTable, Objective, Optimiser
 from governor.core.types import OperatingPoint, Setpoints
 
 

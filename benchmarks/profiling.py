@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from governor.core.perfmodel_profile import ProfileModel
-from governor.core.sampling import ActiveSampler, SamplerSettings, run_sampler
-from governor.core.sampling_space import Measurement, ProfilePoint, Space
+from governor.core.perf.profile import ProfileModel
+from governor.core.perf.sampling import ActiveSampler, SamplerSettings, run_sampler
+from governor.core.perf.space import Measurement, ProfilePoint, Space
 from governor.drivers.catalogue import load_board
 from governor.drivers.replay import ReplaySource, read_table
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from governor.core.traincost import (
+from governor.core.training.cost import (
     Method,
     TrainingCostModel,
     TrainingProfile,

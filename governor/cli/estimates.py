@@ -1,6 +1,6 @@
 """The profiler's self-estimate in words: per model, the mean error (%) expected on unmeasured points.
 
-The estimate (governor.core.sampling) is the larger of a model's cross-validated MAPE and its mean
+The estimate (governor.core.perf.sampling) is the larger of a model's cross-validated MAPE and its mean
 relative spread over all candidates. At 100 % or more it is no longer an error figure: a model that
 always answered 0 would score 100 %. That happens for two reasons, each said in words instead:
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from governor.core.perfmodel import TargetModel
+from governor.core.perf.model import TargetModel
 
 __all__ = ["MEANINGFUL_BELOW_PCT", "describe_estimates"]
 

@@ -38,7 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_profiles(paths: list[Path]) -> list[Any]:
-    from governor.core.traincost import TrainingProfileFileError, parse_training_profile
+    from governor.core.training.cost import TrainingProfileFileError, parse_training_profile
 
     profiles = []
     for path in paths:
@@ -58,7 +58,7 @@ def _load_profiles(paths: list[Path]) -> list[Any]:
 
 def _networks(model: str, ks: tuple[int, ...] | None) -> dict[int, Any]:
     from governor.core.modelmeta import ModelFileError, read_model_meta
-    from governor.core.trainfeatures import network_from_meta
+    from governor.core.training.features import network_from_meta
 
     arch = parse_arch(model)
     if arch is not None:
@@ -91,7 +91,7 @@ def _measured(profiles: list[Any], model: str) -> dict[tuple[int, int], Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from governor.core.traincost import TrainingCostModel, plan_training, samples_from_profile
+    from governor.core.training.cost import TrainingCostModel, plan_training, samples_from_profile
 
     if args.memory_budget <= 0 or (args.time_budget is not None and args.time_budget <= 0) or args.sigmas < 0:
         raise CliError("--memory-budget and --time-budget must be positive, --sigmas not negative")

@@ -16,8 +16,8 @@ import numpy as np
 
 from governor.cli.main import CliError
 from governor.cli.profile import single_threaded_blas, write_atomically
-from governor.core.perfmodel_profile import ProfileModel
-from governor.core.profile_schema import ProfileError, parse_profile, profile_model
+from governor.core.perf.profile import ProfileModel
+from governor.core.perf.schema import ProfileError, parse_profile, profile_model
 from governor.drivers.replay import ReplayError, Table, read_table
 
 _ORDER = ("latency_ms", "power_mw", "energy_mj")

@@ -1,8 +1,8 @@
 """`governor profile`: fit a network's latency, power and energy models from few measurements.
 
-The active sampler (governor.core.sampling) chooses each point; a measurement source measures it:
+The active sampler (governor.core.perf.sampling) chooses each point; a measurement source measures it:
 a recorded table (``--source replay:TABLE.csv``) or a board (``--board NAME|auto|sim:NAME``). The
-result is a profile file (governor.core.profile_schema), by default where ``governor serve`` looks for
+result is a profile file (governor.core.perf.schema), by default where ``governor serve`` looks for
 it: ``<state dir>/profiles/<model>/<board>.json`` (governor.daemon.config.default_profile_path). No
 decision logic lives here.
 """
@@ -24,9 +24,9 @@ from governor import __version__
 from governor.cli.estimates import describe_estimates
 from governor.cli.main import CliError
 from governor.core.board import profile_label, sim_board_name
-from governor.core.profile_schema import Provenance, build_profile_doc, dump_profile
-from governor.core.sampling import ActiveSampler, SamplerSettings
-from governor.core.sampling_space import Measurement, MeasurementSource, Space
+from governor.core.perf.sampling import ActiveSampler, SamplerSettings
+from governor.core.perf.schema import Provenance, build_profile_doc, dump_profile
+from governor.core.perf.space import Measurement, MeasurementSource, Space
 from governor.daemon.progress import Progress
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")

@@ -14,7 +14,7 @@ simulated board's rail energy, a RAPL counter), otherwise mean board power from 
 sampled across the repetitions, times latency. Without any power source only latency is modelled.
 
 :func:`board_table` runs the active sampler over that space and turns the fitted models into the
-optimiser's :class:`~governor.core.optimise.DecisionTable` over every OPP combination.
+optimiser's :class:`~governor.core.decision.optimiser.DecisionTable` over every OPP combination.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from governor.core.board import BoardSpec, profile_label
+from governor.core.decision.optimiser import DecisionTable
 from governor.core.modelmeta import ModelMeta
-from governor.core.optimise import DecisionTable
-from governor.core.perfmodel_profile import ProfileModel
-from governor.core.profile_schema import (
+from governor.core.perf.profile import ProfileModel
+from governor.core.perf.sampling import ActiveSampler, SamplerSettings
+from governor.core.perf.schema import (
     ProfileError,
     Provenance,
     build_profile_doc,
@@ -43,8 +44,7 @@ from governor.core.profile_schema import (
     parse_profile,
     profile_model,
 )
-from governor.core.sampling import ActiveSampler, SamplerSettings
-from governor.core.sampling_space import Measurement, ProfilePoint, Space
+from governor.core.perf.space import Measurement, ProfilePoint, Space
 from governor.core.types import OperatingPoint, Setpoints
 from governor.daemon.config import MODEL_NAME_CHARS
 from governor.daemon.progress import Progress

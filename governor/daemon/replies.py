@@ -9,8 +9,8 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from governor.core import protocol as p
+from governor.core.decision.optimiser import Budget, Decision, Objective
 from governor.core.modelmeta import ModelMeta
-from governor.core.optimise import Budget, Decision, Objective
 from governor.core.types import Observation, frozen_map
 
 __all__ = ["core_budget", "domains_info", "estimate", "met", "model_interface", "wire_name", "wire_observation"]

@@ -35,9 +35,9 @@ import numpy as np
 from governor import __version__
 from governor.core import protocol as p
 from governor.core.board import BoardSpec
+from governor.core.decision.optimiser import Decision, Optimiser
+from governor.core.decision.scheduler import PendingRequest, Scheduler
 from governor.core.modelmeta import ModelMeta
-from governor.core.optimise import Decision, Optimiser
-from governor.core.scheduler import PendingRequest, Scheduler
 from governor.core.types import Observation, Reason, Setpoints
 from governor.daemon.backend import Backend
 from governor.daemon.replies import core_budget, domains_info, estimate, met, model_interface, wire_observation

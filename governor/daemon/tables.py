@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from governor.core.board import BoardSpec
+from governor.core.decision.optimiser import DecisionTable
 from governor.core.modelmeta import ModelMeta
-from governor.core.optimise import DecisionTable
 from governor.core.types import OperatingPoint, Setpoints
 
 __all__ = ["MeasuredTable", "host_points", "measure_table"]

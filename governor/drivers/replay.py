@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from governor.core.sampling_space import Measurement, ProfilePoint, Space
+from governor.core.perf.space import Measurement, ProfilePoint, Space
 
 __all__ = ["MEASURED", "ReplayError", "ReplaySource", "Table", "parse_table", "read_table"]
 
@@ -179,7 +179,7 @@ def read_table(path: str | os.PathLike[str], **kwargs: bool) -> Table:
 
 
 class ReplaySource:
-    """A :class:`~governor.core.sampling_space.MeasurementSource` that answers from a table."""
+    """A :class:`~governor.core.perf.space.MeasurementSource` that answers from a table."""
 
     def __init__(self, table: Table) -> None:
         self.table = table

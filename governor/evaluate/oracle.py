@@ -32,8 +32,8 @@ import numpy as np
 import numpy.typing as npt
 
 from governor.core.board import BoardSpec
-from governor.core.optimise import Budget, Decision, DecisionTable, Optimiser
-from governor.core.scheduler import Scheduler
+from governor.core.decision.optimiser import Budget, Decision, DecisionTable, Optimiser
+from governor.core.decision.scheduler import Scheduler
 from governor.core.types import Observation
 from governor.evaluate.traces import Arrival
 from governor.sim import CoRunner, Scenario

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from governor.core.board import BoardSpec
-from governor.core.optimise import DecisionTable
+from governor.core.decision.optimiser import DecisionTable
 from governor.core.types import Setpoints
 from governor.daemon.tables import MeasuredTable
 from governor.evaluate.oracle import OracleScheduler, TrueContention, best_static

@@ -53,8 +53,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from governor.core.traincost import TrainingProfile, TrainingRow
-from governor.core.trainfeatures import LayerShape, NetworkShape, network_from_costs
+from governor.core.training.cost import TrainingProfile, TrainingRow
+from governor.core.training.features import LayerShape, NetworkShape, network_from_costs
 
 ModelFactory = Callable[[], nn.Module]
 MB = 1024.0 * 1024.0

@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from governor.cli.main import main
-from governor.core.profile_schema import parse_profile
+from governor.core.perf.schema import parse_profile
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from governor.core.feedback import ResidualTracker, contention_multiplier
+from governor.core.decision.feedback import ResidualTracker, contention_multiplier
 
 
 def test_residual_converges_to_true_bias():

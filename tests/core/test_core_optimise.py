@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from governor.core.optimise import Budget, DecisionTable, Objective, Optimiser
+from governor.core.decision.optimiser import Budget, DecisionTable, Objective, Optimiser
 from governor.core.types import OperatingPoint, Setpoints
 
 FREQS = [400_000_000, 800_000_000, 1_200_000_000]
@@ -168,7 +168,7 @@ def test_floor_objective_matches_brute_force_over_every_row(floor_mw, deadline, 
     rows = rng.uniform(1.0, scale, len(table))
     budget = Budget(deadline_ms=deadline, energy_mj=float(np.median(table.energy_mj)) * 2)
     d = Optimiser(table, hysteresis=0.0).decide(budget, floor_mw=floor_mw, contention=(("k", seed), rows))
-    from governor.core.optimise import bucket_floor
+    from governor.core.decision.optimiser import bucket_floor
 
     f = bucket_floor(floor_mw)
     lat, energy = table.latency_ms * rows, table.energy_mj * rows

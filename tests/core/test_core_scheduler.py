@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from governor.core.optimise import Budget, Decision, DecisionTable, Objective, Optimiser
-from governor.core.scheduler import PendingRequest, Scheduler
+from governor.core.decision.optimiser import Budget, Decision, DecisionTable, Objective, Optimiser
+from governor.core.decision.scheduler import PendingRequest, Scheduler
 from governor.core.types import DomainReading, Observation, OperatingPoint, Setpoints
 
 F = [500_000_000, 1_000_000_000, 1_500_000_000]

@@ -104,7 +104,7 @@ def test_refused_tcp_config_fails_before_work_and_leaves_nothing(work, tree, qui
 
 def test_a_named_profile_that_is_not_there_fails_before_the_bundled_model_is_trained(work, tree):
     # `serve --profile TYPO` trained the bundled model (seconds) before it found the profile missing.
-    from governor.core.profile_schema import ProfileError
+    from governor.core.perf.schema import ProfileError
 
     config = Config().with_overrides(endpoint=f"ipc://{work}/run/g.sock", board=BOARD, sysfs_root=str(tree.root),
                                      profile=str(work / "typo.json"))  # no --model: the bundled one

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from governor.core.sampling_space import ProfilePoint
+from governor.core.perf.space import ProfilePoint
 from governor.daemon.backend import SimBackend
 from governor.daemon.profiling import BoardSource, board_space, board_table, mapping_name
 from governor.daemon.target import open_target

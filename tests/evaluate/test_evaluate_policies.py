@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from governor.core.optimise import DecisionTable
+from governor.core.decision.optimiser import DecisionTable
 from governor.core.types import OperatingPoint, Setpoints
 from governor.drivers.catalogue import load_board
 from governor.evaluate import POLICIES, generate_trace, make_policies

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 from profiling_synth import ArraySource
 
-from governor.core.sampling_space import Space
+from governor.core.perf.space import Space
 from governor.daemon.profiling import board_space
 from governor.drivers.catalogue import board_names, load_board
 

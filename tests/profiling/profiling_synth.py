@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from governor.core.sampling_space import Measurement, ProfilePoint, Space
+from governor.core.perf.space import Measurement, ProfilePoint, Space
 
 GPU_HZ = (114.75e6, 318.75e6, 522.75e6, 726.75e6, 930.75e6, 1300.5e6)
 EMC_HZ = (40.8e6, 204e6, 665.6e6, 1062.4e6, 1600e6, 1866e6)

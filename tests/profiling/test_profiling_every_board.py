@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from profiling_boards import BOARDS, catalogue_space, synthetic_board
 
-from governor.core.perfmodel_features import CandidateSpec, KBasis, kron_columns
-from governor.core.perfmodel_fit import evaluate, fit
-from governor.core.sampling import ActiveSampler, SamplerSettings, run_sampler
-from governor.core.sampling_space import Space
+from governor.core.perf.features import CandidateSpec, KBasis, kron_columns
+from governor.core.perf.fit import evaluate, fit
+from governor.core.perf.sampling import ActiveSampler, SamplerSettings, run_sampler
+from governor.core.perf.space import Space
 
 GROUPS = (1, 2, 3, 4, 8)
 NEVER = 1e-9  # target MAPE (%) no model reaches: the budget alone ends a run

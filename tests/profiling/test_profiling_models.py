@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from profiling_synth import CPU_HZ, EMC_HZ, GPU_HZ, full_grid, power_mw, roofline_ms
 
-from governor.core.perfmodel import TargetModel, fit_target, group_bases, target_kind
-from governor.core.perfmodel_features import Axes, CandidateSpec, KBasis
-from governor.core.perfmodel_fit import evaluate, fit
+from governor.core.perf.features import Axes, CandidateSpec, KBasis
+from governor.core.perf.fit import evaluate, fit
+from governor.core.perf.model import TargetModel, fit_target, group_bases, target_kind
 
 AXES = Axes(("cpu", "gpu", "emc"), (max(CPU_HZ), max(GPU_HZ), max(EMC_HZ)), kmax=1)
 GRID = full_grid(CPU_HZ, GPU_HZ, EMC_HZ, (1.0,))

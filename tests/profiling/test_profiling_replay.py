@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from governor.core.sampling import ActiveSampler, SamplerSettings, run_sampler
-from governor.core.sampling_space import ProfilePoint
+from governor.core.perf.sampling import ActiveSampler, SamplerSettings, run_sampler
+from governor.core.perf.space import ProfilePoint
 from governor.core.types import Setpoints
 from governor.drivers.replay import ReplayError, ReplaySource, parse_table
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from profiling_synth import ArraySource, power_mw, roofline_ms, space
 
-from governor.core.perfmodel import fit_target
-from governor.core.perfmodel_features import KBasis
-from governor.core.perfmodel_layerwise import LayerFit, LayerwiseModel, fit_layer, sample_layer
-from governor.core.sampling import ActiveSampler, SamplerSettings, run_sampler
-from governor.core.sampling_space import Space
+from governor.core.perf.features import KBasis
+from governor.core.perf.layerwise import LayerFit, LayerwiseModel, fit_layer, sample_layer
+from governor.core.perf.model import fit_target
+from governor.core.perf.sampling import ActiveSampler, SamplerSettings, run_sampler
+from governor.core.perf.space import Space
 
 
 def _mape(model, sp, target: str, truth: np.ndarray) -> float:  # type: ignore[no-untyped-def]

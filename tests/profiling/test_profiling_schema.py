@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from profiling_synth import ArraySource, power_mw, roofline_ms, space
 
-from governor.core.profile_schema import (
+from governor.core.perf.sampling import ActiveSampler, SamplerSettings, run_sampler
+from governor.core.perf.schema import (
     ProfileError,
     Provenance,
     build_profile_doc,
@@ -17,7 +18,6 @@ from governor.core.profile_schema import (
     parse_profile,
     profile_model,
 )
-from governor.core.sampling import ActiveSampler, SamplerSettings, run_sampler
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from governor.core.sampling import ActiveSampler, SamplerSettings, run_sampler
+from governor.core.perf.sampling import ActiveSampler, SamplerSettings, run_sampler
 from governor.drivers.replay import ReplaySource, parse_table
 
 # Real TX2 measurements, copied into the repository with their source named (tests/fixtures/tx2/README.md).

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from governor.core.optimise import Budget, DecisionTable, Objective, Optimiser
-from governor.core.scheduler import Scheduler
+from governor.core.decision.optimiser import Budget, DecisionTable, Objective, Optimiser
+from governor.core.decision.scheduler import Scheduler
 from governor.core.types import DomainReading, Observation, OperatingPoint, Setpoints
 
 LOW, HIGH = 500_000_000, 1_500_000_000

@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 
 from governor.cli import training_profile as profile_cli
 from governor.cli.main import main
-from governor.core.traincost import TrainingProfile, TrainingRow, parse_training_profile
+from governor.core.training.cost import TrainingProfile, TrainingRow, parse_training_profile
 from governor.runtime.training_profile import dynamic_net_factories, trace_network
 
 ARCH = "resnet-small:2"
@@ -26,7 +26,7 @@ def _fit_each_profile_once():
     """The plan tests run plan-training 5 times on one profile, and each fit grows 12 forests of 300
     trees (about 4 s on a busy 2-core VM). The fit is deterministic (seeded), so identical samples
     get the model the first fit returned; each test still runs the whole command."""
-    from governor.core.traincost import TrainingCostModel
+    from governor.core.training.cost import TrainingCostModel
 
     fitted = {}
     fit = TrainingCostModel.fit.__func__

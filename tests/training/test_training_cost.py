@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from governor.core.traincost import (
+from governor.core.training.cost import (
     TrainingCostModel,
     TrainingProfile,
     TrainingProfileFileError,
@@ -15,7 +15,7 @@ from governor.core.traincost import (
     plan_training,
     samples_from_profile,
 )
-from governor.core.trainfeatures import FEATURE_NAMES, LayerShape, NetworkShape, network_features
+from governor.core.training.features import FEATURE_NAMES, LayerShape, NetworkShape, network_features
 
 
 def net(width: int) -> NetworkShape:

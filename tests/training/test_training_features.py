@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from governor.core.modelmeta import layer_cost
-from governor.core.trainfeatures import (
+from governor.core.training.features import (
     FEATURE_NAMES,
     LayerShape,
     NetworkShape,

@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from governor.core.traincost import parse_training_profile  # noqa: E402
-from governor.core.trainfeatures import LayerShape, network_from_costs  # noqa: E402
+from governor.core.training.cost import parse_training_profile  # noqa: E402
+from governor.core.training.features import LayerShape, network_from_costs  # noqa: E402
 from governor.runtime.training_profile import (  # noqa: E402
     StepOptions,
     TrainingProfileError,

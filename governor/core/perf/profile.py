@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A :class:`ProfileModel` is the set of fitted :class:`~governor.core.perfmodel.TargetModel` ensembles
+A :class:`ProfileModel` is the set of fitted :class:`~governor.core.perf.model.TargetModel` ensembles
 of one profile, keyed by (target, mapping). Grids are float arrays with one row per operating point,
 columns ``[f_1 .. f_D (Hz), k]`` in the profile's domain order. Energy per inference that was not
 measured directly is derived from latency and power of the same point: ``E (mJ) = P (mW) x t (ms) /
@@ -23,8 +23,8 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
-from governor.core.perfmodel import TargetModel
-from governor.core.perfmodel_features import FloatArray
+from governor.core.perf.features import FloatArray
+from governor.core.perf.model import TargetModel
 
 __all__ = ["DenseTable", "ProfileModel", "UnknownTarget"]
 

@@ -7,7 +7,7 @@ threads x setpoints x active groups), the *nominal* predictions: latency (ms), e
 accuracy of its group count. Nominal means an idle board at the requested clocks.
 
 At decision time the nominal numbers are corrected by a per-(unit, threads, groups) multiplier
-(contention from other load, learned residuals; see :mod:`governor.core.feedback`) and a safety
+(contention from other load, learned residuals; see :mod:`governor.core.decision.feedback`) and a safety
 margin, and a point is feasible when its corrected latency meets the deadline, its corrected
 energy meets the energy budget and its accuracy meets the floor. The objective then picks one
 feasible point; if none is feasible the least-violating point is returned with
@@ -15,7 +15,7 @@ feasible point; if none is feasible the least-violating point is returned with
 
 Speed: a multiplier scales latency and energy of a whole group alike, so within a group a point
 that is dominated in (latency, energy) stays dominated. Contention is per row (it depends on the
-clock a row sets, see :func:`governor.core.feedback.row_contention`), so it is folded into the
+clock a row sets, see :func:`governor.core.decision.feedback.row_contention`), so it is folded into the
 table before the fronts are taken, once per contention state (the caller names each state by a
 key), and only the per-group residuals scale the fronts at decision time. Only the per-group Pareto fronts can ever be
 chosen, whatever the budget or objective, and they are computed once per table (and once per

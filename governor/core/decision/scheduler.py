@@ -42,8 +42,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from governor.core.feedback import ResidualTracker, oversubscribed, row_contention, sorted_quantile
-from governor.core.optimise import NO_TIME_LEFT_MS, Budget, Contention, Decision, Optimiser
+from governor.core.decision.feedback import ResidualTracker, oversubscribed, row_contention, sorted_quantile
+from governor.core.decision.optimiser import NO_TIME_LEFT_MS, Budget, Contention, Decision, Optimiser
 from governor.core.types import Observation
 
 __all__ = ["PendingRequest", "Scheduler"]

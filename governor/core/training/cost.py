@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from governor.core.trainfeatures import FEATURE_NAMES, NetworkShape, network_features
+from governor.core.training.features import FEATURE_NAMES, NetworkShape, network_features
 
 if TYPE_CHECKING:  # scikit-learn is imported when a model is fitted: reading profiles stays light
     from sklearn.ensemble import ExtraTreesRegressor

@@ -22,12 +22,12 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from governor.core.perfmodel import TargetModel
-from governor.core.perfmodel_features import CandidateSpec
-from governor.core.perfmodel_fit import n_params
-from governor.core.perfmodel_profile import ProfileModel
-from governor.core.sampling import SamplerSettings, SamplerStatus
-from governor.core.sampling_space import Measurement, Space
+from governor.core.perf.features import CandidateSpec
+from governor.core.perf.fit import n_params
+from governor.core.perf.model import TargetModel
+from governor.core.perf.profile import ProfileModel
+from governor.core.perf.sampling import SamplerSettings, SamplerStatus
+from governor.core.perf.space import Measurement, Space
 
 __all__ = [
     "PROFILE_FORMAT",

@@ -8,7 +8,7 @@ algorithm; instead it counts, for every layer and for every candidate algorithm 
 pick (im2col + GEMM, FFT, Winograd F(4,3) and F(3,2)), the tensor sizes, the workspace buffers and
 the operation counts of the forward, backward-data and backward-weight passes at the given batch
 size. The network's feature vector is the element-wise SUM of its layers' vectors; a regressor
-(:mod:`governor.core.traincost`) then learns which of these the device's memory and time follow.
+(:mod:`governor.core.training.cost`) then learns which of these the device's memory and time follow.
 
 Notation (perf4sight's): ``ic``/``oc`` input/output channels, ``effIc = ic / groups`` the input
 channels one output channel reads, ``k`` the kernel size, ``ip``/``op`` the input/output size,

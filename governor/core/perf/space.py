@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from governor.core.perfmodel_features import Axes, FloatArray
+from governor.core.perf.features import Axes, FloatArray
 from governor.core.types import Setpoints
 
 __all__ = ["Measurement", "MeasurementSource", "ProfilePoint", "Space"]

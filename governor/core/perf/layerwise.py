@@ -18,7 +18,7 @@ is left after at least 6 points, or at ``max_points``.
 A group-pruned network with k active groups runs every layer at ``x = k * c_l`` channels (c_l per
 group), so :class:`LayerwiseModel` predicts a network at any k, measured or not, as the sum of its
 layers. :meth:`LayerwiseModel.as_kbasis` hands that curve to the frequency models
-(:mod:`governor.core.perfmodel`) as a k-basis. Latency in ms; channels are counts.
+(:mod:`governor.core.perf.model`) as a k-basis. Latency in ms; channels are counts.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from governor.core.perfmodel_features import FloatArray, KBasis
+from governor.core.perf.features import FloatArray, KBasis
 
 __all__ = ["BLACKTHORN_WIDTHS", "LayerFit", "LayerwiseModel", "fit_layer", "sample_layer"]
 

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import least_squares, nnls
 
-from governor.core.perfmodel_features import CandidateSpec, FloatArray, kron_columns
+from governor.core.perf.features import CandidateSpec, FloatArray, kron_columns
 
 __all__ = ["evaluate", "fit", "n_params"]
 

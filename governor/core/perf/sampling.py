@@ -12,7 +12,7 @@ loop for any :class:`MeasurementSource`.
 1. *Extremes first*: for every mapping, the 2^d corners of its box (d = axes with more than one
    value: each frequency domain, and k).
 2. *Greedy disagreement x distance*: refit the ensembles of every target
-   (:func:`governor.core.perfmodel.fit_target`). Their relative epistemic deviations (jackknife
+   (:func:`governor.core.perf.model.fit_target`). Their relative epistemic deviations (jackknife
    folds and member-vs-member disagreement, :meth:`TargetModel.spread`) form a joint Gaussian over
    all candidates. A candidate's *gain* is how much measuring it would shrink that variance summed
    over every candidate (Cohn's active-learning criterion: plain maximum disagreement chases the
@@ -37,10 +37,10 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
-from governor.core.perfmodel import TargetModel, fit_target, group_bases
-from governor.core.perfmodel_features import FloatArray, KBasis
-from governor.core.perfmodel_profile import ProfileModel
-from governor.core.sampling_space import Measurement, MeasurementSource, ProfilePoint, Space
+from governor.core.perf.features import FloatArray, KBasis
+from governor.core.perf.model import TargetModel, fit_target, group_bases
+from governor.core.perf.profile import ProfileModel
+from governor.core.perf.space import Measurement, MeasurementSource, ProfilePoint, Space
 
 __all__ = [
     "ActiveSampler",

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 For one target (``latency_ms``, ``power_mw``, a rail's ``<name>_mw`` or ``energy_mj``) and one
-mapping, a library of physically motivated candidates (see :mod:`governor.core.perfmodel_features`)
+mapping, a library of physically motivated candidates (see :mod:`governor.core.perf.features`)
 is fitted to the measured points. A candidate takes part only once the points pin every one of its
 coefficients (full column rank, two points to spare). Each is scored by cross-validated MAPE:
 leave-one-out up to 40 points (with few points, which points share a fold would decide too much),
@@ -15,7 +15,7 @@ Uncertainty has two parts, both computed from the same fits:
 - *epistemic*: the spread of the ensemble members around their weighted mean, plus each member's
   delete-a-fold jackknife variance ``(K - 1) / K * sum_i (f_i(x) - mean_i f_i(x))^2``. It is large
   where candidates disagree and far from measured points, which is exactly what the active sampler
-  (:mod:`governor.core.sampling`) looks for;
+  (:mod:`governor.core.perf.sampling`) looks for;
 - *noise*: the best member's residual scale (relative), i.e. what a repeat measurement would scatter.
 
 The out-of-fold predictions of the weighted ensemble give ``cv_mape``: the estimated error of the
@@ -34,8 +34,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from governor.core.perfmodel_features import Axes, CandidateSpec, FloatArray, KBasis
-from governor.core.perfmodel_fit import evaluate, fit, n_params
+from governor.core.perf.features import Axes, CandidateSpec, FloatArray, KBasis
+from governor.core.perf.fit import evaluate, fit, n_params
 
 __all__ = ["Member", "TargetModel", "candidates_for", "fit_target", "group_bases", "target_kind"]
 

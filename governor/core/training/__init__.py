@@ -1,0 +1,1 @@
+"""Training-cost prediction: memory and step time of on-device (re)training, from layer features. Pure."""
