@@ -57,6 +57,9 @@ class RecordingServer:
     def publish(self, frames: Iterable[Any]) -> None:
         self.published += 1
 
+    def is_empty(self) -> bool:
+        return not self.inbox
+
 
 @dataclass
 class FuzzReport:
@@ -118,7 +121,7 @@ class FuzzHarness:
         self._identities += 1
         identity = b"fuzz-%d" % self._identities
         self.server.inbox.append((identity, [memoryview(f) for f in frames]))
-        while self.server.inbox or self.daemon.scheduler.pending():
+        while self.server.inbox or self.daemon.machine.pending:
             self.daemon.step()
         return self.server.replies.pop(identity, [])
 
@@ -198,7 +201,8 @@ def open_fuzz_daemon(model: Path, root: Path, *, max_bytes: int = FUZZ_MAX_BYTES
     """A daemon on a fresh fake host tree under ``root`` (which must be empty), and its closer. Its transport
     is a recording one unless ``server`` is given (a real ZmqServerEnd, for the connection floods)."""
     from governor.daemon.backend import HostBackend
-    from governor.daemon.service import Daemon, DaemonParts
+    from governor.daemon.config import Config, machine_settings
+    from governor.daemon.service import assemble
     from governor.daemon.tables import host_points, measure_table
     from governor.daemon.target import open_target
     from governor.drivers.catalogue import load_board
@@ -215,9 +219,10 @@ def open_fuzz_daemon(model: Path, root: Path, *, max_bytes: int = FUZZ_MAX_BYTES
     points = [pt for pt in host_points(target.spec, meta, 2) if pt.threads == 1]
     table = measure_table(points, lambda pt: (backend.run(dummy, pt).latency_ms, None), meta, reps=3)
     recording = RecordingServer()
-    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta,
-                                model_name=model.stem, table=table, server=server or recording, tick_hz=20,
-                                max_bytes=max_bytes, cpu_count=2))
+    end = server or recording
+    daemon = assemble(target.spec, target.board, backend, meta, model.stem, table, end, machine_settings(Config()),
+                      cpu_count=2, tick_hz=20, max_bytes=max_bytes,
+                      telemetry=getattr(end, "publish", lambda _frames: None))
     fuzz_target = Target(tuple(meta.input_shape), model.stem, max_bytes, daemon.max_batch)
 
     def close() -> None:

@@ -33,9 +33,15 @@ from governor.core.board import profile_label
 from governor.core.modelmeta import ModelFileError, ModelMeta, read_model_meta
 from governor.daemon.backend import Backend, HostBackend, SimBackend
 from governor.daemon.boardlock import hold_board
-from governor.daemon.config import Config, default_profile_path, default_runtime_dir, default_state_dir
+from governor.daemon.config import (
+    Config,
+    default_profile_path,
+    default_runtime_dir,
+    default_state_dir,
+    machine_settings,
+)
 from governor.daemon.lifecycle import Flags, Notifier, SignalRoute
-from governor.daemon.service import Daemon, DaemonParts
+from governor.daemon.service import Daemon, assemble
 from governor.daemon.statefile import StateFileError, clear_state, load_state, save_state, unrestored_note
 from governor.daemon.tables import MeasuredTable, host_points, measure_table
 from governor.daemon.target import Target, open_target
@@ -167,20 +173,13 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         table = _table(target, backend, meta, say, _profile_path(config, target, model_path), d.profile_points,
                        model_name=_model_name(model_path), pinned=bool(d.profile))
         notifier = Notifier()
-        parts = DaemonParts(
-            spec=target.spec, board=target.board, backend=backend, meta=meta, model_name=_model_name(model_path),
-            table=table, server=server, tick_hz=d.tick_hz, max_bytes=d.max_message_bytes, max_queue=d.max_queue,
-            hysteresis=config.policy.hysteresis, idle_clocks=config.policy.idle_clocks,
-            park_s=config.policy.park_ms / 1000.0,
-            min_margin=config.policy.min_margin, max_margin=config.policy.max_margin,
-            residual_alpha=config.policy.residual_alpha,
-            table_hz={name: tuple(dom.available_hz()) for name, dom in target.board.domains.items()},
-            switch_ms=config.policy.switch_ms,
-            telemetry_endpoint=telemetry, simulated=target.simulated, cpu_count=os.cpu_count() or 1,
-            watchdog=notifier.watchdog, watchdog_interval_s=notifier.watchdog_interval_s if d.watchdog else 0.0,
-            unavailable=tuple(f"{k}: {v}" for k, v in target.board.unavailable.items()), metrics=metrics,
-        )
-        app = App(config, target, Daemon(parts), server, notifier, signals.flags, baselines, state_path, d.board)
+        daemon = assemble(
+            target.spec, target.board, backend, meta, _model_name(model_path), table, server, machine_settings(config),
+            cpu_count=os.cpu_count() or 1, tick_hz=d.tick_hz, max_bytes=d.max_message_bytes, telemetry=server.publish,
+            telemetry_endpoint=telemetry, simulated=target.simulated, watchdog=notifier.watchdog,
+            watchdog_interval_s=notifier.watchdog_interval_s if d.watchdog else 0.0,
+            unavailable=tuple(f"{k}: {v}" for k, v in target.board.unavailable.items()), metrics=metrics)
+        app = App(config, target, daemon, server, notifier, signals.flags, baselines, state_path, d.board)
         app._closers = closers
         signals.flag_only()  # from here a signal only sets the flag; the serving loop stops on it
     except BaseException:

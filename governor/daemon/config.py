@@ -7,6 +7,7 @@ values. Unknown keys are errors (a typo must not silently fall back to a default
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -14,12 +15,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from governor.core.decision.machine import MachineSettings
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Config", "ConfigError", "default_profile_path", "default_runtime_dir", "default_state_dir", "load_config"]
+__all__ = ["Config", "ConfigError", "default_profile_path", "default_runtime_dir", "default_state_dir", "load_config",
+           "machine_settings"]
 
 
 class ConfigError(ValueError):
@@ -91,7 +95,8 @@ class DaemonSection(_Section):
 
 
 class PolicySection(_Section):
-    objective: Literal["min_energy", "max_accuracy", "min_latency"] = "min_energy"
+    objective: Literal["min_energy", "max_accuracy", "min_latency"] = Field(default="min_energy", description=(
+        "for requests whose budget names no objective"))
     hysteresis: float = Field(default=0.05, ge=0, le=1)
     idle_clocks: Literal["release", "lowest", "keep"] = "release"
     park_ms: float = Field(default=150.0, ge=0, le=10_000, description=(
@@ -101,6 +106,9 @@ class PolicySection(_Section):
     min_margin: float = Field(default=0.02, ge=0, le=1)
     max_margin: float = Field(default=2.0, ge=0, le=5)
     residual_alpha: float = Field(default=0.2, gt=0, le=1)
+    idle_grace_ms: float = Field(default=2.0, ge=0, le=1000, description=(
+        "after a run, wait this long for the next request before the idle-clock policy acts: a client that "
+        "waits on each reply asks again within a fraction of a millisecond"))
 
 
 class AccessSection(_Section):
@@ -161,3 +169,14 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
     return _validated(Config, data, str(p))  # type: ignore[no-any-return]
+
+
+def machine_settings(config: Config, **overrides: object) -> MachineSettings:
+    """The governor machine's settings from the config: the one place their defaults live (``serve`` and
+    ``evaluate`` both build them here; ``overrides`` replace single fields, e.g. a policy's idle_clocks)."""
+    pol, d = config.policy, config.daemon
+    settings = MachineSettings(
+        hysteresis=pol.hysteresis, switch_ms=pol.switch_ms, min_margin=pol.min_margin, max_margin=pol.max_margin,
+        residual_alpha=pol.residual_alpha, idle_clocks=pol.idle_clocks, park_s=pol.park_ms / 1000.0,
+        idle_grace_s=pol.idle_grace_ms / 1000.0, max_queue=d.max_queue)
+    return dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]

@@ -1,24 +1,26 @@
-"""The daemon's loop: one tick of sensors -> observation -> decision -> actuators -> inference -> feedback.
+"""The daemon's I/O loop around the governor machine: socket, drivers and executor in, events; actions out.
 
 Theory of operation
 -------------------
-One thread does everything, so no state is shared. Each turn of :meth:`Daemon.step`:
+Every decision (which request runs next, at which point, with which clocks; what the clocks do while
+idle; what is learned from each run) is the machine's (:class:`~governor.core.decision.machine.
+GovernorMachine`, pure). This loop only carries events in and actions out; ``governor evaluate``
+runs this same loop on a simulated board's virtual clock (:mod:`governor.evaluate.replay`). One
+thread does everything, so no state is shared. Each turn of :meth:`Daemon.step`:
 
-1. on a tick (``tick_hz``), sample the board, hand the observation (and how busy *we* kept each
-   unit since the last tick) to the scheduler, publish it as telemetry, ping the watchdog;
-2. take at most one request from the transport (waiting only until the next tick when idle):
-   ``hello``, ``advise``, ``status``, ``profiles`` and ``reload`` are answered at once, ``infer``
-   is queued (EDF); malformed requests get a typed error reply and change nothing;
-3. run the queued request with the earliest deadline: decide, apply the setpoints through the
-   drivers (the read-back is what the scheduler remembers), run, feed the measured latency back,
-   reply, publish.
+1. on a tick (``tick_hz``), sample the board and hand the observation to the machine (``Tick``);
+   publish it as telemetry, ping the watchdog;
+2. take every message waiting (waiting only until the next tick, or the machine's ``wake_at``,
+   when idle): ``hello``, ``status``, ``profiles`` and ``reload`` are answered here, ``advise`` and
+   ``infer`` go to the machine (``Request``); malformed requests get a typed error reply and change
+   nothing;
+3. tell the machine the loop is free (``Ready``) and carry out what it says: ``Apply`` setpoints
+   through the drivers (the read-back goes back as ``Applied``), ``Run`` the executor (what happened
+   goes back as ``Outcome``), ``Reply``, ``Refuse``, ``Release`` clocks, ``Publish`` telemetry.
 
 A resend of an ``infer`` (same id, same bytes) still queued joins it, and one already answered is
 answered again from memory (docs/protocol.md §10, :mod:`governor.daemon.requests`), so a retried
 ``infer`` never runs twice; another request under a used id is a request of its own.
-
-Why one module of ~400 lines: it is the loop and the only owner of its state (queue, reply cache,
-busy time, last observation); splitting the handlers out would hand that state around instead.
 """
 
 from __future__ import annotations
@@ -26,67 +28,110 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from governor import __version__
 from governor.core import protocol as p
 from governor.core.board import BoardSpec
-from governor.core.decision.optimiser import Decision, Optimiser
-from governor.core.decision.scheduler import PendingRequest, Scheduler
+from governor.core.decision import machine as m
 from governor.core.modelmeta import ModelMeta
-from governor.core.types import Observation, Reason, Setpoints
-from governor.daemon.backend import Backend
+from governor.core.types import DomainReading, Observation, Reason, Setpoints
+from governor.daemon.backend import Backend, RunOutcome
+from governor.daemon.metrics import Metrics, NullMetrics
 from governor.daemon.replies import core_budget, domains_info, estimate, met, model_interface, wire_observation
 from governor.daemon.requests import RequestKey, RequestMemory, request_key
 from governor.daemon.tables import MeasuredTable
 
-__all__ = ["Daemon", "DaemonParts"]
+__all__ = ["BoardIO", "Daemon", "DaemonParts", "ServerIO", "assemble", "board_facts"]
 
 log = logging.getLogger("governor.daemon")
 
 _DRAIN_MAX = 64  # messages taken per step before the next run: bounds how long a run can be held back
-_IDLE_GRACE_S = 0.002  # the idle policy waits this long after a run for the next request, s
 _WOKE_S = 0.0005  # a poll that took longer than this blocked, so its message arrived as it returned
 # Layer outputs one request may need at once: a bigger batch could exhaust a 4 GB board's memory (or
 # hold the single loop for minutes), so it is refused with the largest batch that fits.
 _MAX_BATCH_ACTIVATION_BYTES = 256 * 2**20
 
 
+class DomainIO(Protocol):
+    def read(self) -> DomainReading: ...
+    def available_hz(self) -> Sequence[int]: ...
+    def set_range(self, min_hz: int, max_hz: int) -> object: ...
+
+
+class BoardIO(Protocol):
+    """The drivers' board as the loop uses it (:class:`governor.drivers.board.Board`, or the simulator's)."""
+
+    @property
+    def domains(self) -> Mapping[str, DomainIO]: ...
+    def sample(self) -> Observation: ...
+    def apply(self, setpoints: Setpoints) -> Mapping[str, DomainReading]: ...
+
+
+class ServerIO(Protocol):
+    """The request socket (:class:`governor.transport.zmq_server.ZmqServerEnd`, or in-process)."""
+
+    def recv(self, timeout_ms: int | None = None) -> tuple[Any, list[Any]] | None: ...
+    def send(self, identity: Any, frames: Sequence[Any]) -> None: ...
+    def is_empty(self) -> bool: ...
+
+
+def board_facts(spec: BoardSpec, table: MeasuredTable, table_hz: Mapping[str, Sequence[int]],
+                cpu_count: int) -> m.BoardFacts:
+    """What the machine is told of the board it serves (``table_hz``: available Hz per domain)."""
+    units = {u.name: u for u in spec.units}
+    return m.BoardFacts(
+        board=spec.name,
+        unit_kind={n: u.kind for n, u in units.items()},
+        unit_cores={n: len(u.cpus) or (cpu_count if u.kind == "cpu" else 1) for n, u in units.items()},
+        unit_domain={n: u.domain for n, u in units.items() if u.domain},
+        top_hz={d.name: max(d.table_hz) for d in spec.domains if d.table},
+        lowest_hz={name: min(hz) for name, hz in table_hz.items() if hz},
+        energy_measured=table.energy_measured,
+        idle_power_mw=table.idle_power_mw or 0.0,
+    )
+
+
 @dataclass
 class DaemonParts:
-    """Everything the loop needs, built by the composition root (:mod:`governor.daemon.app`)."""
+    """Everything the loop needs, built by the composition root (:mod:`governor.daemon.app`) or the
+    evaluation (:mod:`governor.evaluate.replay`)."""
 
     spec: BoardSpec
-    board: Any  # drivers' Board (sample/apply)
+    board: BoardIO
     backend: Backend
     meta: ModelMeta
     model_name: str
     table: MeasuredTable
-    server: Any  # recv(timeout_ms) / send(identity, frames) / publish(frames) / is_empty(), the last two optional
+    server: ServerIO
+    machine: m.GovernorMachine
     clock: Callable[[], float] = time.monotonic
     tick_hz: float = 10.0
     max_bytes: int = p.MAX_MESSAGE_BYTES
-    max_queue: int = 256
-    hysteresis: float = 0.05
-    switch_ms: float = 0.0  # DVFS transition time charged to a change of setpoints, ms; negative = measure it
+    telemetry: Callable[[Sequence[Any]], None] = lambda _frames: None  # publishes telemetry frames
     telemetry_endpoint: str | None = None
     simulated: bool = False
-    cpu_count: int = 1
     watchdog: Callable[[], object] = lambda: None
     watchdog_interval_s: float = 0.0
-    metrics: Any = None
-    min_margin: float = 0.02
-    max_margin: float = 2.0
-    residual_alpha: float = 0.2
-    idle_clocks: str = "release"  # when nothing is queued: "release" to the kernel, park at "lowest", or "keep"
-    park_s: float = 0.15  # release: park at the lowest clocks this long first when nobody else is busy, s
-    # (the config's policy.park_ms default, 150 ms)
-    table_hz: dict[str, tuple[int, ...]] = field(default_factory=dict)  # available Hz per domain
+    metrics: Metrics = field(default_factory=NullMetrics)
     unavailable: tuple[str, ...] = ()
+
+
+def assemble(spec: BoardSpec, board: BoardIO, backend: Backend, meta: ModelMeta, model_name: str,
+             table: MeasuredTable, server: ServerIO, settings: m.MachineSettings, *,
+             table_hz: Mapping[str, Sequence[int]] | None = None, cpu_count: int = 1,
+             planner: Any = None, **parts: Any) -> Daemon:
+    """The loop and its machine, as ``serve`` and ``evaluate`` both build them. ``table_hz``: available Hz
+    per domain (default: each domain's ``available_hz()``); ``parts``: the other :class:`DaemonParts`."""
+    if table_hz is None:
+        table_hz = {name: tuple(dom.available_hz()) for name, dom in board.domains.items()}
+    machine = m.GovernorMachine(table.table, board_facts(spec, table, table_hz, cpu_count), settings, planner)
+    return Daemon(DaemonParts(spec=spec, board=board, backend=backend, meta=meta, model_name=model_name, table=table,
+                              server=server, machine=machine, **parts))
 
 
 @dataclass
@@ -107,57 +152,43 @@ class Daemon:
     _started: float = field(default=0.0, init=False)
     _next_tick: float = field(default=0.0, init=False)
     _next_watchdog: float = field(default=0.0, init=False)
-    _busy_s: dict[str, float] = field(default_factory=dict, init=False)
     _seq: int = field(default=0, init=False)
     _queued: dict[int, _Queued] = field(default_factory=dict, init=False)  # by our own counter, not the client's id
     _next_key: int = field(default=0, init=False)
     _requests: RequestMemory = field(default_factory=RequestMemory, init=False)
     _key: RequestKey | None = field(default=None, init=False)  # of the infer being received
     _interface: p.ModelInterface | None = field(default=None, init=False)
-    _not_set: dict[str, str] = field(default_factory=dict, init=False)  # domain -> why its last write failed
     # Clients repeat the same request headers but for the id: each decoded in full once (docs/protocol.md).
     _memo: p.HeaderMemo = field(default_factory=p.HeaderMemo, init=False)
     _polled_at: float = field(default=0.0, init=False)  # when the socket was last seen empty, daemon clock s
     _arrival_t: float = field(default=0.0, init=False)
-    _switch_seen: bool = field(default=False, init=False)
-    idle_at: float | None = field(default=None, init=False)  # when the idle policy runs, daemon clock s
-    # (when, domains): clocks parked at their lowest go back to the kernel governors then (daemon clock, s)
-    _parked: tuple[float, tuple[str, ...]] | None = field(default=None, init=False)
+    _outcomes: dict[Any, RunOutcome] = field(default_factory=dict, init=False)  # run -> its outputs, until replied
 
     def __post_init__(self) -> None:
-        parts = self.parts
-        units = {u.name: u for u in parts.spec.units}
-        self.scheduler = Scheduler(
-            Optimiser(parts.table.table, hysteresis=parts.hysteresis, switch_ms=max(parts.switch_ms, 0.0)),
-            unit_kind={n: u.kind for n, u in units.items()},
-            unit_cores={n: len(u.cpus) or (parts.cpu_count if u.kind == "cpu" else 1) for n, u in units.items()},
-            table_max_hz={d.name: max(d.table_hz) for d in parts.spec.domains if d.table},
-            residual_alpha=parts.residual_alpha, min_margin=parts.min_margin, max_margin=parts.max_margin,
-            charge_idle=parts.idle_clocks != "keep", idle_floor_mw=parts.table.idle_power_mw or 0.0,
-            unit_domain={n: u.domain for n, u in units.items() if u.domain},
-        )
-        self._release_hz = _limits_in_force(parts.board)
-        self._started = parts.clock()
-        self._last_tick_t = self._polled_at = self._started
+        self.machine = self.parts.machine
+        self._release_hz = _limits_in_force(self.parts.board)
+        self._started = self.parts.clock()
+        self._polled_at = self._started
 
     # -- the loop -------------------------------------------------------------------------------
     def step(self) -> None:
         now = self.parts.clock()
         if now >= self._next_tick:
             self.tick(now)
-        wake = self._next_tick if self.idle_at is None else min(self._next_tick, self.idle_at)
-        wait_ms = 0 if self.scheduler.pending() else max(0, math.ceil((wake - self.parts.clock()) * 1000))
+        wake = self.machine.wake_at()
+        wake = self._next_tick if wake is None else min(self._next_tick, wake)
+        wait_ms = 0 if self.machine.pending else max(0, math.ceil((wake - self.parts.clock()) * 1000))
         self._drain(wait_ms)
-        if self.scheduler.pending():
-            self.run_next()
-        else:
-            self.idle_if_due(self.parts.clock())
+        self.ready()
 
-    def idle_if_due(self, now: float) -> None:
-        """Run the idle policy once its grace after the last run has passed with nothing queued."""
-        if self.idle_at is not None and now >= self.idle_at and not self.scheduler.pending():
-            self.idle_at = None
-            self._idle()
+    def ready(self, now: float | None = None) -> None:
+        """Tell the machine the loop is free (at ``now``, daemon clock s; default: the clock) and carry
+        out what it says: the next run, or the idle policy once due."""
+        self._carry(self.machine.handle(m.Ready(self.parts.clock() if now is None else now)))
+
+    def reset_learning(self) -> None:
+        """Forget what was learned at run time (SIGHUP, the ``reload`` request)."""
+        self.machine.reset_learning()
 
     def _drain(self, wait_ms: int) -> None:
         """Take every message waiting (up to a bound) so EDF and pacing see the whole queue, not one.
@@ -171,7 +202,7 @@ class Daemon:
         and 1 ms deadlines looked infeasible."""
         since = self._polled_at  # the socket was last known empty then
         before = self.parts.clock()
-        empty = self._socket_empty()  # still empty now: whatever the poll returns arrives after this instant
+        empty = self.parts.server.is_empty()  # still empty now: whatever the poll returns arrives after this instant
         got = self.parts.server.recv(wait_ms)
         returned = self.parts.clock()
         if got is not None and (empty or returned - before > _WOKE_S):
@@ -188,22 +219,7 @@ class Daemon:
 
     def tick(self, now: float) -> None:
         obs = self.parts.board.sample()
-        interval = max(now - self._last_tick_t, 1e-3)
-        own = {u: min(1.0, busy / interval) for u, busy in self._busy_s.items()}
-        # CPU load is a /proc/stat difference over exactly this interval, so our share can be taken off;
-        # accelerator load files average a short recent window that our last run fills.
-        held = [u for u in own if self.scheduler.unit_kind.get(u) != "cpu"]
-        self._busy_s.clear()
-        self._last_tick_t = now
-        self.scheduler.observe(obs, own, held, self.parts.backend.power_mw())
-        if self._parked is not None and not self.scheduler.pending() and (
-                now >= self._parked[0] or not self.scheduler.others_quiet()):
-            self._hand_back(self._parked[1])  # parked long enough, or someone else now needs the clocks
-        self.last_obs = obs
-        self.last_wire = wire_observation(obs)
-        self._publish(p.TelemetryObservation.from_observation(self.last_wire, self._next_seq()))
-        if self.parts.metrics is not None:
-            self.parts.metrics.observation(obs)
+        self._carry(self.machine.handle(m.Tick(now, obs, self.parts.backend.power_mw())))
         self._next_tick = now + 1.0 / self.parts.tick_hz
         if self.parts.watchdog_interval_s and now >= self._next_watchdog:
             self.parts.watchdog()
@@ -274,7 +290,7 @@ class Daemon:
             model=self.parts.model_name, point=self.last_point, domains=domains_info(obs),
             total_power_mw=obs.total_power_mw if obs else None,
             temps_c=dict(obs.temps_c) if obs else {}, served=self.served,
-            unavailable=(*self.parts.unavailable, *(obs.unavailable if obs else ()), *self._not_set.values())))
+            unavailable=(*self.parts.unavailable, *(obs.unavailable if obs else ()), *self.machine.not_set.values())))
 
     def _profiles(self, msg: p.ProfilesRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
         meta = self.parts.meta
@@ -287,7 +303,7 @@ class Daemon:
         self._send(identity, p.ProfilesReply(id=msg.id, profiles=(info,), active=self.parts.model_name))
 
     def _reload(self, msg: p.ReloadRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
-        self.scheduler.reset_learning()
+        self.reset_learning()
         self._send(identity, p.ReloadReply(
             id=msg.id, loaded=(),
             message=f"nothing was re-read from disk: the run-time corrections learned for {self.parts.model_name} "
@@ -295,23 +311,33 @@ class Daemon:
                     "restart governor) to load a new model or profile"))
 
     def _advise(self, msg: p.AdviseRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
-        decision = self._decide(msg, remember=False)
-        self._send(identity, p.AdviseReply(
-            id=msg.id, point=p.Point.from_operating_point(decision.point),
-            predicted=estimate(decision, energy_known=self.parts.table.energy_measured),
-            budget_infeasible=decision.infeasible, simulated=self.parts.simulated))
+        self._check_model(msg)
+        actions = self.machine.handle(m.Request(self.parts.clock(), msg.id, self._budget(msg.budget), msg.strict,
+                                                advise=True))
+        for action in actions:
+            if isinstance(action, m.Refuse):
+                raise p.ProtocolError(action.code, action.message, request_id=msg.id)
+            if isinstance(action, m.Reply):
+                decision = action.decision
+                self._send(identity, p.AdviseReply(
+                    id=msg.id, point=p.Point.from_operating_point(decision.point),
+                    predicted=estimate(decision, energy_known=self.parts.table.energy_measured),
+                    budget_infeasible=decision.infeasible, simulated=self.parts.simulated))
 
     def _infer(self, msg: p.InferRequest, tensors: dict[str, np.ndarray], identity: Any) -> None:
-        self._check_budget(msg)
-        if self.scheduler.pending() >= self.parts.max_queue:
-            raise p.ProtocolError("unavailable", f"{self.parts.max_queue} requests are queued; retry shortly",
-                                  request_id=msg.id)
+        self._check_model(msg)
         batch = self._input(msg, tensors)
         key = self._next_key
+        refused = [a for a in self.machine.handle(m.Request(self._arrival_t, key, self._budget(msg.budget),
+                                                            msg.strict)) if isinstance(a, m.Refuse)]
+        if refused:
+            raise p.ProtocolError(refused[0].code, refused[0].message, request_id=msg.id)
         self._next_key += 1
         self._queued[key] = _Queued(msg, batch, identity, self._key)
         self._requests.queued(self._key, identity)
-        self.scheduler.submit(PendingRequest(key, core_budget(msg.budget), self._arrival_t, msg.strict))
+
+    def _budget(self, budget: p.Budget) -> Any:
+        return core_budget(budget)
 
     def _input(self, msg: p.InferRequest, tensors: dict[str, np.ndarray]) -> np.ndarray:
         if len(tensors) != 1:
@@ -346,95 +372,68 @@ class Daemon:
         per_input = max((level.activation_bytes for level in self.parts.meta.levels), default=0)
         return max(1, _MAX_BATCH_ACTIVATION_BYTES // max(per_input, 1))
 
-    def _check_budget(self, msg: p.InferRequest | p.AdviseRequest) -> None:
-        if msg.budget.energy_mj is not None and not self.parts.table.energy_measured:
-            raise p.ProtocolError(
-                "bad_request", f"board {self.parts.spec.name} has no power sensor the governor can read, so an "
-                "energy budget cannot be honoured; drop energy_mj (or add a power source to the board catalogue)",
-                request_id=msg.id)
+    def _check_model(self, msg: p.InferRequest | p.AdviseRequest) -> None:
         if msg.model is not None and msg.model != self.parts.model_name:
             raise p.ProtocolError("bad_request", f"model {msg.model!r} is not loaded; this daemon serves "
                                   f"{self.parts.model_name!r} (leave model unset)", request_id=msg.id)
 
-    def _decide(self, msg: p.InferRequest | p.AdviseRequest, *, remember: bool, arrival_t: float | None = None,
-                ) -> Decision:
-        self._check_budget(msg)
-        decision = self.scheduler.decide(core_budget(msg.budget), now=self.parts.clock(), arrival_t=arrival_t,
-                                         remember=remember)
-        if decision.infeasible and msg.strict:
-            raise p.ProtocolError("infeasible", f"no operating point meets the budget: {decision.reason}; relax "
-                                  "the budget or drop strict", request_id=msg.id)
-        return decision
+    # -- carrying out the machine's actions -------------------------------------------------------
+    def _carry(self, actions: list[m.Action]) -> None:
+        for action in actions:
+            if isinstance(action, m.Apply):
+                self._apply(action)
+            elif isinstance(action, m.Run):
+                self._run(action)
+            elif isinstance(action, m.Reply):
+                self._reply_infer(action)
+            elif isinstance(action, m.Refuse):
+                self._refuse(action)
+            elif isinstance(action, m.Release):
+                self._hand_back(action.domains)
+            elif isinstance(action, m.Publish):
+                self._publish_action(action)
 
-    # -- running --------------------------------------------------------------------------------
-    def run_next(self) -> None:
-        pending = self.scheduler.next_request()
-        if pending is None:
-            return
-        queued = self._queued.pop(int(pending.key))  # type: ignore[call-overload]
-        msg = queued.request
+    def _apply(self, action: m.Apply) -> None:
+        writing = self.parts.clock()
         try:
-            deciding = self.parts.clock()
-            decision = self._decide(msg, remember=True, arrival_t=pending.arrival_t)
-            self._apply(decision)
-            started = self.parts.clock()
-            outcome = self.parts.backend.run(queued.batch, decision.point)
-            ran = self.parts.clock()
-        except p.ProtocolError as exc:
-            self._count("infer", "infeasible" if exc.code == "infeasible" else "rejected")
-            self._answer(queued, exc.to_reply())
-            return
+            applied = self.parts.board.apply(action.setpoints)
+        except Exception as exc:  # a driver that raises instead of reporting: every domain failed
+            log.exception("applying %s failed", dict(action.setpoints.hz))
+            applied, errors = {}, {name: str(exc) for name in action.setpoints.hz}
+        else:
+            errors = dict(getattr(applied, "errors", {}))  # the drivers' Applied names what failed
+        done = self.parts.clock()
+        self._carry(self.machine.handle(m.Applied(done, action, {n: r.cur_hz for n, r in applied.items()},
+                                                  (done - writing) * 1000.0, errors)))
+
+    def _run(self, action: m.Run) -> None:
+        queued = self._queued[int(action.key)]  # type: ignore[call-overload]
+        try:
+            outcome = self.parts.backend.run(queued.batch, action.decision.point)
         except Exception as exc:
             log.exception("inference failed")
-            self._answer(queued, p.ErrorReply(id=msg.id, code="internal",
-                                              message=f"inference failed: {exc}; see the daemon's log"), keep=False)
+            self._carry(self.machine.handle(m.Failed(self.parts.clock(), action.key,
+                                                     f"inference failed: {exc}; see the daemon's log")))
             return
-        # End to end: queueing, deciding, DVFS writes and the run. On a simulated board the run is the
-        # simulator's and the writes land in a fake tree, whose file locking is no part of a real board.
-        total_ms = (self.parts.clock() - pending.arrival_t) * 1000.0 if not outcome.simulated else (
-            (deciding - pending.arrival_t) * 1000.0 + outcome.latency_ms)
-        if self._socket_empty():
-            # Nothing came in during the run, so whatever comes next arrives after this instant. Looked at
-            # before the reply goes out: looked at after it, the next request of a client that waits on
-            # each reply was often already there (it answers faster than we publish telemetry), and it
-            # was charged the whole run as queueing, so a generous deadline looked infeasible.
-            self._polled_at = self.parts.clock()
-        self._reply_infer(queued, decision, outcome, total_ms)  # the client waits; learning need not
-        self._account(decision, outcome.latency_ms, started)
-        self.scheduler.feedback(decision, outcome.latency_ms)
-        if not outcome.simulated:  # a simulated run's time is virtual: the host's overhead is no part of it
-            self.scheduler.dispatched((ran - deciding) * 1000.0 - outcome.latency_ms)
-        if not self.scheduler.pending():
-            # The idle policy runs a moment later, not now: a client that waits on each reply asks again
-            # within a fraction of a millisecond, and parking (a few ms of writes on a simulated tree) would
-            # make that request wait, then pin again. A request that comes meanwhile cancels it.
-            self.idle_at = self.parts.clock() + _IDLE_GRACE_S
+        ran = self.parts.clock()
+        self._outcomes[action.key] = outcome
+        self.served += 1
+        self._carry(self.machine.handle(m.Outcome(ran, action.key, outcome.latency_ms, outcome.energy_mj,
+                                                  outcome.simulated)))
 
-    def _idle(self) -> None:
-        """Nothing queued: stop holding clocks. Clocks pinned high while idle cost more board energy than
-        the runs. ``release`` hands each domain back to its kernel governor within the limits found at
-        start (it follows other processes' load and drops when the board is idle); ``lowest`` parks it."""
-        mode = self.parts.idle_clocks
-        if mode == "keep" or self.scheduler.current_setpoints is None:
+    def _refuse(self, action: m.Refuse) -> None:
+        queued = self._queued.pop(int(action.key))  # type: ignore[call-overload]
+        if action.code == "internal":
+            self._count("infer", "error")
+            self._answer(queued, p.ErrorReply(id=queued.request.id, code="internal", message=action.message[:4000]),
+                         keep=False)  # an internal failure: a retry may succeed
             return
-        pinned = list(self.scheduler.pinned_hz)
-        park = mode == "release" and self.parts.park_s > 0 and self.scheduler.others_quiet()
-        if mode == "lowest" or park:
-            # Parked before handing back: a kernel governor handed the clocks right away reads our finished
-            # run as load and raises them while the board idles. Parking holds back nobody: nobody else is busy.
-            lowest = {name: min(self.parts.table_hz[name]) for name in pinned if self.parts.table_hz.get(name)}
-            if lowest:
-                self.parts.board.apply(Setpoints(lowest))
-            self.scheduler.released(lowest)
-            if park:
-                self._parked = (self.parts.clock() + self.parts.park_s, tuple(pinned))
-            return
-        self._hand_back(pinned)
+        self._count("infer", "infeasible" if action.code == "infeasible" else "rejected")
+        self._answer(queued, p.ProtocolError(action.code, action.message, request_id=queued.request.id).to_reply())
 
-    def _hand_back(self, pinned: Sequence[str]) -> None:
+    def _hand_back(self, domains: Sequence[str]) -> None:
         """Each domain back to its kernel governor, within the limits found at start."""
-        self._parked = None
-        for name in pinned:
+        for name in domains:
             domain, limits = self.parts.board.domains.get(name), self._release_hz.get(name)
             if domain is None or limits is None:
                 continue
@@ -442,43 +441,29 @@ class Daemon:
                 domain.set_range(*limits)
             except (OSError, ValueError) as exc:  # the next run pins again; say why the clock stayed
                 log.warning("cannot hand %s back to its kernel governor: %s", name, exc)
-        self.scheduler.released()
 
-    def _apply(self, decision: Decision) -> None:
-        self._parked = None  # a run pins again: no parked clocks left to hand back
-        self.idle_at = None
-        setpoints = decision.point.setpoints
-        table = self.parts.table.table
-        same = self.scheduler.current_setpoints == int(table.setpoint_id[decision.index])
-        if not setpoints.hz or (same and not self._not_set):  # after a failed write, try again
-            return
-        writing = self.parts.clock()
-        applied = self.parts.board.apply(setpoints)
-        if self.parts.switch_ms < 0:  # measured: the writes and read-backs a change of setpoints costs
-            took_ms = (self.parts.clock() - writing) * 1000.0
-            optimiser = self.scheduler.optimiser
-            optimiser.switch_ms = took_ms if not self._switch_seen else 0.8 * optimiser.switch_ms + 0.2 * took_ms
-            self._switch_seen = True
-        self.scheduler.applied(decision.index, {n: r.cur_hz for n, r in applied.items()})
-        errors = getattr(applied, "errors", {})
-        for name, hz in setpoints.hz.items():  # status lists what could not be set until a write succeeds
-            if name in errors:
-                self._not_set[name] = f"{name}: could not set {hz} Hz: {str(errors[name])[:500]}"
-            else:
-                self._not_set.pop(name, None)
-        message = f"setpoints {dict(setpoints.hz)}" + (f"; failed: {errors}" if errors else "")
-        self._publish(p.TelemetryEvent(seq=self._next_seq(), t=self.parts.clock(), simulated=self.parts.simulated,
-                                       kind="setpoints", reason=Reason.CLIENT, message=message[:4000]))
+    def _publish_action(self, action: m.Publish) -> None:
+        if action.kind == "observation" and action.observation is not None:
+            obs = action.observation
+            self.last_obs = obs
+            self.last_wire = wire_observation(obs)
+            self._publish(p.TelemetryObservation.from_observation(self.last_wire, self._next_seq()))
+            self.parts.metrics.observation(obs)
+        elif action.kind == "setpoints":
+            self._publish(p.TelemetryEvent(seq=self._next_seq(), t=self.parts.clock(), simulated=self.parts.simulated,
+                                           kind="setpoints", reason=Reason.CLIENT, message=action.message))
 
-    def _account(self, decision: Decision, latency_ms: float, started: float) -> None:
-        unit = decision.point.unit
-        cores = self.scheduler.unit_cores.get(unit, 1)
-        share = min(1.0, decision.point.threads / max(cores, 1))
-        self._busy_s[unit] = self._busy_s.get(unit, 0.0) + latency_ms / 1000.0 * share
-        self.served += 1
-
-    def _reply_infer(self, queued: _Queued, decision: Decision, outcome: Any, total_ms: float) -> None:
-        msg = queued.request
+    def _reply_infer(self, action: m.Reply) -> None:
+        queued = self._queued.pop(int(action.key))  # type: ignore[call-overload]
+        outcome = self._outcomes.pop(action.key)
+        decision, msg = action.decision, queued.request
+        total_ms = action.total_ms if action.total_ms is not None else outcome.latency_ms
+        if self.parts.server.is_empty():
+            # Nothing came in during the run, so whatever comes next arrives after this instant. Looked at
+            # before the reply goes out: looked at after it, the next request of a client that waits on
+            # each reply was often already there (it answers faster than we publish telemetry), and it
+            # was charged the whole run as queueing, so a generous deadline looked infeasible.
+            self._polled_at = self.parts.clock()
         point = p.Point.from_operating_point(decision.point)
         self.last_point = point
         measured = p.Estimate(latency_ms=min(outcome.latency_ms, p.MAX_DEADLINE_MS),
@@ -494,11 +479,9 @@ class Daemon:
             seq=self._next_seq(), t=self.parts.clock(), simulated=self.parts.simulated, id=msg.id,
             budget=msg.budget, point=point, predicted=predicted, measured=measured, budget_met=ok,
             budget_infeasible=decision.infeasible))
-        if self.parts.metrics is not None:
-            outcome_label = "infeasible" if decision.infeasible else ("met" if ok else "missed")
-            self.parts.metrics.request("infer", outcome_label)
-            self.parts.metrics.decision(decision.point, decision.latency_ms, outcome.latency_ms,
-                                        predicted.energy_mj, outcome.energy_mj)
+        self.parts.metrics.request("infer", "infeasible" if decision.infeasible else ("met" if ok else "missed"))
+        self.parts.metrics.decision(decision.point, decision.latency_ms, outcome.latency_ms,
+                                    predicted.energy_mj, outcome.energy_mj)
 
     # -- plumbing -------------------------------------------------------------------------------
     def _send(self, identity: Any, reply: p.Reply, tensors: dict[str, np.ndarray] | None = None,
@@ -517,18 +500,11 @@ class Daemon:
         if keep:
             self._requests.remember(queued.key, self.parts.clock(), frames)
 
-    def _socket_empty(self) -> bool:
-        is_empty = getattr(self.parts.server, "is_empty", None)
-        return bool(is_empty()) if is_empty is not None else False
-
     def _count(self, kind: str, outcome: str) -> None:
-        if self.parts.metrics is not None:
-            self.parts.metrics.request(kind, outcome)
+        self.parts.metrics.request(kind, outcome)
 
     def _publish(self, msg: p.Telemetry) -> None:
-        publish = getattr(self.parts.server, "publish", None)
-        if publish is not None:
-            publish(p.encode_telemetry(msg))
+        self.parts.telemetry(p.encode_telemetry(msg))
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -545,10 +521,10 @@ _HANDLERS: dict[str, Callable[..., None]] = {
 }
 
 
-def _limits_in_force(board: Any) -> dict[str, tuple[int, int]]:
+def _limits_in_force(board: BoardIO) -> dict[str, tuple[int, int]]:
     """Each domain's (min, max) limits in Hz before we write anything: what ``release`` hands back."""
     limits: dict[str, tuple[int, int]] = {}
-    for name, domain in getattr(board, "domains", {}).items():
+    for name, domain in board.domains.items():
         try:
             reading = domain.read()
         except (OSError, ValueError):

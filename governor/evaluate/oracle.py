@@ -13,7 +13,7 @@ accelerator, known exactly from the trace's load phases.
 
 Three things use it:
 
-* :class:`OracleScheduler`, the daemon's own scheduler with the nominal table replaced by the true
+* :class:`OraclePlanner`, the governor machine's own planner with the nominal table replaced by the true
   one for the window [now, now + deadline] and the simulator's true thermal caps: perfect
   knowledge of present and future load and of the board's state, with the same optimiser, queue,
   residual learning and actuation as ours;
@@ -25,7 +25,7 @@ Three things use it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,13 +33,13 @@ import numpy.typing as npt
 
 from governor.core.board import BoardSpec
 from governor.core.decision.optimiser import Budget, Decision, DecisionTable, Optimiser
-from governor.core.decision.scheduler import Scheduler
+from governor.core.decision.planner import Planner
 from governor.core.types import Observation
 from governor.evaluate.traces import Arrival
 from governor.sim import CoRunner, Scenario
 from governor.sim.engine import fair_shares
 
-__all__ = ["OracleScheduler", "TrueContention", "best_static", "feasible"]
+__all__ = ["OraclePlanner", "TrueContention", "best_static", "feasible"]
 
 _MAX_TAKEN = 0.95  # the simulator never lets co-runners take more of a unit
 FloatArray = npt.NDArray[np.float64]
@@ -90,8 +90,8 @@ class TrueContention:
 
 
 @dataclass
-class OracleScheduler(Scheduler):
-    """The daemon's scheduler deciding on the true table of the coming window (see the module doc)."""
+class OraclePlanner(Planner):
+    """The governor machine's planner deciding on the true table of the coming window (see the module doc)."""
 
     truth: TrueContention | None = None
     true_caps: Callable[[], Mapping[str, int]] | None = None
@@ -99,9 +99,9 @@ class OracleScheduler(Scheduler):
     _optimisers: dict[tuple[tuple[CoRunner, ...], ...], Optimiser] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def replacing(cls, scheduler: Scheduler, contention: TrueContention,
+    def replacing(cls, scheduler: Planner, contention: TrueContention,
                   true_caps: Callable[[], Mapping[str, int]] | None = None,
-                  now: Callable[[], float] | None = None) -> OracleScheduler:
+                  now: Callable[[], float] | None = None) -> OraclePlanner:
         return cls(scheduler.optimiser, scheduler.unit_kind, scheduler.unit_cores, scheduler.table_max_hz,
                    charge_idle=scheduler.charge_idle, idle_floor_mw=scheduler.idle_floor_mw,
                    unit_domain=scheduler.unit_domain,
@@ -121,7 +121,7 @@ class OracleScheduler(Scheduler):
             self.caps_hz = dict(self.true_caps())  # the simulator's thermal caps, not inferred from read-backs
 
     def decide(self, budget: Budget, *, now: float | None = None, arrival_t: float | None = None,
-               remember: bool = True) -> Decision:
+               remember: bool = True, behind: Sequence[float] = ()) -> Decision:
         assert self.truth is not None
         t0 = self.last_t if now is None else now
         key = self.truth.active_sets(t0, t0 + (budget.deadline_ms or 0.0) / 1000.0)
@@ -133,7 +133,7 @@ class OracleScheduler(Scheduler):
             self._optimisers[key] = Optimiser(true, hysteresis=self.optimiser.hysteresis,
                                               switch_ms=self.optimiser.switch_ms)
         self.optimiser = self._optimisers[key]
-        return super().decide(budget, now=now, arrival_t=arrival_t, remember=remember)
+        return super().decide(budget, now=now, arrival_t=arrival_t, remember=remember, behind=behind)
 
     def multiplier(self) -> FloatArray:
         return self.residuals.multiplier()

@@ -2,13 +2,14 @@
 
 Theory of operation
 -------------------
-Every policy runs inside the real daemon (:class:`governor.daemon.service.Daemon`): requests are
-queued EDF, decided by the scheduler and optimiser, applied through the drivers, run and fed back.
+Every policy runs inside the real daemon loop (:class:`governor.daemon.service.Daemon` driving the
+governor machine, as ``governor serve`` does): requests are queued EDF, decided by the planner and
+optimiser, applied through the drivers, run and fed back.
 A policy differs only in
 
 * ``table``: the operating points the daemon may choose from (a subset of the profile, or one
   point);
-* ``install``: replacing the daemon's scheduler (the oracle only);
+* ``install``: replacing the governor machine's planner (the oracle only);
 * ``start`` / ``act``: clock writes through the drivers before the trace and every ``period_s``
   of virtual time (``jetson_clocks`` pins once; the kernel governors' rules run at their own rate).
 
@@ -38,10 +39,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from governor.core.board import BoardSpec
+from governor.core.decision.machine import GovernorMachine
 from governor.core.decision.optimiser import DecisionTable
 from governor.core.types import Setpoints
 from governor.daemon.tables import MeasuredTable
-from governor.evaluate.oracle import OracleScheduler, TrueContention, best_static
+from governor.evaluate.oracle import OraclePlanner, TrueContention, best_static
 from governor.evaluate.traces import ResolvedTrace
 
 __all__ = ["POLICIES", "Policy", "PolicyContext", "baseline_row", "make_policies", "subset"]
@@ -100,8 +102,9 @@ class Policy:
     def table(self, ctx: PolicyContext) -> MeasuredTable:
         return ctx.profile
 
-    def install(self, ctx: PolicyContext, daemon: Any, sim: Any) -> None:
-        """Adjust the daemon before the trace (``sim`` is the simulated board, for what only an oracle knows)."""
+    def install(self, ctx: PolicyContext, machine: GovernorMachine, sim: Any) -> None:
+        """Adjust the governor machine before the trace (``sim`` is the simulated board, for what only an
+        oracle knows)."""
         return None
 
     def start(self, ctx: PolicyContext, board: Any) -> None:
@@ -119,13 +122,13 @@ class Ours(Policy):
 class Oracle(Policy):
     name, summary = "oracle", "the daemon's optimiser with the true contention of the coming window"
 
-    def install(self, ctx: PolicyContext, daemon: Any, sim: Any) -> None:
+    def install(self, ctx: PolicyContext, machine: GovernorMachine, sim: Any) -> None:
         tops = ctx.top_hz
 
         def true_caps() -> dict[str, int]:
             return {d: int(c) for d, c in sim.truth().caps_hz.items() if d in tops and c < tops[d]}
 
-        daemon.scheduler = OracleScheduler.replacing(daemon.scheduler, ctx.contention, true_caps, sim.clock)
+        machine.planner = OraclePlanner.replacing(machine.planner, ctx.contention, true_caps, sim.clock)
 
 
 class Performance(Policy):

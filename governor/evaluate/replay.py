@@ -1,21 +1,23 @@
-"""Replaying a trace through the real daemon on a simulated board, in virtual time.
+"""Replaying a trace through the real daemon loop on a simulated board, in virtual time.
 
 Theory of operation
 -------------------
 Each policy gets a fresh ``sim:<board>`` (same seed, same co-runner scenario) with a virtual clock,
-the real drivers on it, a :class:`~governor.daemon.service.Daemon` whose clock *is* the board's
-clock, and the in-process transport. The loop does what :meth:`Daemon.step` does, in the same
-order, but moves virtual time itself instead of waiting on a socket:
+the real drivers on it, and the very loop ``governor serve`` runs: a
+:class:`~governor.daemon.service.Daemon` driving a
+:class:`~governor.core.decision.machine.GovernorMachine` built from the same config defaults
+(:func:`governor.daemon.config.machine_settings`), whose clock *is* the board's clock. The replay
+adds no loop of its own: ``Daemon.step`` is called until the trace is over, and the only thing that
+differs from a served daemon is its socket, :class:`TraceSocket`, which stands for the world:
 
-1. at a tick instant: ``daemon.tick(now)`` (sample through the drivers, scheduler observes);
-   at the policy's own period, its ``act`` (kernel-governor rules write clocks through the drivers);
-2. idle (nothing queued, nothing arrived): advance the board to the next arrival, tick or act;
-3. one arrived request goes from a client end through the transport into ``daemon.receive``;
-4. if anything is queued, ``daemon.run_next()``: decide, apply, run (the simulated executor
-   advances the board exactly to the finish), feed back, reply.
+* a poll that would wait advances the simulated board (virtual time) to the next arrival, or to the
+  end of the poll's timeout (the daemon's next tick or the machine's ``wake_at``), whichever is first;
+* while virtual time passes between runs, the policy's own ``act`` runs at its period (the
+  kernel-governor rules write clocks through the drivers); a run is atomic in the simulator, so a
+  governor acts between runs, never in the middle of one;
+* requests that arrive during a run wait on the socket until the run ends, as on a real daemon, and
+  the daemon stamps them as it stamps real ones (the time it last saw its socket empty).
 
-Requests that arrive during a run wait in the "socket" until the run ends, as on a real daemon, and
-are all taken before the next run, stamped with the time the daemon last saw its socket empty.
 Deadlines are judged from the *true* arrival time. Energy is the board's simulated input-rail
 energy over the whole replay (idle time included: what a battery pays), from the simulator's
 noiseless counters. Everything recorded is simulated.
@@ -24,7 +26,7 @@ noiseless counters. Everything recorded is simulated.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,13 +36,14 @@ from governor.core import protocol as p
 from governor.core.board import BoardSpec
 from governor.core.modelmeta import ModelMeta
 from governor.core.physics import Workload
+from governor.core.types import Observation, Setpoints
 from governor.daemon.backend import SimBackend
-from governor.daemon.service import Daemon, DaemonParts
+from governor.daemon.config import Config, machine_settings
+from governor.daemon.service import BoardIO, assemble
 from governor.daemon.target import open_target
 from governor.evaluate.policies import Policy, PolicyContext
 from governor.evaluate.traces import Arrival
 from governor.sim import Scenario, SimExecutor
-from governor.transport.inproc import InprocPair
 
 __all__ = ["PolicyRun", "ReplaySetup", "RequestRecord", "TickRecord", "idle_floor_mw", "replay", "window_util"]
 
@@ -107,111 +110,130 @@ class ReplaySetup:
     meta: ModelMeta
     workload: Workload
     seed: int = 0
-    tick_hz: float = 10.0
+    tick_hz: float | None = None  # the daemon's tick rate, Hz; None = the config's (daemon.tick_hz)
 
 
-def replay(policy: Policy, ctx: PolicyContext, setup: ReplaySetup) -> PolicyRun:
-    """Run ``ctx.trace`` under ``policy`` on a fresh simulated board; the board is closed afterwards."""
+def replay(policy: Policy, ctx: PolicyContext, setup: ReplaySetup, config: Config | None = None) -> PolicyRun:
+    """Run ``ctx.trace`` under ``policy`` on a fresh simulated board; the board is closed afterwards.
+    ``config``: the daemon's configuration (default: the defaults ``governor serve`` has)."""
     target = open_target(setup.board, clock="virtual", seed=setup.seed)
     try:
         assert target.sim is not None
         target.sim.set_scenario(ctx.trace.scenario)
-        return _Replay(policy, ctx, setup, target).run()
+        return _Replay(policy, ctx, setup, target, config or Config()).run()
     finally:
         target.close()
 
 
+_CLIENT = b"trace"
+
+
+class TraceSocket:
+    """The daemon's socket during a replay: the trace's arrivals, delivered in virtual time (module doc)."""
+
+    def __init__(self, replay: _Replay, arrivals: Sequence[Arrival], end_s: float) -> None:
+        self.replay, self.sim, self.clock = replay, replay.sim, replay.sim.clock
+        self.arrivals = deque(arrivals)
+        self.end_s = end_s
+        self.sent: dict[str, Arrival] = {}
+
+    def _due(self, now: float) -> bool:
+        return bool(self.arrivals) and self.arrivals[0].t_s <= now + _EPS_S
+
+    def is_empty(self) -> bool:
+        return not self._due(self.clock())
+
+    def recv(self, timeout_ms: int | None = None) -> tuple[bytes, list[Any]] | None:
+        now = self.clock()
+        self.replay.act_if_due(now)
+        if not self._due(now):
+            if not timeout_ms:
+                return None
+            until = now + timeout_ms / 1000.0
+            while True:  # idle: the daemon sits in its poll; the board runs on, the policy acts at its period
+                target = min(until, self.replay.next_act, self.arrivals[0].t_s if self.arrivals else self.end_s)
+                self.sim.advance(max(target - self.clock(), 0.0))
+                now = self.clock()
+                self.replay.act_if_due(now)
+                if self._due(now) or now >= until - _EPS_S or (not self.arrivals and now >= self.end_s - _EPS_S):
+                    break
+            if not self._due(now):
+                return None
+        arrival = self.arrivals.popleft()
+        key = f"r{arrival.index}"
+        self.sent[key] = arrival
+        budget = p.Budget(deadline_ms=arrival.deadline_ms, min_accuracy=arrival.min_accuracy)
+        frames = p.encode_request(p.InferRequest(id=key, budget=budget), {"input": self.replay.batch})
+        return _CLIENT, [memoryview(bytes(f)) for f in frames]
+
+    def send(self, identity: Any, frames: Sequence[Any]) -> None:
+        reply, _ = p.decode_reply([memoryview(bytes(f)) for f in frames])
+        arrival = self.sent.pop(reply.id, None) if reply.id is not None else None
+        if arrival is None:
+            return
+        if isinstance(reply, p.InferReply):
+            finish = self.clock()
+            self.replay.out.records.append(_record(arrival, reply, finish - reply.measured.latency_ms / 1000.0, finish))
+        else:
+            self.replay.out.errors.append(f"request {arrival.index}: {getattr(reply, 'message', reply)}")
+
+
+class _RecordingBoard:
+    """The drivers' board, with every sample the daemon takes recorded as a tick."""
+
+    def __init__(self, board: Any, out: PolicyRun) -> None:
+        self.board, self.out = board, out
+        self.domains = board.domains
+
+    def sample(self) -> Observation:
+        obs: Observation = self.board.sample()
+        self.out.ticks.append(TickRecord(obs.t, {n: r.cur_hz for n, r in obs.domains.items()}, obs.total_power_mw))
+        return obs
+
+    def apply(self, setpoints: Setpoints) -> Any:
+        return self.board.apply(setpoints)
+
+
 class _Replay:
-    def __init__(self, policy: Policy, ctx: PolicyContext, setup: ReplaySetup, target: Any) -> None:
+    def __init__(self, policy: Policy, ctx: PolicyContext, setup: ReplaySetup, target: Any, config: Config) -> None:
         self.policy, self.ctx, self.setup, self.target, self.sim = policy, ctx, setup, target, target.sim
         self.clock = self.sim.clock
-        backend = SimBackend(SimExecutor(self.sim, setup.workload), None, len(setup.meta.classes))
-        self.pair = InprocPair()
-        self.client = self.pair.connect()
-        self.daemon = Daemon(DaemonParts(
-            spec=target.spec, board=target.board, backend=backend, meta=setup.meta, model_name=setup.model_name,
-            table=policy.table(ctx), server=self.pair.server, clock=self.clock, tick_hz=setup.tick_hz,
-            simulated=True, cpu_count=target.spec.cpu_count or 1, idle_clocks=policy.idle_clocks,
-            table_hz={name: tuple(hz) for name, hz in ctx.domain_hz.items()}))
-        policy.install(ctx, self.daemon, self.sim)
         self.out = PolicyRun(policy.name)
-        self.pending: dict[str, Arrival] = {}
         self.batch = np.zeros((1, *setup.meta.input_shape), dtype=np.float32)
-        self.last_act = self.clock()
+        self.period = policy.period_s or float("inf")
+        self.next_act = self.last_act = self.clock()
+        backend = SimBackend(SimExecutor(self.sim, setup.workload), None, len(setup.meta.classes))
+        table = policy.table(ctx)
+        table_hz = {name: tuple(hz) for name, hz in ctx.domain_hz.items()}
+        board: BoardIO = _RecordingBoard(target.board, self.out)
+        self.socket = TraceSocket(self, ctx.trace.arrivals, ctx.trace.end_s)
+        self.daemon = assemble(
+            target.spec, board, backend, setup.meta, setup.model_name, table, self.socket,
+            machine_settings(config, idle_clocks=policy.idle_clocks), table_hz=table_hz,
+            cpu_count=target.spec.cpu_count or 1, clock=self.clock, simulated=True,
+            tick_hz=config.daemon.tick_hz if setup.tick_hz is None else setup.tick_hz)
+        policy.install(ctx, self.daemon.machine, self.sim)
 
     def run(self) -> PolicyRun:
         self.policy.start(self.ctx, self.target.board)
         energy_at_start = _board_energy_mj(self.sim)
-        arrivals = deque(self.ctx.trace.arrivals)
-        next_tick = next_act = polled_at = self.clock()
-        period = self.policy.period_s or float("inf")
         end_s = self.ctx.trace.end_s
-        while arrivals or self.daemon.scheduler.pending() or self.clock() < end_s - _EPS_S:
-            now = self.clock()
-            if now >= next_tick - _EPS_S:
-                self._tick(now)
-                next_tick = now + 1.0 / self.setup.tick_hz
-            if now >= next_act - _EPS_S:
-                self._act(now)
-                next_act = now + period
-            arrived = bool(arrivals) and arrivals[0].t_s <= now + _EPS_S
-            if not arrived:
-                self.daemon.idle_if_due(now)  # like Daemon.step: the idle policy once its grace has passed
-            if not arrived and not self.daemon.scheduler.pending():
-                idle_at = self.daemon.idle_at if self.daemon.idle_at is not None else float("inf")
-                wake = min(next_tick, next_act, idle_at, arrivals[0].t_s if arrivals else end_s)
-                self.sim.advance(max(wake - now, 0.0))
-                polled_at = self.clock()  # idle: the daemon sits in its poll, so an arrival wakes it at once
-                continue
-            # Like Daemon._drain: everything that came in during the run is taken before the next run,
-            # stamped with the time the daemon last saw its socket empty (what a real daemon knows).
-            while arrivals and arrivals[0].t_s <= now + _EPS_S:
-                self._send(arrivals.popleft(), polled_at)
-            polled_at = self.clock()
-            if self.daemon.scheduler.pending():
-                self._run_next()
+        while self.socket.arrivals or self.socket.sent or self.clock() < end_s - _EPS_S:
+            self.daemon.step()
         self.out.board_energy_mj = _board_energy_mj(self.sim) - energy_at_start
         self.out.duration_s = self.clock()
         return self.out
 
-    def _tick(self, now: float) -> None:
-        self.daemon.tick(now)
-        obs = self.daemon.last_obs
-        assert obs is not None
-        self.out.ticks.append(TickRecord(now, {n: r.cur_hz for n, r in obs.domains.items()}, obs.total_power_mw))
-
-    def _act(self, now: float) -> None:
+    def act_if_due(self, now: float) -> None:
+        """The policy's own rule (a kernel governor's), at its period of virtual time."""
+        if now < self.next_act - _EPS_S:
+            return
         board = self.target.board
         clocks = {name: d.read().cur_hz for name, d in board.domains.items()}
         util = window_util(self.ctx.spec, self.out.records, self.last_act, now, clocks, self.ctx.trace.scenario)
         self.last_act = now
+        self.next_act = now + self.period
         self.policy.act(self.ctx, board, util)
-
-    def _send(self, arrival: Arrival, polled_at: float) -> None:
-        key = f"r{arrival.index}"
-        budget = p.Budget(deadline_ms=arrival.deadline_ms, min_accuracy=arrival.min_accuracy)
-        self.client.send(p.encode_request(p.InferRequest(id=key, budget=budget), {"input": self.batch}))
-        got = self.pair.server.recv(0)
-        assert got is not None
-        self.pending[key] = arrival
-        self.daemon.receive(*got, arrival_t=min(polled_at, arrival.t_s))
-        self._collect(self.clock())  # a rejected request is answered at once
-
-    def _run_next(self) -> None:
-        start = self.clock()
-        self.daemon.run_next()
-        self._collect(start)
-
-    def _collect(self, start_s: float) -> None:
-        while (frames := self.client.recv(0)) is not None:
-            reply, _ = p.decode_reply(frames)
-            arrival = self.pending.pop(reply.id, None)
-            if arrival is None:
-                continue
-            if isinstance(reply, p.InferReply):
-                self.out.records.append(_record(arrival, reply, start_s, self.clock()))
-            else:
-                self.out.errors.append(f"request {arrival.index}: {getattr(reply, 'message', reply)}")
 
 
 def _record(arrival: Arrival, reply: p.InferReply, start_s: float, finish_s: float) -> RequestRecord:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from daemon_build import make_daemon, stamp_requests
 
 from governor.core.perf.space import ProfilePoint
 from governor.daemon.backend import SimBackend
@@ -92,38 +93,37 @@ def test_faster_clocks_predict_lower_latency(nano, tmp_path, profiled):
 @pytest.mark.parametrize("idle", ["keep", "lowest", "release", "park"])
 def test_idle_clocks_policy(nano, tmp_path, idle, profiled):
     from governor.core import protocol as p
-    from governor.daemon.service import Daemon, DaemonParts
     from governor.transport.inproc import InprocPair
 
     target, backend, meta = nano
     table = profiled(target, backend, meta)
     pair = InprocPair()
     hz = {n: tuple(d.available_hz()) for n, d in target.board.domains.items()}
-    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
-                                table=table, server=pair.server, clock=target.sim.clock, simulated=True,
-                                idle_clocks="release" if idle == "park" else idle, table_hz=hz,
-                                park_s=0.2 if idle == "park" else 0.0))
+    daemon = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                         table=table, server=pair.server, clock=target.sim.clock, simulated=True,
+                         idle_clocks="release" if idle == "park" else idle, table_hz=hz,
+                         park_s=0.2 if idle == "park" else 0.0)
     end = pair.connect()
     end.send(p.encode_request(p.InferRequest(id="r1", budget=p.Budget(objective="min_latency")),
                               {"x": np.zeros((1, *meta.input_shape), np.float32)}))
     ident, frames = pair.server.recv(1000)
     daemon.receive(ident, frames)
-    daemon.run_next()
+    daemon.ready()
     reply, _ = p.decode_reply(end.recv(1000))
     unit_domain = target.spec.unit(reply.point.mapping.unit).domain
     pinned = reply.point.setpoints_hz[unit_domain]
     # The idle policy waits a moment for the next request (see the next test) before it touches the clocks.
     assert target.board.domains[unit_domain].read().max_hz == pinned
     target.sim.advance(0.003)
-    daemon.idle_if_due(target.sim.clock())
+    daemon.ready(target.sim.clock())
     now = target.board.domains[unit_domain].read().max_hz
     reading = target.board.domains[unit_domain].read()
     if idle == "keep":
-        assert now == pinned and daemon.scheduler.current_setpoints is not None
+        assert now == pinned and daemon.machine.planner.current_setpoints is not None
     elif idle == "lowest":
-        assert now == min(hz[unit_domain]) < pinned and daemon.scheduler.current_setpoints is None
+        assert now == min(hz[unit_domain]) < pinned and daemon.machine.planner.current_setpoints is None
     elif idle == "park":  # nobody else busy: parked at the bottom, handed back at the first tick after park_s
-        assert now == min(hz[unit_domain]) and daemon.scheduler.current_setpoints is None
+        assert now == min(hz[unit_domain]) and daemon.machine.planner.current_setpoints is None
         daemon.tick(target.sim.clock())
         assert target.board.domains[unit_domain].read().max_hz == now  # not yet
         target.sim.advance(0.25)
@@ -132,15 +132,15 @@ def test_idle_clocks_policy(nano, tmp_path, idle, profiled):
         assert (reading.min_hz, reading.max_hz) == (min(hz[unit_domain]), max(hz[unit_domain]))
     else:  # handed back to the kernel governor within the limits found at start
         assert (reading.min_hz, reading.max_hz) == (min(hz[unit_domain]), max(hz[unit_domain]))
-        assert daemon.scheduler.current_setpoints is None
-    assert daemon.scheduler.idle_floor_mw == pytest.approx(table.idle_power_mw) and table.idle_power_mw > 500
+        assert daemon.machine.planner.current_setpoints is None
+    assert daemon.machine.planner.idle_floor_mw == pytest.approx(table.idle_power_mw) and table.idle_power_mw > 500
     # The limits we parked or released at are ours, not a thermal cap: the next request may go fast again.
     daemon.tick(target.sim.clock())
-    assert daemon.scheduler.caps_hz == {}
+    assert daemon.machine.planner.caps_hz == {}
     end.send(p.encode_request(p.InferRequest(id="r2", budget=p.Budget(objective="min_latency")),
                               {"x": np.zeros((1, *meta.input_shape), np.float32)}))
     daemon.receive(*pair.server.recv(1000))
-    daemon.run_next()
+    daemon.ready()
     again, _ = p.decode_reply(end.recv(1000))
     assert again.point.setpoints_hz[unit_domain] == pinned
 
@@ -149,15 +149,13 @@ def test_a_request_within_the_idle_grace_finds_the_clocks_as_the_last_run_left_t
     """Parking right after a reply made the sequential client's next request wait for the writes (about
     5 ms on a simulated tree) and then pin again: a 5 ms request was refused after 'waiting 6.7 ms'."""
     from governor.core import protocol as p
-    from governor.daemon.service import Daemon, DaemonParts
-
     target, backend, meta = nano
     table = profiled(target, backend, meta)
     server = _ScriptedServer(target.sim.clock)
     hz = {n: tuple(d.available_hz()) for n, d in target.board.domains.items()}
-    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
-                                table=table, server=server, clock=target.sim.clock, simulated=True,
-                                idle_clocks="lowest", table_hz=hz))
+    daemon = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                         table=table, server=server, clock=target.sim.clock, simulated=True,
+                         idle_clocks="lowest", table_hz=hz)
     writes = []
     apply = target.board.apply
     target.board.apply = lambda setpoints: (writes.append(dict(setpoints.hz)), apply(setpoints))[1]
@@ -265,14 +263,12 @@ def test_a_step_takes_every_waiting_request_so_edf_sees_the_later_tighter_one(na
     """Requests that came in during a run are all taken before the next one; the tighter deadline goes first,
     and each is stamped with the time the socket was last seen empty (it can only have waited longer)."""
     from governor.core import protocol as p
-    from governor.daemon.service import Daemon, DaemonParts
-
     target, backend, meta = nano
     table = profiled(target, backend, meta)
     clock = target.sim.clock
     server = _ScriptedServer(clock)
-    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
-                                table=table, server=server, clock=clock, simulated=True))
+    daemon = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                         table=table, server=server, clock=clock, simulated=True)
     daemon.step()  # an empty poll: the socket is known empty now
     seen_empty = clock()
     target.sim.advance(0.05)  # the daemon was busy; two requests arrived meanwhile
@@ -282,8 +278,8 @@ def test_a_step_takes_every_waiting_request_so_edf_sees_the_later_tighter_one(na
             deadline_ms=deadline)), x)))
     daemon.step()
     assert [ident for ident, _ in server.sent] == [b"tight"]
-    assert daemon.scheduler.pending() == 1
-    (queued,) = [req for _, _, req in daemon.scheduler._queue]
+    assert daemon.machine.pending == 1
+    (queued,) = daemon.machine.queued()
     assert queued.arrival_t == pytest.approx(seen_empty)
     daemon.step()
     assert [ident for ident, _ in server.sent] == [b"tight", b"loose"]
@@ -293,17 +289,14 @@ def test_a_request_sent_after_a_reply_is_not_charged_the_run_before_it(nano, pro
     """A client that waits on each reply asks again only after it: its next request arrived after that
     reply, not at the last poll before the run (which made every tight deadline look infeasible)."""
     from governor.core import protocol as p
-    from governor.daemon.service import Daemon, DaemonParts
-
     target, backend, meta = nano
     table = profiled(target, backend, meta)
     clock = target.sim.clock
     server = _ScriptedServer(clock)
-    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
-                                table=table, server=server, clock=clock, simulated=True))
+    daemon = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                         table=table, server=server, clock=clock, simulated=True)
     stamps = []
-    submit = daemon.scheduler.submit
-    daemon.scheduler.submit = lambda req: (stamps.append(req.arrival_t), submit(req))[1]
+    stamp_requests(daemon, stamps)
     x = {"x": np.zeros((1, *meta.input_shape), np.float32)}
 
     def ask(rid):
@@ -336,8 +329,6 @@ def test_a_client_that_answers_faster_than_telemetry_is_not_charged_the_run(nano
     telemetry; it was then stamped at the poll before the whole run, and a strict 48 ms request on an
     idle simulated Nano was refused as infeasible (issue: budgets that are true)."""
     from governor.core import protocol as p
-    from governor.daemon.service import Daemon, DaemonParts
-
     target, backend, meta = nano
     table = profiled(target, backend, meta)
     clock = target.sim.clock
@@ -353,11 +344,11 @@ def test_a_client_that_answers_faster_than_telemetry_is_not_charged_the_run(nano
             server.waiting.append((f"r{n}".encode(), p.encode_request(req, x)))
 
     server.send = answered_at_once
-    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
-                                table=table, server=server, clock=clock, simulated=True, idle_clocks="keep"))
+    daemon = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                         table=table, server=server, clock=clock, simulated=True, idle_clocks="keep")
     stamps, runs = [], []
-    submit, run = daemon.scheduler.submit, backend.run
-    daemon.scheduler.submit = lambda req: (stamps.append(req.arrival_t), submit(req))[1]
+    run = backend.run
+    stamp_requests(daemon, stamps)
 
     def slow_run(batch, point):  # each run takes 40 ms of the daemon's clock: with 48 ms asked, 8 ms is left
         target.sim.advance(0.040)
@@ -380,17 +371,14 @@ def test_a_request_that_comes_during_a_busy_poll_is_stamped_when_the_poll_return
     during the poll from one that was waiting; an empty socket as the poll began can, and then the
     message arrived as the poll returned."""
     from governor.core import protocol as p
-    from governor.daemon.service import Daemon, DaemonParts
-
     target, backend, meta = nano
     table = profiled(target, backend, meta)
     clock = target.sim.clock
     server = _ScriptedServer(clock)
-    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
-                                table=table, server=server, clock=clock, simulated=True))
+    daemon = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                         table=table, server=server, clock=clock, simulated=True)
     stamps = []
-    submit = daemon.scheduler.submit
-    daemon.scheduler.submit = lambda req: (stamps.append(req.arrival_t), submit(req))[1]
+    stamp_requests(daemon, stamps)
     daemon.step()
     last_seen_empty = clock()
     target.sim.advance(0.05)  # the daemon was busy with other things; nothing came meanwhile
@@ -413,8 +401,6 @@ def test_a_request_that_comes_during_a_busy_poll_is_stamped_when_the_poll_return
 
 def test_negative_switch_ms_measures_what_a_change_of_setpoints_costs(nano, profiled):
     from governor.core import protocol as p
-    from governor.daemon.service import Daemon, DaemonParts
-
     target, backend, meta = nano
     table = profiled(target, backend, meta)
     real_apply = target.board.apply
@@ -426,14 +412,14 @@ def test_negative_switch_ms_measures_what_a_change_of_setpoints_costs(nano, prof
 
     target.board.apply = slow_apply
     server = _ScriptedServer(None)
-    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
-                                table=table, server=server, clock=lambda: t[0], simulated=True, switch_ms=-1.0,
-                                idle_clocks="keep"))
-    assert daemon.scheduler.optimiser.switch_ms == 0.0
+    daemon = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                         table=table, server=server, clock=lambda: t[0], simulated=True, switch_ms=-1.0,
+                         idle_clocks="keep")
+    assert daemon.machine.planner.optimiser.switch_ms == 0.0
     x = {"x": np.zeros((1, *meta.input_shape), np.float32)}
     server.waiting.append((b"a", p.encode_request(p.InferRequest(id="a", budget=p.Budget(objective="min_latency")), x)))
     daemon.step()
-    assert daemon.scheduler.optimiser.switch_ms == pytest.approx(3.0)
+    assert daemon.machine.planner.optimiser.switch_ms == pytest.approx(3.0)
 
 
 def test_idle_power_is_measured_by_the_meter_run_energy_comes_from(quick_model):
@@ -469,25 +455,24 @@ def test_host_backend_power_is_the_mean_of_its_energy_counter():
 def test_clocks_are_not_parked_while_another_program_is_busy(nano, profiled):
     # Parking at the lowest clocks would hold a co-runner back: with others busy they go straight back.
     from governor.core import protocol as p
-    from governor.daemon.service import Daemon, DaemonParts
     from governor.transport.inproc import InprocPair
 
     target, backend, meta = nano
     table = profiled(target, backend, meta)
     pair = InprocPair()
     hz = {n: tuple(d.available_hz()) for n, d in target.board.domains.items()}
-    daemon = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
-                                table=table, server=pair.server, clock=target.sim.clock, simulated=True,
-                                table_hz=hz, park_s=10.0))
+    daemon = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                         table=table, server=pair.server, clock=target.sim.clock, simulated=True,
+                         table_hz=hz, park_s=10.0)
     end = pair.connect()
     end.send(p.encode_request(p.InferRequest(id="r1", budget=p.Budget(objective="min_latency")),
                               {"x": np.zeros((1, *meta.input_shape), np.float32)}))
     daemon.receive(*pair.server.recv(1000))
-    daemon.scheduler.others_util = {"a57": 0.5}  # as a tick would have seen it
-    daemon.run_next()
+    daemon.machine.planner.others_util = {"a57": 0.5}  # as a tick would have seen it
+    daemon.ready()
     reply, _ = p.decode_reply(end.recv(1000))
     target.sim.advance(0.003)  # past the idle grace
-    daemon.idle_if_due(target.sim.clock())
+    daemon.ready(target.sim.clock())
     domain = target.spec.unit(reply.point.mapping.unit).domain
     reading = target.board.domains[domain].read()
     assert (reading.min_hz, reading.max_hz) == (min(hz[domain]), max(hz[domain]))

@@ -8,11 +8,11 @@ crashed the daemon with a KeyError.
 
 import numpy as np
 import pytest
+from daemon_build import make_daemon
 
 from governor.core import protocol as p
 from governor.daemon.backend import SimBackend
 from governor.daemon.profiling import board_table
-from governor.daemon.service import Daemon, DaemonParts
 from governor.daemon.target import open_target
 from governor.sim import SimExecutor, workload_from_meta
 
@@ -63,8 +63,8 @@ def nano(quick_model):
 def daemon(nano):
     target, backend, meta, table, _ = nano
     socket = Socket()
-    d = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
-                           table=table, server=socket, clock=target.sim.clock, simulated=True, max_queue=4))
+    d = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="m",
+                    table=table, server=socket, clock=target.sim.clock, simulated=True, max_queue=4)
     return d, socket
 
 

@@ -4,11 +4,11 @@ import threading
 
 import numpy as np
 import pytest
+from daemon_build import make_daemon
 from governor_client import Client, GovernorError
 
 from governor.core import protocol as p
 from governor.daemon.backend import HostBackend
-from governor.daemon.service import Daemon, DaemonParts
 from governor.daemon.tables import host_points, measure_table
 from governor.daemon.target import open_target
 from governor.drivers.catalogue import load_board
@@ -29,8 +29,8 @@ def daemon(tmp_path, quick_model):
     points = [pt for pt in host_points(target.spec, meta, 2) if pt.threads == 1]
     table = measure_table(points, lambda pt: (backend.run(dummy, pt).latency_ms, None), meta, reps=3)
     pair = InprocPair()
-    d = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="quick",
-                           table=table, server=pair.server, tick_hz=50, max_queue=4, cpu_count=2))
+    d = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="quick",
+                    table=table, server=pair.server, tick_hz=50, max_queue=4, cpu_count=2)
     stop = threading.Event()
 
     def loop():
@@ -76,7 +76,7 @@ def test_accuracy_floor_and_min_energy_pick_the_smallest_sufficient_k(daemon):
     cheapest = min(table.energy_mj[i] for i in ok)
     chosen = next(i for i in ok if table.points[i].groups == advice.point.k
                   and table.points[i].threads == advice.point.mapping.threads)
-    assert table.energy_mj[chosen] <= cheapest * (1 + d.parts.hysteresis) + 1e-12
+    assert table.energy_mj[chosen] <= cheapest * (1 + d.machine.settings.hysteresis) + 1e-12
 
 
 def test_bad_requests_get_typed_errors_and_the_daemon_keeps_serving(daemon):
@@ -163,12 +163,15 @@ def test_every_message_a_step_takes_off_the_socket_is_answered(tmp_path, quick_m
         def send(self, identity, frames):
             self.answered.append(p.decode_reply(frames)[0].id)
 
+        def is_empty(self):
+            return False  # never: another client is always waiting
+
         def publish(self, frames):
             return None
 
     clients = EndlessClients()
-    d = Daemon(DaemonParts(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="quick",
-                           table=table, server=clients, cpu_count=2))
+    d = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="quick",
+                    table=table, server=clients, cpu_count=2)
     try:
         for _ in range(3):
             d.step()

@@ -251,7 +251,7 @@ def test_reliability_thermal_trip_caps_the_choices(live, figures):
         tree.set_file(f"{cpu_zone}/temp", "97000")
         cooling_cap(tree, cap)
         status = status_when(client, lambda s: s.temps_c.get("CPU-therm") == 97.0, "the hot zone")
-        scheduler = app.app.daemon.scheduler
+        scheduler = app.app.daemon.machine.planner
         wait_for(lambda: scheduler.caps_hz.get("cpu") == cap * 1000, 5.0, "the scheduler's cap")
         first = client.infer(X, deadline_ms=500, objective="min_latency")
         assert first.point.setpoints_hz["cpu"] <= cap * 1000  # the cap seen: no point above it

@@ -1,4 +1,4 @@
-"""The scheduler: EDF order, contention and caps from observations, feedback shifting choices."""
+"""The planner: contention and caps from observations, feedback shifting choices."""
 
 import itertools
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from governor.core.decision.optimiser import Budget, Decision, DecisionTable, Objective, Optimiser
-from governor.core.decision.scheduler import PendingRequest, Scheduler
+from governor.core.decision.planner import Planner
 from governor.core.types import DomainReading, Observation, OperatingPoint, Setpoints
 
 F = [500_000_000, 1_000_000_000, 1_500_000_000]
 
 
-def make_scheduler():
+def make_planner():
     points, lat, energy, acc = [], [], [], []
     for unit, t, f, k in itertools.product(["cpu", "gpu"], [1, 2], F, [1, 2, 3, 4]):
         if unit == "gpu" and t == 2:
@@ -25,22 +25,12 @@ def make_scheduler():
         energy.append(power * latency / 1000)
         acc.append(0.8 + 0.04 * k)
     table = DecisionTable(tuple(points), np.array(lat), np.array(energy), np.array(acc))
-    return Scheduler(Optimiser(table, hysteresis=0.0), {"cpu": "cpu", "gpu": "gpu"}, {"cpu": 2, "gpu": 1},
-                     {"cpu": F[-1], "gpu": F[-1]})
-
-
-def test_edf_order_and_no_deadline_last():
-    s = make_scheduler()
-    s.submit(PendingRequest("a", Budget(deadline_ms=50), arrival_t=0.0))
-    s.submit(PendingRequest("b", Budget(), arrival_t=0.0))
-    s.submit(PendingRequest("c", Budget(deadline_ms=10), arrival_t=0.01))
-    s.submit(PendingRequest("d", Budget(), arrival_t=0.02))
-    assert [s.next_request().key for _ in range(4)] == ["c", "a", "b", "d"]
-    assert s.next_request() is None and s.pending() == 0
+    return Planner(Optimiser(table, hysteresis=0.0), {"cpu": "cpu", "gpu": "gpu"}, {"cpu": 2, "gpu": 1},
+                   {"cpu": F[-1], "gpu": F[-1]})
 
 
 def test_gpu_contention_moves_work_to_cpu_or_slower():
-    s = make_scheduler()
+    s = make_planner()
     budget = Budget(deadline_ms=6.0, objective=Objective.MIN_ENERGY)
     calm = s.decide(budget)
     assert calm.point.unit == "gpu"
@@ -51,13 +41,13 @@ def test_gpu_contention_moves_work_to_cpu_or_slower():
 
 
 def test_own_load_is_not_counted_as_others():
-    s = make_scheduler()
+    s = make_planner()
     s.observe(Observation(t=1.0, util={"cpu": 0.8}), own_busy={"cpu": 0.7})
     assert s.others_util["cpu"] == pytest.approx(0.1)
 
 
 def test_thermal_cap_from_readback_limits_choice():
-    s = make_scheduler()
+    s = make_planner()
     s.applied(0, {"gpu": F[-1]})
     s.observe(Observation(t=1.0, domains={"gpu": DomainReading(F[0], F[0], F[-1])}))
     assert s.caps_hz == {"gpu": F[0]}
@@ -66,7 +56,7 @@ def test_thermal_cap_from_readback_limits_choice():
 
 
 def test_waiting_time_comes_off_the_deadline():
-    s = make_scheduler()
+    s = make_planner()
     fresh = s.decide(Budget(deadline_ms=8.0), now=1.0, arrival_t=1.0)
     late = s.decide(Budget(deadline_ms=8.0), now=1.006, arrival_t=1.0)
     assert late.latency_ms <= 2.0 + 1e-9 or late.infeasible
@@ -74,7 +64,7 @@ def test_waiting_time_comes_off_the_deadline():
 
 
 def test_feedback_learns_that_a_unit_is_slower_than_profiled():
-    s = make_scheduler()
+    s = make_planner()
     budget = Budget(deadline_ms=6.0)
     first = s.decide(budget)
     for _ in range(20):
@@ -87,7 +77,7 @@ def test_feedback_learns_that_a_unit_is_slower_than_profiled():
 
 
 def test_contention_per_row_and_residuals_per_group_follow_observations_feedback_and_reset():
-    s = make_scheduler()
+    s = make_planner()
     assert s.contention() is None
     s.observe(Observation(t=1.0, util={"gpu": 0.5}))
     key, rows = s.contention()
@@ -102,7 +92,7 @@ def test_contention_per_row_and_residuals_per_group_follow_observations_feedback
 
 
 def test_a_co_runner_seen_at_a_high_clock_takes_more_of_a_slower_one():
-    s = make_scheduler()
+    s = make_planner()
     s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
     seen = {"gpu": DomainReading(cur_hz=F[-1], min_hz=F[0], max_hz=F[-1])}
     s.observe(Observation(t=1.0, util={"gpu": 0.3}, domains=seen))
@@ -126,7 +116,7 @@ def test_a_co_runner_seen_at_a_high_clock_takes_more_of_a_slower_one():
 
 
 def test_accelerator_load_right_after_our_own_run_is_not_counted_as_others():
-    s = make_scheduler()
+    s = make_planner()
     s.observe(Observation(t=1.0, util={"gpu": 0.3}))
     s.observe(Observation(t=1.1, util={"gpu": 0.95}), own_busy={"gpu": 0.05}, held=["gpu"])
     assert s.others_util["gpu"] == pytest.approx(0.3)  # held: the 0.95 was our own run in the load window
@@ -135,21 +125,20 @@ def test_accelerator_load_right_after_our_own_run_is_not_counted_as_others():
 
 
 def test_the_head_is_paced_so_the_queue_behind_it_keeps_its_deadlines():
-    s = make_scheduler()
+    s = make_planner()
     alone = s.decide(Budget(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False)
-    for i in range(3):  # three more, due 20 ms after the head: all four must fit in 40 ms -> ~10 ms each
-        s.submit(PendingRequest(f"q{i}", Budget(deadline_ms=40.0), arrival_t=0.0))
-    paced = s.decide(Budget(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False)
+    behind = [0.040] * 3  # three more, due with the head: all four must fit in 40 ms -> ~10 ms each
+    paced = s.decide(Budget(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False,
+                     behind=behind)
     assert alone.latency_ms > 10.0 >= paced.latency_ms
     # A pace nobody can keep falls back to the head's own deadline instead of failing it.
-    for i in range(40):
-        s.submit(PendingRequest(f"z{i}", Budget(deadline_ms=40.0), arrival_t=0.0))
-    crowded = s.decide(Budget(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False)
+    crowded = s.decide(Budget(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False,
+                       behind=[0.040] * 43)
     assert not crowded.infeasible and crowded.latency_ms <= 40.0
 
 
 def test_idle_floor_is_learned_only_from_quiet_ticks_without_our_setpoints():
-    s = make_scheduler()
+    s = make_planner()
     s.charge_idle = True
     for t in range(3):
         s.observe(Observation(t=float(t), util={"gpu": 0.0}, total_power_mw=1200.0))
@@ -162,7 +151,7 @@ def test_idle_floor_is_learned_only_from_quiet_ticks_without_our_setpoints():
 def test_idle_floor_follows_the_run_energy_meter_not_the_rail_sensors():
     # Run energy from a whole-board meter (2,000 mW idle) while the sensors see only SoC rails (600 mW):
     # the floor must be the meter's, or 1.4 W of idle power stays in every run's objective.
-    s = make_scheduler()
+    s = make_planner()
     s.charge_idle = True
     for t in range(3):
         s.observe(Observation(t=float(t), util={"gpu": 0.0}, total_power_mw=600.0), power_mw=2000.0)
@@ -170,7 +159,7 @@ def test_idle_floor_follows_the_run_energy_meter_not_the_rail_sensors():
 
 
 def test_a_held_accelerator_reveals_a_co_runner_through_our_own_slow_run():
-    s = make_scheduler()
+    s = make_planner()
     s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
     s.observe(Observation(t=1.0, util={"gpu": 1.0}), own_busy={"gpu": 0.4}, held=["gpu"])
     d = s.decide(Budget(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
@@ -193,7 +182,7 @@ def test_a_held_accelerator_reveals_a_co_runner_through_our_own_slow_run():
 def test_an_accelerator_without_a_load_file_keeps_the_share_its_slow_runs_revealed():
     # The XU3's Mali on devfreq kernels has no load file: our runs are the only evidence of a co-runner,
     # so what they showed must outlive the next tick, and a run after an idle tick still counts.
-    s = make_scheduler()
+    s = make_planner()
     s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
     s.observe(Observation(t=1.0, util={"cpu": 0.0}, domains={"gpu": DomainReading(F[0], F[0], F[-1])}))
     d = s.decide(Budget(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
@@ -213,7 +202,7 @@ def test_an_accelerator_without_a_load_file_keeps_the_share_its_slow_runs_reveal
 def test_runs_that_confirm_a_revealed_share_stop_it_fading():
     # Without a load file, a run that keeps to the prediction made with the co-runner is the only sign that
     # it is still there. Left to fade regardless, the share fell below the truth every couple of seconds.
-    s = make_scheduler()
+    s = make_planner()
     s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
     gpu = {"gpu": DomainReading(F[0], F[0], F[-1])}
     s.observe(Observation(t=1.0, util={"cpu": 0.0}, domains=gpu))
@@ -231,7 +220,7 @@ def test_runs_that_confirm_a_revealed_share_stop_it_fading():
 
 
 def test_a_run_that_cannot_tell_a_faint_share_from_none_does_not_confirm_it():
-    s = make_scheduler()
+    s = make_planner()
     s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
     gpu = {"gpu": DomainReading(F[0], F[0], F[-1])}
     s.observe(Observation(t=1.0, util={"cpu": 0.0}, domains=gpu))
@@ -246,7 +235,7 @@ def test_a_run_that_cannot_tell_a_faint_share_from_none_does_not_confirm_it():
 
 def test_lockstep_threads_beside_a_busy_core_are_learned_and_avoided_only_while_it_is_busy():
     # Two threads next to a busy process on a 2-core CPU: one shares a core and every barrier waits for it.
-    s = make_scheduler()
+    s = make_planner()
     budget = Budget(deadline_ms=40.0, objective=Objective.MIN_LATENCY)
     cpu_only = {"gpu": 0.95}  # keep the GPU out of the way
     s.observe(Observation(t=1.0, util={"cpu": 0.5, **cpu_only}))
@@ -268,7 +257,7 @@ def test_lockstep_threads_beside_a_busy_core_are_learned_and_avoided_only_while_
 
 
 def test_a_single_thread_beside_a_busy_core_is_not_lockstep():
-    s = make_scheduler()
+    s = make_planner()
     s.observe(Observation(t=1.0, util={"cpu": 0.5, "gpu": 0.95}))
     d = s.decide(Budget(deadline_ms=40.0, objective=Objective.MIN_LATENCY))
     one = next(i for i, p in enumerate(s.optimiser.table.points) if p.unit == "cpu" and p.threads == 1
@@ -280,7 +269,7 @@ def test_a_single_thread_beside_a_busy_core_is_not_lockstep():
 
 
 def test_dispatch_overhead_is_learned_and_paid_by_every_point():
-    s = make_scheduler()
+    s = make_planner()
     s.observe(Observation(t=1.0, util={"gpu": 0.95}))
     budget = Budget(deadline_ms=6.0, objective=Objective.MIN_ENERGY)
     before = s.decide(budget)
@@ -297,7 +286,7 @@ def test_dispatch_overhead_is_learned_and_paid_by_every_point():
 
 def test_an_infeasible_reason_says_what_was_asked_and_how_long_it_waited():
     # A 0.5 ms request that waited 0.49 ms was refused as "deadline 1e-06 ms": the clamp, not the budget.
-    s = make_scheduler()
+    s = make_planner()
     late = s.decide(Budget(deadline_ms=0.5), now=10.0006, arrival_t=10.0)
     assert late.infeasible
     assert "no time left" in late.reason and "1e-06" not in late.reason

@@ -10,25 +10,25 @@ from __future__ import annotations
 import numpy as np
 
 from governor.core.decision.optimiser import Budget, DecisionTable, Objective, Optimiser
-from governor.core.decision.scheduler import Scheduler
+from governor.core.decision.planner import Planner
 from governor.core.types import DomainReading, Observation, OperatingPoint, Setpoints
 
 LOW, HIGH = 500_000_000, 1_500_000_000
 
 
-def two_clock_scheduler() -> Scheduler:
+def two_clock_planner() -> Planner:
     points = tuple(OperatingPoint("cpu", 1, Setpoints({"cpu": f}), 1) for f in (LOW, HIGH))
     table = DecisionTable(points, np.array([30.0, 10.0]), np.array([1.0, 3.0]), np.array([0.9, 0.9]))
-    return Scheduler(Optimiser(table, hysteresis=0.0), {"cpu": "cpu"}, {"cpu": 1}, {"cpu": HIGH})
+    return Planner(Optimiser(table, hysteresis=0.0), {"cpu": "cpu"}, {"cpu": 1}, {"cpu": HIGH})
 
 
-def observe_pinned(s: Scheduler, hz: int, *, cap: int | None = None) -> None:
+def observe_pinned(s: Planner, hz: int, *, cap: int | None = None) -> None:
     held = min(hz, cap) if cap else hz
     s.observe(Observation(t=1.0, domains={"cpu": DomainReading(held, held, held)}))
 
 
 def test_reliability_own_low_pin_does_not_cap_later_choices():
-    s = two_clock_scheduler()
+    s = two_clock_planner()
     low = s.decide(Budget(objective=Objective.MIN_ENERGY))
     assert low.point.setpoints.hz["cpu"] == LOW
     s.applied(low.index, {"cpu": LOW})
@@ -38,7 +38,7 @@ def test_reliability_own_low_pin_does_not_cap_later_choices():
 
 
 def test_reliability_a_cap_below_the_pin_still_counts():
-    s = two_clock_scheduler()
+    s = two_clock_planner()
     high = s.decide(Budget(objective=Objective.MIN_LATENCY))
     s.applied(high.index, {"cpu": HIGH})
     observe_pinned(s, HIGH, cap=LOW)  # thermal or nvpmodel pulled max (and the clock) below our pin
@@ -47,7 +47,7 @@ def test_reliability_a_cap_below_the_pin_still_counts():
 
 
 def test_reliability_a_cap_the_kernel_keeps_is_seen_again_from_the_readback():
-    s = two_clock_scheduler()
+    s = two_clock_planner()
     low = s.decide(Budget(objective=Objective.MIN_ENERGY))
     s.applied(low.index, {"cpu": LOW})
     observe_pinned(s, LOW)

@@ -1,23 +1,25 @@
-"""The scheduler: requests in, operating points out, outcomes back. Pure; the daemon loop drives it.
+"""The planner: what the governor has learned of the board, and the point it chooses for one budget. Pure.
 
 Theory of operation
 -------------------
-State lives here and changes only through four calls, in the order of the daemon's tick:
+The governor machine (:mod:`governor.core.decision.machine`) owns one planner and is its only
+caller; the request queue and the idle-clock policy are the machine's. The planner's state changes
+only through these calls, in the order of the machine's events:
 
-* :meth:`Scheduler.observe` takes an :class:`~governor.core.types.Observation` (live load, actual
+* `Planner.observe` takes an :class:`~governor.core.types.Observation` (live load, actual
   clocks, temperatures) plus how busy *we* kept each unit since the previous observation, and keeps
   what others are doing (``util - own``) and which clocks are capped (a domain whose read-back
   maximum is below its table top, or that runs below the frequency we pinned: thermal capping).
-* :meth:`Scheduler.submit` queues a request; :meth:`Scheduler.next_request` pops the one with the
-  earliest absolute deadline (EDF); requests without a deadline go after those with one, in order.
-* :meth:`Scheduler.decide` corrects the nominal table for contention and learned residuals, takes
+* :meth:`Planner.decide` corrects the nominal table for contention and learned residuals, takes
   the time already spent waiting off the deadline, and asks the optimiser.
-* :meth:`Scheduler.feedback` feeds the measured latency back into the residual tracker.
+* :meth:`Planner.feedback` feeds the measured latency back into the residual tracker;
+  :meth:`Planner.dispatched` and :meth:`Planner.switched` the costs around a run the profile never
+  saw (dispatch overhead, DVFS transition time).
 
 Queued requests are paced together: the head of the queue gets the tighter of its own deadline and
-``(due_j - now) / (j + 1)`` for the j-th request behind it (each would take about as long), so a
-slow, cheap run does not push the rest of a burst past their deadlines. If that pace is out of reach
-the head falls back to its own deadline.
+``(due_j - now) / (j + 2)`` for the j-th request behind it, counted from 0 (each would take about as
+long; the machine passes their due times), so a slow, cheap run does not push the rest of a burst
+past their deadlines. If that pace is out of reach the head falls back to its own deadline.
 
 Idle floor: when the daemon hands the clocks back while idle (``charge_idle``), the board's idle
 power is paid whatever we choose, so the optimiser is told it (``floor_mw``) and minimises energy
@@ -32,11 +34,9 @@ of thrashing.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
 from collections import deque
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -46,7 +46,7 @@ from governor.core.decision.feedback import ResidualTracker, oversubscribed, row
 from governor.core.decision.optimiser import NO_TIME_LEFT_MS, Budget, Contention, Decision, Optimiser
 from governor.core.types import Observation
 
-__all__ = ["PendingRequest", "Scheduler"]
+__all__ = ["Planner"]
 
 _CAP_TOLERANCE = 0.02  # read-back within 2 % of the pinned frequency counts as "not capped"
 _QUIET_UTIL = 0.05  # others' utilisation below this counts as nobody else running
@@ -58,22 +58,8 @@ def _within_tolerance(ratio: float) -> bool:
     return 1.0 / _INFER_RATIO <= ratio <= _INFER_RATIO
 
 
-@dataclass(frozen=True)
-class PendingRequest:
-    key: object  # opaque to the core: the transport's request identity
-    budget: Budget
-    arrival_t: float  # seconds, the daemon clock
-    strict: bool = False
-
-    @property
-    def due_t(self) -> float:
-        if self.budget.deadline_ms is None:
-            return float("inf")
-        return self.arrival_t + self.budget.deadline_ms / 1000.0
-
-
 @dataclass
-class Scheduler:
+class Planner:
     optimiser: Optimiser
     unit_kind: Mapping[str, str]
     unit_cores: Mapping[str, int]
@@ -83,8 +69,6 @@ class Scheduler:
     caps_hz: dict[str, int] = field(default_factory=dict)
     pinned_hz: dict[str, int] = field(default_factory=dict)
     last_t: float = 0.0
-    _queue: list[tuple[float, int, PendingRequest]] = field(default_factory=list)
-    _seq: itertools.count[int] = field(default_factory=itertools.count)
     _previous: int | None = None
     _current_setpoints: int | None = None
     _asked_hz: dict[str, int] = field(default_factory=dict)  # the setpoints of the row applied last
@@ -114,6 +98,7 @@ class Scheduler:
     _lockstep: dict[str, tuple[float, float]] = field(default_factory=dict)  # unit -> (multiplier, time s)
     # The last outcomes' dispatch overheads (ms): decision to end of run, minus the run itself.
     _dispatch: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+    _switch_seen: bool = False
 
     def __post_init__(self) -> None:
         mappings = {(unit, threads): i for i, (unit, threads) in enumerate(dict.fromkeys(
@@ -196,16 +181,6 @@ class Scheduler:
         self.pinned_hz = {}
         self._asked_hz = dict(parked_hz or {})
 
-    # -- queue ----------------------------------------------------------------------------------
-    def submit(self, request: PendingRequest) -> None:
-        heapq.heappush(self._queue, (request.due_t, next(self._seq), request))
-
-    def next_request(self) -> PendingRequest | None:
-        return heapq.heappop(self._queue)[2] if self._queue else None
-
-    def pending(self) -> int:
-        return len(self._queue)
-
     # -- decisions ------------------------------------------------------------------------------
     def multiplier(self) -> npt.NDArray[np.float64]:
         """Learned residuals per table group (contention is per row: :meth:`contention`)."""
@@ -265,16 +240,18 @@ class Scheduler:
         return self._current_setpoints
 
     def decide(
-        self, budget: Budget, *, now: float | None = None, arrival_t: float | None = None, remember: bool = True
+        self, budget: Budget, *, now: float | None = None, arrival_t: float | None = None, remember: bool = True,
+        behind: Sequence[float] = (),
     ) -> Decision:
         """Choose a point; time waited since ``arrival_t`` (seconds) is taken off the deadline.
 
+        ``behind``: the due times (s, ascending) of the requests queued behind this one, for pacing.
         ``remember=False`` (advice only) leaves the hysteresis anchor where it was."""
         asked_ms, waited_ms = budget.deadline_ms, 0.0
         if budget.deadline_ms is not None and now is not None and arrival_t is not None:
             waited_ms = max(0.0, (now - arrival_t) * 1000.0)
             budget = replace(budget, deadline_ms=max(budget.deadline_ms - waited_ms, NO_TIME_LEFT_MS))
-        paced = self._paced(budget, now)
+        paced = self._paced(budget, now, behind)
         decision = self._optimise(paced)
         if decision.infeasible and paced is not budget:
             decision = self._optimise(budget)  # the queue's pace is out of reach: serve the head on its own
@@ -298,14 +275,11 @@ class Scheduler:
             contention=self.contention(),
         )
 
-    def _paced(self, budget: Budget, now: float | None) -> Budget:
+    def _paced(self, budget: Budget, now: float | None, behind: Sequence[float]) -> Budget:
         """``budget`` with its deadline tightened so the requests queued behind it can keep theirs."""
-        if budget.deadline_ms is None or now is None or not self._queue:
+        if budget.deadline_ms is None or now is None or not behind:
             return budget
-        dues = sorted(due for due, _, _ in self._queue if due != float("inf"))
-        if not dues:
-            return budget
-        pace = min((due - now) * 1000.0 / (j + 2) for j, due in enumerate(dues))
+        pace = min((due - now) * 1000.0 / (j + 2) for j, due in enumerate(behind))
         if pace >= budget.deadline_ms:
             return budget
         return replace(budget, deadline_ms=max(pace, NO_TIME_LEFT_MS))
@@ -370,6 +344,16 @@ class Scheduler:
             return
         self._dispatch.append(max(overhead_ms, 0.0))
         self.optimiser.dispatch_ms = sorted_quantile(sorted(self._dispatch), 0.9)
+
+    def switched(self, took_ms: float) -> None:
+        """One change of setpoints took ``took_ms`` (ms) of writes and read-backs: every later point whose
+        setpoints differ from those in force pays the moving average (``Optimiser.switch_ms``). Called only
+        when the switch time is measured (the config's ``switch_ms`` < 0)."""
+        if not math.isfinite(took_ms):
+            return
+        o = self.optimiser
+        o.switch_ms = took_ms if not self._switch_seen else 0.8 * o.switch_ms + 0.2 * took_ms
+        self._switch_seen = True
 
     def reset_learning(self) -> None:
         """Forget learned residuals, margin and lockstep costs (e.g. on reload)."""

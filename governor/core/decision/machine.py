@@ -1,0 +1,428 @@
+"""The governor machine: the daemon's whole decision as a pure state machine, events in, actions out.
+
+Theory of operation
+-------------------
+``governor serve`` (:mod:`governor.daemon.service`) and ``governor evaluate``
+(:mod:`governor.evaluate.replay`) drive this one class; they differ only in the I/O around it (a
+ZeroMQ socket and the real clock, or a trace and the simulator's virtual clock). The machine owns
+the request queue (EDF), the planner with everything learned at run time (residuals, margins,
+others' shares and clocks, thermal caps, lockstep costs, dispatch and switch costs, the idle power
+floor), which setpoints are in force, and the idle-clock policy. It has no clock, no sockets and no
+torch: every event carries its timestamp ``t`` (seconds, the driver's clock), and every choice is a
+function of the events seen so far.
+
+Events and the actions they return (each a list, carried out in order by the driver):
+
+=================  ==========================================================================
+event              actions
+=================  ==========================================================================
+``Request``        an ``infer``: queued (nothing), or ``Refuse`` (queue full, energy budget
+                   on a board without a power sensor); an ``advise``: ``Reply`` with the
+                   decision (``total_ms`` None), or ``Refuse`` (strict and infeasible)
+``Ready``          the driver has taken every message waiting at ``t``: for the EDF head,
+                   ``Apply`` (only when its setpoints differ from those in force, or a write
+                   failed) then ``Run``, or ``Refuse`` (strict and infeasible); with nothing
+                   queued, once the idle grace has passed, the idle policy: ``Apply`` of the
+                   lowest clocks (park) or ``Release`` (hand the clocks to the kernel governors)
+``Applied``        the read-back of an ``Apply``: ``Publish`` of the setpoints event
+``Outcome``        a ``Run`` finished: ``Reply`` (end-to-end time included); learning from it
+                   happens before the next event is handled, so the reply is not held back
+``Failed``         a ``Run`` raised: ``Refuse`` with code ``internal`` (nothing is learned)
+``Tick``           an observation: ``Publish`` of it, and ``Release`` when parked clocks are
+                   due back (parked long enough, or someone else now needs them)
+=================  ==========================================================================
+
+``wake_at`` says when the machine next wants a ``Ready`` with nothing arrived (the idle grace), so
+the driver can bound its wait; ``pending`` is the queue's length.
+
+Time accounting: a request's deadline runs from its ``Request.t`` (its arrival as the driver knows
+it). The time it waited until its ``Ready`` is taken off its deadline; the end-to-end time in the
+reply is from arrival to ``Outcome.t``, or, for a simulated run whose latency is virtual, to the
+decision plus the simulated latency (the host's own overhead is no part of the board's time). The
+dispatch overhead (decision to end of run, minus the run) is learned from real runs only.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from governor.core.decision.optimiser import Budget, Decision, DecisionTable, Optimiser
+from governor.core.decision.planner import Planner
+from governor.core.types import Observation, Setpoints
+
+__all__ = [
+    "Action", "Applied", "Apply", "BoardFacts", "Event", "Failed", "GovernorMachine", "MachineSettings", "Outcome",
+    "Publish", "Queued", "Ready", "Refuse", "Release", "Reply", "Request", "Run", "Tick",
+]
+
+IdleClocks = Literal["release", "lowest", "keep"]
+RefuseCode = Literal["infeasible", "unavailable", "bad_request", "internal"]  # the protocol's error codes used here
+
+
+# -- what the machine is told once -----------------------------------------------------------------
+@dataclass(frozen=True)
+class MachineSettings:
+    """The policy knobs; no defaults here: they live in one place, the config's ``[policy]`` and
+    ``[daemon]`` sections (``governor.daemon.config.machine_settings``)."""
+
+    hysteresis: float  # keep the previous point while within this relative distance of the best
+    switch_ms: float  # DVFS transition time charged to a change of setpoints, ms; negative = measure it
+    min_margin: float  # safety margin bounds, relative
+    max_margin: float
+    residual_alpha: float  # weight of a new outcome in the residual's moving average
+    idle_clocks: IdleClocks  # nothing queued: "release" to the kernel governors, park at "lowest", or "keep"
+    park_s: float  # release: park at the lowest clocks this long first when nobody else is busy, s
+    idle_grace_s: float  # the idle policy waits this long after a run for the next request, s
+    max_queue: int  # infer requests queued at most
+
+
+@dataclass(frozen=True)
+class BoardFacts:
+    """What the machine knows of the board and the table it serves (all fixed while serving)."""
+
+    board: str
+    unit_kind: Mapping[str, str]  # unit -> "cpu" | "gpu" | "dla"
+    unit_cores: Mapping[str, int]  # unit -> cores (1 for an accelerator)
+    unit_domain: Mapping[str, str]  # unit -> the DVFS domain that clocks it
+    top_hz: Mapping[str, int]  # domain -> the table's top clock, Hz
+    lowest_hz: Mapping[str, int]  # domain -> the lowest available clock (where idle clocks park), Hz
+    energy_measured: bool  # the table's energy comes from a power sensor (an energy budget can be honoured)
+    idle_power_mw: float  # the profile's idle power, the floor's first value, mW (0 = unknown)
+
+
+# -- events ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Request:
+    """An ``infer`` (queued) or an ``advise`` (answered at once) that arrived at ``t`` (s)."""
+
+    t: float
+    key: Hashable  # the driver's name for it; every action about it carries it back
+    budget: Budget
+    strict: bool = False
+    advise: bool = False
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The driver has taken every message waiting and can act at ``t`` (s)."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an ``Apply`` did at ``t`` (s): read-back clocks (Hz), how long the writes took (ms), and the
+    domains whose write failed (domain -> why)."""
+
+    t: float
+    apply: Apply
+    readback_hz: Mapping[str, int]
+    took_ms: float
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A ``Run`` ended at ``t`` (s): its measured latency (ms) and energy (mJ, None unmeasured);
+    ``simulated``: the latency is a simulator's (virtual), not the host's."""
+
+    t: float
+    key: Hashable
+    latency_ms: float
+    energy_mj: float | None = None
+    simulated: bool = False
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A ``Run`` (or its ``Apply``) raised at ``t`` (s); ``why`` says what happened."""
+
+    t: float
+    key: Hashable
+    why: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """An observation of the board at ``t`` (s); ``power_mw`` the board's power in the terms the
+    table's energy was measured in (None: the observation's sensors)."""
+
+    t: float
+    observation: Observation
+    power_mw: float | None = None
+
+
+Event = Request | Ready | Applied | Outcome | Failed | Tick
+
+
+# -- actions -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Apply:
+    """Write these setpoints; ``row`` is the table row they belong to (None: parking at the lowest)."""
+
+    setpoints: Setpoints
+    row: int | None
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run request ``key`` at ``decision.point`` (its setpoints already applied)."""
+
+    key: Hashable
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answer ``key``: ``decision`` is what was chosen; ``total_ms`` the end-to-end time (arrival to the end
+    of its run, ms) of an infer, None for advice; ``outcome`` the run's measurement."""
+
+    key: Hashable
+    decision: Decision
+    total_ms: float | None = None
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Refuse ``key``: ``code`` is the protocol's error code (``infeasible``, ``unavailable``,
+    ``bad_request``), ``message`` says why and what to do."""
+
+    key: Hashable
+    code: RefuseCode
+    message: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """Hand these domains back to their kernel governors, within the limits found at start."""
+
+    domains: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Telemetry: ``kind`` is ``observation`` (``observation`` set) or ``setpoints`` (``message`` set)."""
+
+    kind: Literal["observation", "setpoints"]
+    observation: Observation | None = None
+    message: str = ""
+
+
+Action = Apply | Run | Reply | Refuse | Release | Publish
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A request waiting in the machine's queue (times in s)."""
+
+    key: Hashable
+    budget: Budget
+    arrival_t: float
+    strict: bool = False
+
+    @property
+    def due_t(self) -> float:
+        if self.budget.deadline_ms is None:
+            return float("inf")
+        return self.arrival_t + self.budget.deadline_ms / 1000.0
+
+
+# -- the machine -------------------------------------------------------------------------------------
+class GovernorMachine:
+    """See the module doc. ``planner`` may be given (the evaluation's oracle brings its own)."""
+
+    def __init__(self, table: DecisionTable, facts: BoardFacts, settings: MachineSettings,
+                 planner: Planner | None = None) -> None:
+        self.facts, self.settings = facts, settings
+        self.planner = planner if planner is not None else Planner(
+            Optimiser(table, hysteresis=settings.hysteresis, switch_ms=max(settings.switch_ms, 0.0)),
+            unit_kind=facts.unit_kind, unit_cores=facts.unit_cores, table_max_hz=facts.top_hz,
+            residual_alpha=settings.residual_alpha, min_margin=settings.min_margin, max_margin=settings.max_margin,
+            charge_idle=settings.idle_clocks != "keep", idle_floor_mw=facts.idle_power_mw,
+            unit_domain=facts.unit_domain,
+        )
+        self._queue: list[tuple[float, int, Queued]] = []
+        self._seq = itertools.count()
+        self._running: dict[Hashable, tuple[Queued, Decision, float]] = {}  # key -> (request, decision, decided t)
+        self._unlearned: list[tuple[Decision, Outcome, float]] = []  # outcomes replied to, learned next event
+        self._busy_s: dict[str, float] = {}  # core-weighted seconds our runs kept each unit busy since the tick
+        self._last_tick_t: float | None = None
+        self._failed: dict[str, str] = {}  # domain -> why its last write failed (retried at the next run)
+        self.idle_at: float | None = None  # when the idle policy runs, s
+        self._parked: tuple[float, tuple[str, ...]] | None = None  # (until s, domains) parked at their lowest
+
+    # -- what the driver may ask ----------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Requests queued (not yet run)."""
+        return len(self._queue)
+
+    def wake_at(self) -> float | None:
+        """When the machine wants a ``Ready`` though nothing arrives (s), or None."""
+        return self.idle_at if not self._queue else None
+
+    @property
+    def table(self) -> DecisionTable:
+        return self.planner.optimiser.table
+
+    @property
+    def not_set(self) -> Mapping[str, str]:
+        """Domains whose last write failed, with why (until a write succeeds)."""
+        return dict(self._failed)
+
+    def queued(self) -> list[Queued]:
+        """The queue in EDF order (for status and tests)."""
+        return [q for _, _, q in sorted(self._queue)]
+
+    def reset_learning(self) -> None:
+        """Forget what was learned from outcomes (residuals, margins, lockstep costs)."""
+        self._settle()
+        self.planner.reset_learning()
+
+    # -- events ---------------------------------------------------------------------------------
+    def handle(self, event: Event) -> list[Action]:
+        """Take one event; return what to do, in order (module doc)."""
+        if self._last_tick_t is None:
+            self._last_tick_t = getattr(event, "t", None)  # own busy time is counted from the first event seen
+        self._settle()
+        if isinstance(event, Request):
+            return self._request(event)
+        if isinstance(event, Ready):
+            return self._ready(event.t)
+        if isinstance(event, Applied):
+            return self._applied(event)
+        if isinstance(event, Outcome):
+            return self._outcome(event)
+        if isinstance(event, Tick):
+            return self._tick(event)
+        if isinstance(event, Failed):
+            return self._failed_run(event)
+        raise TypeError(f"not an event of the governor machine: {type(event).__name__}")
+
+    def _request(self, r: Request) -> list[Action]:
+        if r.budget.energy_mj is not None and not self.facts.energy_measured:
+            return [Refuse(r.key, "bad_request", f"board {self.facts.board} has no power sensor the governor can "
+                           "read, so an energy budget cannot be honoured; drop energy_mj (or add a power source "
+                           "to the board catalogue)")]
+        if r.advise:
+            decision = self.planner.decide(r.budget, now=r.t, remember=False)
+            if decision.infeasible and r.strict:
+                return [_infeasible(r.key, decision)]
+            return [Reply(r.key, decision)]
+        if len(self._queue) >= self.settings.max_queue:
+            return [Refuse(r.key, "unavailable", f"{self.settings.max_queue} requests are queued; retry shortly")]
+        q = Queued(r.key, r.budget, r.t, r.strict)
+        heapq.heappush(self._queue, (q.due_t, next(self._seq), q))
+        return []
+
+    def _ready(self, t: float) -> list[Action]:
+        if not self._queue:
+            return self._idle(t) if self.idle_at is not None and t >= self.idle_at else []
+        _due, _n, q = heapq.heappop(self._queue)
+        behind = sorted(due for due, _, _ in self._queue if due != float("inf"))
+        decision = self.planner.decide(q.budget, now=t, arrival_t=q.arrival_t, remember=True, behind=behind)
+        if decision.infeasible and q.strict:
+            return [_infeasible(q.key, decision)]
+        self._parked, self.idle_at = None, None  # a run pins again: nothing parked to hand back
+        actions: list[Action] = []
+        setpoints = decision.point.setpoints
+        same = self.planner.current_setpoints == int(self.table.setpoint_id[decision.index])
+        if setpoints.hz and (not same or self._failed):  # after a failed write, try again
+            actions.append(Apply(setpoints, decision.index))
+        self._running[q.key] = (q, decision, t)
+        actions.append(Run(q.key, decision))
+        return actions
+
+    def _applied(self, a: Applied) -> list[Action]:
+        if a.apply.row is None:
+            return []  # parking: released() was said when it was chosen
+        if self.settings.switch_ms < 0:
+            self.planner.switched(a.took_ms)
+        self.planner.applied(a.apply.row, a.readback_hz)
+        for name, hz in a.apply.setpoints.hz.items():  # status lists what could not be set until a write succeeds
+            if name in a.errors:
+                self._failed[name] = f"{name}: could not set {hz} Hz: {str(a.errors[name])[:500]}"
+            else:
+                self._failed.pop(name, None)
+        message = f"setpoints {dict(a.apply.setpoints.hz)}" + (f"; failed: {dict(a.errors)}" if a.errors else "")
+        return [Publish("setpoints", message=message[:4000])]
+
+    def _outcome(self, o: Outcome) -> list[Action]:
+        q, decision, decided_t = self._running.pop(o.key)
+        total_ms = ((decided_t - q.arrival_t) * 1000.0 + o.latency_ms) if o.simulated else (
+            (o.t - q.arrival_t) * 1000.0)
+        self._unlearned.append((decision, o, decided_t))
+        if not self._queue:
+            # The idle policy runs a moment later, not now: a client that waits on each reply asks again
+            # within a fraction of a millisecond, and parking (a few ms of writes on a simulated tree) would
+            # make that request wait, then pin again. A request that comes meanwhile cancels it.
+            self.idle_at = o.t + self.settings.idle_grace_s
+        return [Reply(o.key, decision, total_ms, o)]
+
+    def _failed_run(self, f: Failed) -> list[Action]:
+        self._running.pop(f.key, None)
+        if not self._queue:
+            self.idle_at = f.t + self.settings.idle_grace_s
+        return [Refuse(f.key, "internal", f.why)]
+
+    def _settle(self) -> None:
+        """Learn from the outcomes already replied to (the client waited for the reply; learning need not)."""
+        for decision, o, decided_t in self._unlearned:
+            unit = decision.point.unit
+            share = min(1.0, decision.point.threads / max(self.planner.unit_cores.get(unit, 1), 1))
+            self._busy_s[unit] = self._busy_s.get(unit, 0.0) + o.latency_ms / 1000.0 * share
+            self.planner.feedback(decision, o.latency_ms)
+            if not o.simulated:  # a simulated run's time is virtual: the host's overhead is no part of it
+                self.planner.dispatched((o.t - decided_t) * 1000.0 - o.latency_ms)
+        self._unlearned.clear()
+
+    def _tick(self, tick: Tick) -> list[Action]:
+        t = tick.t
+        interval = max(t - (self._last_tick_t if self._last_tick_t is not None else t), 1e-3)
+        own = {u: min(1.0, busy / interval) for u, busy in self._busy_s.items()}
+        # CPU load is a /proc/stat difference over exactly this interval, so our share can be taken off;
+        # accelerator load files average a short recent window that our last run fills.
+        held = [u for u in own if self.planner.unit_kind.get(u) != "cpu"]
+        self._busy_s.clear()
+        self._last_tick_t = t
+        self.planner.observe(tick.observation, own, held, tick.power_mw)
+        actions: list[Action] = [Publish("observation", observation=tick.observation)]
+        if self._parked is not None and not self._queue and (t >= self._parked[0] or not self.planner.others_quiet()):
+            actions.append(self._hand_back(self._parked[1]))  # parked long enough, or someone else needs the clocks
+        return actions
+
+    # -- the idle-clock policy --------------------------------------------------------------------
+    def _idle(self, t: float) -> list[Action]:
+        """Nothing queued: stop holding clocks. Clocks pinned high while idle cost more board energy than
+        the runs. ``release`` hands each domain back to its kernel governor within the limits found at
+        start (it follows other processes' load and drops when the board is idle); ``lowest`` parks it."""
+        self.idle_at = None
+        mode = self.settings.idle_clocks
+        if mode == "keep" or self.planner.current_setpoints is None:
+            return []
+        pinned = tuple(self.planner.pinned_hz)
+        park = mode == "release" and self.settings.park_s > 0 and self.planner.others_quiet()
+        if mode == "lowest" or park:
+            # Parked before handing back: a kernel governor handed the clocks right away reads our finished
+            # run as load and raises them while the board idles. Parking holds back nobody: nobody else is busy.
+            lowest = {name: self.facts.lowest_hz[name] for name in pinned if name in self.facts.lowest_hz}
+            self.planner.released(lowest)
+            if park:
+                self._parked = (t + self.settings.park_s, pinned)
+            return [Apply(Setpoints(lowest), None)] if lowest else []
+        return [self._hand_back(pinned)]
+
+    def _hand_back(self, domains: Sequence[str]) -> Release:
+        self._parked = None
+        self.planner.released()
+        return Release(tuple(domains))
+
+
+def _infeasible(key: Hashable, decision: Decision) -> Refuse:
+    return Refuse(key, "infeasible", f"no operating point meets the budget: {decision.reason}; relax the budget or "
+                  "drop strict")
