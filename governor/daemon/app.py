@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +47,9 @@ from governor.daemon.tables import MeasuredTable, host_points, measure_table
 from governor.daemon.target import Target, open_target
 from governor.drivers.board import RestoreError
 from governor.drivers.hotplug import CpuHotplug
+
+if TYPE_CHECKING:
+    from governor.transport.zmq_server import ZmqServerEnd
 
 __all__ = ["App", "build_app", "check_model_file", "open_backend", "restore_leftover"]
 
@@ -86,7 +89,7 @@ class App:
     config: Config
     target: Target
     daemon: Daemon
-    server: Any
+    server: ZmqServerEnd
     notifier: Notifier
     flags: Flags
     baselines: list[Any]
@@ -303,7 +306,7 @@ def _table(target: Target, backend: Backend, meta: ModelMeta, say: Callable[[str
     return measure_table(points, run, meta, reps=15)
 
 
-def _server(config: Config) -> tuple[Any, str, str]:
+def _server(config: Config) -> tuple[ZmqServerEnd, str, str]:
     from governor.transport.zmq_server import ServerSecurity, ZmqServerEnd, ipc_path
 
     endpoint = config.endpoint()

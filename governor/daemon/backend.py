@@ -13,12 +13,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from governor.core.board import BoardSpec
 from governor.core.types import OperatingPoint
+
+if TYPE_CHECKING:  # the types only: a backend is handed its executors, it never builds them
+    from governor.runtime.executor import Executor
+    from governor.sim import SimExecutor
 
 __all__ = ["Backend", "HostBackend", "RunOutcome", "SimBackend", "unit_cpus"]
 
@@ -65,8 +69,8 @@ class HostBackend(Backend):
 
     ``gpu_executor`` (a CUDA executor) serves GPU units; without one, GPU units are not offered."""
 
-    def __init__(self, executor: Any, spec: BoardSpec, energy_counter: Callable[[], float | None] | None = None,
-                 gpu_executor: Any | None = None):
+    def __init__(self, executor: Executor, spec: BoardSpec, energy_counter: Callable[[], float | None] | None = None,
+                 gpu_executor: Executor | None = None):
         import os
 
         self.executor, self.spec, self.gpu_executor = executor, spec, gpu_executor
@@ -108,7 +112,7 @@ class SimBackend(Backend):
     simulated = True
     unit_kinds = frozenset({"cpu", "gpu", "dla"})
 
-    def __init__(self, sim_executor: Any, outputs_from: Any | None, classes: int):
+    def __init__(self, sim_executor: SimExecutor, outputs_from: Executor | None, classes: int):
         self.sim_executor, self.outputs_from, self.classes = sim_executor, outputs_from, classes
 
     def run(self, batch: np.ndarray, point: OperatingPoint) -> RunOutcome:
