@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from governor.core.board import SIM_PREFIX, BoardSpec, CatalogueError
+from governor.drivers._sysfs import SysfsRoot, is_fake_tree
 from governor.drivers.board import open_board
 from governor.drivers.detect import DetectionError, detect_board
-from governor.testing import open_root
+from governor.drivers.sources import SourceError
 
 if TYPE_CHECKING:
     from governor.sim import SimBoard
@@ -57,14 +58,17 @@ def open_target(
     scenario: str | None = None,
     seed: int = 0,
     mode: str = "limits",
+    sensors: str = "auto",
 ) -> Target:
-    """Open ``board`` (catalogue name, ``auto`` or ``sim:NAME``) on ``sysfs_root``."""
+    """Open ``board`` (catalogue name, ``auto`` or ``sim:NAME``) on ``sysfs_root``.
+
+    ``sensors`` is ``[sensors] source`` (governor.drivers.sources); a simulated board reads its own tree."""
     board = board or "auto"
     try:
         if board.startswith(SIM_PREFIX):
             return _open_sim(board, clock=clock, scenario=scenario, seed=seed, mode=mode)
-        return _open_real(board, sysfs_root, mode=mode)
-    except (CatalogueError, DetectionError) as exc:
+        return _open_real(board, sysfs_root, mode=mode, sensors=sensors)
+    except (CatalogueError, DetectionError, SourceError) as exc:
         raise TargetError(str(exc)) from exc
 
 
@@ -80,11 +84,25 @@ def _open_sim(board: str, *, clock: str, scenario: str | None, seed: int, mode: 
     return target
 
 
-def _open_real(board: str, sysfs_root: str, *, mode: str) -> Target:
+def _open_real(board: str, sysfs_root: str, *, mode: str, sensors: str = "auto") -> Target:
     root = Path(sysfs_root)
     if not root.is_dir():
         raise TargetError(f"--sysfs-root {sysfs_root} is not a directory; give / on a board or a fake tree")
-    sysfs = open_root(root)
+    sysfs = _open_root(root)
     spec = detect_board(sysfs, requested=None if board == "auto" else board)
-    drivers = open_board(spec, sysfs, clock=time.monotonic, mode=mode)  # type: ignore[arg-type]
-    return Target(spec, drivers, False, str(root))
+    drivers = open_board(spec, sysfs, clock=time.monotonic, mode=mode, sensors=sensors)  # type: ignore[arg-type]
+    target = Target(spec, drivers, False, str(root))
+    target._closers.append(drivers.close)  # stops a tegrastats child
+    return target
+
+
+def _open_root(root: Path) -> SysfsRoot:
+    """The drivers' own root on a real ``/`` (or a copy of one); the fakes' root on a fake tree."""
+    if not is_fake_tree(root):
+        return SysfsRoot(root)
+    # The one import of the fakes outside tests and the simulator (pyproject.toml's import contract
+    # allows exactly this line): --sysfs-root named a fake tree, whose kernel write semantics and
+    # injected faults live in governor.testing. A real board never gets here, so never loads them.
+    from governor.testing import open_root
+
+    return open_root(root)

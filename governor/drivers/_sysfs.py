@@ -7,6 +7,9 @@ kernel's write semantics (snapping, EINVAL, read-only files). Paths are always r
 
 Errors are translated into :class:`SysfsError` subclasses whose messages say what to do, because
 the raw ``PermissionError: [Errno 13]`` tells a Jetson owner nothing about udev rules or sudo.
+
+A fake tree announces itself with a marker file at its top (:data:`FAKE_TREE_MARKER`);
+:func:`is_fake_tree` lets a composition root tell one from a real root without importing the fakes.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import os
 from pathlib import Path
 
 __all__ = [
+    "FAKE_TREE_MARKER",
     "SysfsError",
     "SysfsMissing",
     "SysfsPermission",
     "SysfsRejected",
     "SysfsRoot",
+    "is_fake_tree",
     "read_denied",
     "write_error",
 ]
@@ -48,6 +53,15 @@ _PERMISSION_HINT = (
     "e.g. SUBSYSTEM==\"cpu\", ACTION==\"add\", RUN+=\"/bin/chgrp governor /sys%p/cpufreq/scaling_*_freq\"; "
     "debugfs nodes (Jetson EMC) need root and `mount -t debugfs none /sys/kernel/debug`"
 )
+
+
+# The file at the top of a fake tree (governor.testing writes it; its content is the fakes' business).
+FAKE_TREE_MARKER = ".governor-fake-tree.json"
+
+
+def is_fake_tree(root: str | os.PathLike[str]) -> bool:
+    """Whether ``root`` is a fake tree built by :mod:`governor.testing` (its marker file is there)."""
+    return (Path(root) / FAKE_TREE_MARKER).is_file()
 
 
 class SysfsRoot:

@@ -19,9 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from governor.drivers._sysfs import FAKE_TREE_MARKER, is_fake_tree
+
 __all__ = ["FORMAT", "LOCK_NAME", "MARKER_NAME", "MarkerCache", "empty_state", "is_fake_root", "locked", "save"]
 
-MARKER_NAME = ".governor-fake-tree.json"
+MARKER_NAME = FAKE_TREE_MARKER  # defined by the drivers, so that a daemon can tell a fake root without us
 LOCK_NAME = ".governor-fake-tree.lock"
 FORMAT = 1
 
@@ -44,7 +46,7 @@ def empty_state(spec_json: dict[str, Any], *, variant: str, seed: int, hwmon_bas
 
 
 def is_fake_root(root: str | os.PathLike[str]) -> bool:
-    return (Path(root) / MARKER_NAME).is_file()
+    return is_fake_tree(root)
 
 
 def save(root: Path, state: State) -> None:
