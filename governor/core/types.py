@@ -29,13 +29,12 @@ def frozen_map(items: Mapping[str, float] | None = None) -> Mapping[str, float]:
 
 
 class Reason(str, Enum):
-    """Why a setpoint is being applied (after power-profiles-daemon's activation reasons)."""
+    """Why a setpoint is being applied (after power-profiles-daemon's activation reasons).
 
-    STARTUP = "startup"
+    Only the reasons the daemon emits are members: today every setpoint change serves a client's
+    request. A new reason is a protocol change (docs/protocol.md, telemetry ``event``)."""
+
     CLIENT = "client"
-    THERMAL = "thermal"
-    DRIFT = "drift"
-    RESTORE = "restore"
 
 
 @dataclass(frozen=True)

@@ -113,5 +113,5 @@ TELEMETRY: list[p.Telemetry] = [
         budget_met=True,
         budget_infeasible=False,
     ),
-    p.TelemetryEvent(seq=2, t=1.7, simulated=False, kind="setpoints", reason="thermal", message="gpu capped"),
+    p.TelemetryEvent(seq=2, t=1.7, simulated=False, kind="setpoints", reason="client", message="gpu capped"),
 ]
