@@ -40,7 +40,7 @@ from governor.daemon.config import (
     default_state_dir,
     machine_settings,
 )
-from governor.daemon.lifecycle import Flags, Notifier, SignalRoute
+from governor.daemon.lifecycle import Flags, Notifier, SignalRoute, system_shutting_down
 from governor.daemon.service import Daemon, assemble
 from governor.daemon.statefile import StateFileError, clear_state, load_state, save_state, unrestored_note
 from governor.daemon.tables import MeasuredTable, host_points, measure_table
@@ -94,14 +94,18 @@ class App:
     flags: Flags
     baselines: list[Any]
     state_path: Path
-    board_arg: str
     _closers: list[Callable[[], None]] = field(default_factory=list)
+    shutting_down: Callable[[], bool] = system_shutting_down  # for rollback = "not_on_shutdown"
 
     def serve(self) -> int:
         self.notifier.ready(f"serving {self.daemon.parts.model_name} on {self.target.label}")
         unrestored = False
         try:
             while not self.flags.should_exit:
+                if self.flags.reload:  # SIGHUP: what was learned at run time is forgotten, as by `reload`
+                    self.flags.reload = False
+                    self.daemon.reset_learning()
+                    log.info("SIGHUP: the run-time corrections (residuals, margins, co-runner shares) were reset")
                 self.daemon.step()
         finally:
             try:
@@ -114,7 +118,10 @@ class App:
     def shutdown(self) -> None:
         self.notifier.send("STOPPING=1", "STATUS=restoring the board")
         try:
-            if self.config.daemon.rollback != "never":
+            rollback = self.config.daemon.rollback
+            # During a system shutdown the kernel resets every clock at the next boot anyway; the state file
+            # goes too, or the unit's ExecStopPost (governor restore) would put the board back regardless.
+            if rollback == "always" or (rollback == "not_on_shutdown" and not self.shutting_down()):
                 self.target.board.restore(self.baselines)
             clear_state(self.state_path)
         finally:
@@ -132,7 +139,7 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
     d = config.daemon
     state_path = config.state_file()
     # Before any work: SIGTERM during first-start profiling must restore the board, as SIGINT does.
-    signals = SignalRoute(Flags()).install()
+    signals = SignalRoute(Flags(), state_file=state_path).install()
     closers: list[Callable[[], None]] = [signals.uninstall]
     state = _StartState(state_path)
     try:
@@ -144,7 +151,7 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         load_state(state_path)  # a damaged leftover is refused here, before any work
         # A served simulated board runs the simulator's demo scenario: co-runners come and go on every unit.
         target = open_target(d.board, d.sysfs_root, clock="real",
-                             scenario="demo" if d.board.startswith("sim:") else None)
+                             scenario="demo" if d.board.startswith("sim:") else None, sensors=config.sensors.source)
         closers.append(target.close)
         if d.model:
             check_model_file(Path(d.model))
@@ -182,7 +189,7 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
             telemetry_endpoint=telemetry, simulated=target.simulated, watchdog=notifier.watchdog,
             watchdog_interval_s=notifier.watchdog_interval_s if d.watchdog else 0.0,
             unavailable=tuple(f"{k}: {v}" for k, v in target.board.unavailable.items()), metrics=metrics)
-        app = App(config, target, daemon, server, notifier, signals.flags, baselines, state_path, d.board)
+        app = App(config, target, daemon, server, notifier, signals.flags, baselines, state_path)
         app._closers = closers
         signals.flag_only()  # from here a signal only sets the flag; the serving loop stops on it
     except BaseException:

@@ -1,9 +1,14 @@
-"""Signals and systemd notification.
+"""Signals, systemd notification and telling a system shutdown.
 
-Signal handlers only set flags (uvicorn, tuned): the first SIGTERM/SIGINT asks for a graceful stop,
-a second SIGINT forces it; SIGHUP asks for a reload. The main loop reads the flags; exactly one
-code path performs shutdown. :class:`Notifier` speaks the sd_notify datagram protocol directly
-(no libsystemd needed) when ``NOTIFY_SOCKET`` is set and is silent otherwise.
+Signal handlers only set flags (uvicorn, tuned): the first SIGTERM/SIGINT asks for a graceful stop;
+SIGHUP asks for a reload (the serving loop resets what the daemon learned at run time). The main
+loop reads the flags; exactly one code path performs shutdown. A second SIGTERM/SIGINT, while that
+shutdown (a restore stuck on a slow write) or start-up's unwinding is under way, does not wait:
+:class:`SignalRoute` ends the process at once (exit status 128 + the signal's number) with one line
+on stderr naming the state file and ``governor restore --state-file FILE``, which puts the board
+back; the state file stays for exactly that. :class:`Notifier` speaks the sd_notify datagram
+protocol directly (no libsystemd needed) when ``NOTIFY_SOCKET`` is set and is silent otherwise.
+:func:`system_shutting_down` tells ``rollback = "not_on_shutdown"`` whether the system is going down.
 
 Start-up is different: first-start profiling pins clocks for minutes and has no loop that reads a
 flag, and SIGTERM's default action would end the process with them pinned. So :class:`SignalRoute`
@@ -17,12 +22,23 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["Flags", "Notifier", "SignalRoute", "StartupInterrupted", "install_signal_handlers"]
+__all__ = [
+    "Flags",
+    "Notifier",
+    "SignalRoute",
+    "StartupInterrupted",
+    "forced_exit_line",
+    "install_signal_handlers",
+    "system_shutting_down",
+]
 
 
 @dataclass
@@ -36,7 +52,7 @@ class Flags:
         self.signals.append(signum)
         if signum == signal.SIGHUP:
             self.reload = True
-        elif self.should_exit and signum == signal.SIGINT:
+        elif self.should_exit:
             self.force_exit = True
         else:
             self.should_exit = True
@@ -63,11 +79,15 @@ class StartupInterrupted(BaseException):
 class SignalRoute:
     """SIGTERM/SIGINT/SIGHUP -> ``flags`` from before the first hardware write to the end (module doc).
 
-    Outside the main thread (an in-process test's daemon) signals cannot be routed and nothing is
-    installed."""
+    A second SIGTERM/SIGINT ends the process at once (module doc) through ``exit_now``; ``state_file``
+    is the baseline file that line names. Outside the main thread (an in-process test's daemon)
+    signals cannot be routed and nothing is installed."""
 
-    def __init__(self, flags: Flags) -> None:
+    def __init__(self, flags: Flags, *, state_file: Path | None = None,
+                 exit_now: Callable[[int], NoReturn] = os._exit) -> None:
         self.flags = flags
+        self.state_file = state_file
+        self.exit_now = exit_now
         self.starting = True
         self._previous: dict[int, Any] = {}
 
@@ -89,9 +109,23 @@ class SignalRoute:
     def _handle(self, signum: int, frame: FrameType | None = None) -> None:
         first = not self.flags.should_exit
         self.flags.handle(signum, frame)
+        if self.flags.force_exit:
+            # The user asked twice: no waiting for a restore. os.write, not print: this handler may run
+            # in the middle of a print to stderr, and the buffered stream is not reentrant.
+            os.write(2, (forced_exit_line(signum, self.state_file) + "\n").encode())
+            self.exit_now(128 + signum)
         # Only the first: a second signal must not break into the restore that the first one started.
         if self.starting and first and self.flags.should_exit:
             raise StartupInterrupted(signum)
+
+
+def forced_exit_line(signum: int, state_file: Path | None) -> str:
+    """What a forced exit says: the board may keep what the daemon set, and how to put it back."""
+    name = signal.Signals(signum).name
+    if state_file is not None and state_file.exists():
+        return (f"governor: second {name}: exiting now without restoring the board; its baseline stays in "
+                f"{state_file.resolve()}: put it back with `governor restore --state-file {state_file.resolve()}`")
+    return f"governor: second {name}: exiting now; no state file of this daemon is left, nothing to restore"
 
 
 class Notifier:
@@ -136,3 +170,24 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def _manager_state() -> str:
+    """systemd's manager state (``systemctl is-system-running``), or '' without systemd."""
+    try:
+        done = subprocess.run(["systemctl", "is-system-running"], capture_output=True, text=True, timeout=5,
+                              check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip()
+
+
+def system_shutting_down(manager_state: Callable[[], str] = _manager_state) -> bool:
+    """Whether the system is going down (poweroff, reboot, halt, kexec).
+
+    systemd reports ``stopping`` from the moment a shutdown's job is queued until the end, and the
+    governor's unit is stopped inside that window. Files such as ``/run/nologin`` or
+    ``/run/systemd/shutdown/scheduled`` also appear for a shutdown merely scheduled for later (and
+    ``/run/nologin`` during boot), so they are not asked. Without systemd (or when ``systemctl``
+    cannot answer) the answer is False: the board is restored, which is never wrong."""
+    return manager_state() == "stopping"
