@@ -1,7 +1,8 @@
 """`governor status`: what a board has and what it is doing now.
 
 Samples twice (load is a difference of two /proc/stat readings), then prints the DVFS domains with
-current/min/max and available frequencies, load per compute unit, power per rail and temperatures.
+current/min/max and available frequencies, load per compute unit, power per rail and temperatures,
+and which sensor source (sysfs, jtop, tegrastats) supplied them.
 ``--watch S`` keeps redrawing; ``--json`` is for scripts. A simulated board says so on every line
 that carries a figure. ``--explain`` samples nothing: it prints where each domain, rail sensor,
 thermal zone and load file was found, in what format, and which candidates were tried.
@@ -81,6 +82,7 @@ def as_json(target: Any, obs: Observation) -> dict[str, Any]:
         "title": spec.board.title,
         "simulated": target.simulated,
         "root": target.root,
+        "sensors": sensors_line(target),
         "t": obs.t,
         "domains": domains,
         "util": dict(obs.util),
@@ -91,6 +93,12 @@ def as_json(target: Any, obs: Observation) -> dict[str, Any]:
     }
 
 
+def sensors_line(target: Any) -> str:
+    """Which sensor source the board reads (sysfs, jtop or tegrastats), where, and why."""
+    choice = getattr(target.board, "source_choice", None)
+    return choice.describe() if choice is not None else "sysfs"
+
+
 def _mhz(hz: int) -> str:
     return f"{hz / 1e6:.1f}"
 
@@ -98,7 +106,7 @@ def _mhz(hz: int) -> str:
 def render(target: Any, obs: Observation) -> str:
     data = as_json(target, obs)
     tag = "  [SIMULATED]" if target.simulated else ""
-    lines = [f"{data['board']}: {data['title']}{tag}", f"root: {data['root']}", ""]
+    lines = [f"{data['board']}: {data['title']}{tag}", f"root: {data['root']}", f"sensors: {data['sensors']}", ""]
     rows = [("DOMAIN", "KIND", "CUR MHz", "MIN MHz", "MAX MHz", "GOVERNOR", "AVAILABLE MHz")]
     for name, d in data["domains"].items():
         avail = d["available_hz"]
@@ -131,7 +139,7 @@ def explain_text(target: Any, *, as_json: bool) -> str:
 
     if as_json:
         return json.dumps({"board": target.spec.name, "root": target.root, "simulated": target.simulated,
-                           "parts": explain_json(target.board)}, indent=2)
+                           "sensors": sensors_line(target), "parts": explain_json(target.board)}, indent=2)
     tag = "  [SIMULATED]" if target.simulated else ""
     lines = [f"{target.spec.name}: {target.spec.board.title}{tag}", f"root: {target.root}", ""]
     for found in explain(target.board):

@@ -125,11 +125,26 @@ class MetricsSection(_Section):
     port: int = Field(default=9464, ge=1, le=65535)
 
 
+class SensorsSection(_Section):
+    source: str = Field(default="auto", description=(
+        "where rails, temperatures and load come from: 'auto' (jtop if its service answers, else tegrastats "
+        "on a Jetson, else sysfs), 'sysfs', 'jtop' or 'tegrastats'; clocks are always read from sysfs"))
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        choices = ("auto", "sysfs", "jtop", "tegrastats")  # governor.drivers.sources.SOURCES
+        if v not in choices:
+            raise ValueError(f"{v!r} is not a sensor source; use one of {', '.join(repr(c) for c in choices)}")
+        return v
+
+
 class Config(_Section):
     daemon: DaemonSection = DaemonSection()
     policy: PolicySection = PolicySection()
     access: AccessSection = AccessSection()
     metrics: MetricsSection = MetricsSection()
+    sensors: SensorsSection = SensorsSection()
 
     def endpoint(self) -> str:
         return self.daemon.endpoint or f"ipc://{default_runtime_dir() / 'governor.sock'}"

@@ -5,7 +5,8 @@ Theory of operation
 :func:`open_board` builds one backend per catalogue part (the registry maps a catalogue
 ``driver`` to its module's class) and probes each. SUCCESS keeps the part; FAIL and DEFER leave it
 out and record why in :attr:`Board.unavailable`, so a board with a rail-gated GPU or no debugfs
-still runs with what it has; :meth:`Board.retry_deferred` probes the DEFER ones again.
+still runs with what it has. A DEFER part (a rail-gated GPU) is not probed again: it joins the
+board when the daemon is restarted with the part powered.
 
 Per tick the daemon calls :meth:`Board.sample`, which never raises for a sensor or domain that
 vanished: the rest of the observation is kept and the failure is listed, with its reason, in
@@ -37,6 +38,7 @@ from governor.drivers.hotplug import CpuHotplug
 from governor.drivers.load import CpuLoad, GpuLoad, MaliLoad
 from governor.drivers.mali import MaliVendor
 from governor.drivers.power import open_power_sensor, total_power_mw
+from governor.drivers.sources import Category, LiveSource, SourceChoice, choose_source, merge
 from governor.drivers.thermal import ThermalZones
 
 __all__ = ["DOMAIN_BACKENDS", "Applied", "Board", "RestoreError", "open_board"]
@@ -92,56 +94,62 @@ class Board:
         self.hotplug: CpuHotplug | None = None
         self.unavailable: dict[str, str] = {}
         self.probes: dict[str, Probe] = {}
-        self._deferred: dict[str, tuple[Any, Callable[[Any], None]]] = {}
+        self.source: LiveSource | None = None  # jtop or tegrastats over the sysfs sensors
+        self.source_choice = SourceChoice("sysfs")
 
     def __repr__(self) -> str:
         return f"Board({self.spec.name!r}, domains={list(self.domains)}, unavailable={list(self.unavailable)})"
 
     def _admit(self, name: str, part: Any, attach: Callable[[Any], None]) -> None:
-        """Probe ``part``; attach it on SUCCESS, else record why (and keep it for a retry on DEFER)."""
+        """Probe ``part``; attach it on SUCCESS, else record why."""
         probe = self.probes[name] = _probe(part)
-        self._deferred.pop(name, None)
         if probe.result is ProbeResult.SUCCESS:
             self.unavailable.pop(name, None)
             attach(part)
             return
         self.unavailable[name] = f"{probe.result.value}: {probe.detail}"
-        if probe.result is ProbeResult.DEFER:
-            self._deferred[name] = (part, attach)
-
-    def retry_deferred(self) -> dict[str, Probe]:
-        """Probe again every part that said DEFER (e.g. a GPU powered up since); returns the new results.
-
-        A part that succeeds now joins the board; take a new :meth:`snapshot` before applying to it.
-        """
-        retried = list(self._deferred.items())
-        for name, (part, attach) in retried:
-            self._admit(name, part, attach)
-        return {name: self.probes[name] for name, _ in retried}
 
     def sample(self) -> Observation:
-        """One sweep of every domain and sensor; failures are listed, never raised."""
+        """One sweep of every domain and sensor; failures are listed, never raised.
+
+        With a live source (:attr:`source`, jtop or tegrastats) its readings are merged over the sysfs
+        sweep as :func:`governor.drivers.sources.merge` says: clocks from sysfs, rails/temperatures/load
+        from the source where it has them, sysfs for the rest."""
         t = self.clock()
-        problems: dict[str, str] = {}
+        problems: dict[Category, dict[str, str]] = {"domains": {}, "power": {}, "thermal": {}, "load": {}}
         domains: dict[str, DomainReading] = {}
         for name, domain in self.domains.items():
             try:
                 domains[name] = domain.read()
             except (OSError, ValueError) as exc:
-                problems[name] = str(exc)
-        rails = self._sweep(self.power, "read_mw", problems)
+                problems["domains"][name] = str(exc)
+        rails = self._sweep(self.power, "read_mw", problems["power"])
         total = total_power_mw(rails, self.spec.power_total) if self.power else None
         if self.power and total is None:
-            problems["total_power"] = f"needs rails {list(self.spec.power_total) or 'any'}; have {sorted(rails)}"
-        return Observation(
+            needs = list(self.spec.power_total) or "any"
+            problems["power"]["total_power"] = f"needs rails {needs}; have {sorted(rails)}"
+        obs = Observation(
             t=t,
             domains=MappingProxyType(domains),
             power_mw=frozen_map(rails),
             total_power_mw=total,
-            temps_c=frozen_map(self._sweep(self.thermal, "read_c", problems)),
-            util=frozen_map(self._sweep(self.load, "read_util", problems)),
-            unavailable=tuple(f"{name}: {why}" for name, why in problems.items()),
+            temps_c=frozen_map(self._sweep(self.thermal, "read_c", problems["thermal"])),
+            util=frozen_map(self._sweep(self.load, "read_util", problems["load"])),
+            unavailable=tuple(f"{name}: {why}" for found in problems.values() for name, why in found.items()),
         )
+        if self.source is None:
+            return obs
+        try:
+            live = self.source.observe(t)
+        except Exception as exc:  # a source must not stop the sweep (both of ours never raise)
+            live = Observation(t, unavailable=(f"{self.source.name}: {type(exc).__name__}: {exc}",))
+        return merge(obs, problems, live, self.source.name)
+
+    def close(self) -> None:
+        """Stop the live source (reaps a tegrastats child); the sysfs drivers hold nothing open."""
+        source, self.source = self.source, None
+        if source is not None:
+            source.close()
 
     @staticmethod
     def _sweep(sensors: Iterable[Any], method: str, problems: dict[str, str]) -> dict[str, float]:
@@ -232,11 +240,15 @@ def _gpu_loads(spec: BoardSpec, sysfs: SysfsRoot) -> list[GpuLoad | MaliLoad]:
                    if d.load_path and d.driver != "mali-vendor"]
 
 
-def open_board(spec: BoardSpec, sysfs: SysfsRoot, *, clock: Callable[[], float], mode: Mode = "limits") -> Board:
+def open_board(spec: BoardSpec, sysfs: SysfsRoot, *, clock: Callable[[], float], mode: Mode = "limits",
+               sensors: str = "sysfs") -> Board:
     """Build and probe every part of ``spec`` under ``sysfs``. ``clock`` gives seconds (monotonic).
 
     ``mode`` picks how cpufreq/devfreq domains hold a frequency: ``limits`` (min = max) or
-    ``userspace`` (setspeed under the userspace governor, where the kernel offers it).
+    ``userspace`` (setspeed under the userspace governor, where the kernel offers it). ``sensors``
+    (``sysfs``, ``auto``, ``jtop``, ``tegrastats``) picks a live source merged over the sysfs sensors
+    (:mod:`governor.drivers.sources`); SourceError if one named explicitly cannot be used. Call
+    :meth:`Board.close` at the end.
     """
     board = Board(spec, sysfs, clock)
     for dspec in _domain_specs(spec, sysfs):
@@ -252,4 +264,5 @@ def open_board(spec: BoardSpec, sysfs: SysfsRoot, *, clock: Callable[[], float],
     if spec.hotplug_cpus:
         hotplug = CpuHotplug(sysfs, spec.hotplug_cpus)
         board._admit(hotplug.name, hotplug, lambda h: setattr(board, "hotplug", h))
+    board.source, board.source_choice = choose_source(sensors, spec, sysfs)
     return board

@@ -85,9 +85,19 @@ def _loads(board: Board) -> list[Found]:
     return out
 
 
+def _source(board: Board) -> list[Found]:
+    """The sensor source merged over the sysfs sensors (governor.drivers.sources): sysfs, jtop or tegrastats."""
+    choice = getattr(board, "source_choice", None)
+    if choice is None:
+        return []
+    fmt = {"jtop": "jetson-stats, mW/°C/%", "tegrastats": "tegrastats lines, mW/°C/%"}.get(choice.name, "sysfs")
+    return [Found(f"sensors:{choice.name}", "source", choice.where or "sysfs", fmt, choice.tried,
+                  choice.note or "-")]
+
+
 def explain(board: Board) -> list[Found]:
-    """Every domain, rail sensor, thermal zone and load reader of ``board``, found or not."""
-    return [*_domains(board), *_power(board), *_zones(board), *_loads(board)]
+    """Every domain, rail sensor, thermal zone and load reader of ``board``, found or not, and the sensor source."""
+    return [*_domains(board), *_power(board), *_zones(board), *_loads(board), *_source(board)]
 
 
 def explain_json(board: Board) -> list[dict[str, Any]]:

@@ -22,21 +22,21 @@ def _clock() -> float:
 
 
 @pytest.mark.parametrize("spec", RAILGATED, ids=lambda s: s.name)
-def test_a_rail_gated_gpu_defers_until_it_powers_up(spec, tmp_path):
+def test_a_rail_gated_gpu_is_left_out_until_a_start_finds_it_powered(spec, tmp_path):
     tree = make_fake_tree(spec, tmp_path / "root", variant="railgated")
     board = open_board(spec, tree.sysfs, clock=_clock)
     gpu = next(d for d in spec.domains if d.kind == "gpu")
     assert gpu.name not in board.domains
+    assert board.probes[gpu.name].result is ProbeResult.DEFER
     assert board.unavailable[gpu.name].startswith("defer:") and "rail-gated" in board.unavailable[gpu.name]
     assert board.sample().unavailable == ()
-    assert board.retry_deferred()[gpu.name].result is ProbeResult.DEFER
 
     tree.sysfs.write(f"{gpu.load_path.rsplit('/', 1)[0]}/railgate_enable", 0)
-    assert board.retry_deferred()[gpu.name].result is ProbeResult.SUCCESS
+    board = open_board(spec, tree.sysfs, clock=_clock)  # the next start probes it again
+    assert board.probes[gpu.name].result is ProbeResult.SUCCESS
     assert gpu.name in board.domains and gpu.name not in board.unavailable
     top = board.domains[gpu.name].available_hz()[-1]
     assert board.apply(Setpoints({gpu.name: top}))[gpu.name].max_hz == top
-    assert board.retry_deferred() == {}
 
 
 def test_cpufreq_without_a_table_gets_a_grid_and_still_restores(tmp_path):
