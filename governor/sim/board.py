@@ -196,8 +196,51 @@ class SimDriverBoard:
     def __init__(self, board: Board, sim: SimBoard) -> None:
         self.board, self.sim = board, sim
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.board, name)
+    # What callers read of the drivers' board, read through (the drivers drop parts that vanish).
+    @property
+    def spec(self) -> Any:
+        return self.board.spec
+
+    @property
+    def sysfs(self) -> Any:
+        return self.board.sysfs
+
+    @property
+    def domains(self) -> dict[str, Any]:
+        return self.board.domains
+
+    @property
+    def power(self) -> list[Any]:
+        return self.board.power
+
+    @property
+    def thermal(self) -> list[Any]:
+        return self.board.thermal
+
+    @property
+    def hotplug(self) -> Any:
+        return self.board.hotplug
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        return self.board.unavailable
+
+    @property
+    def probes(self) -> dict[str, Any]:
+        return self.board.probes
+
+    @property
+    def source_choice(self) -> Any:
+        return self.board.source_choice
+
+    def snapshot(self) -> list[Any]:
+        return self.board.snapshot()
+
+    def restore(self, baselines: Any) -> None:
+        self.board.restore(baselines)
+
+    def close(self) -> None:
+        self.board.close()
 
     def __repr__(self) -> str:
         return f"SimDriverBoard({self.sim.name!r}, {self.board!r})"
