@@ -1,37 +1,53 @@
-"""Daemon RPC figures on this machine: advise round trip, throughput, infer overhead, idle CPU and RSS.
+"""Daemon RPC speed against a bare pyzmq echo (issue 16), plus throughput, idle CPU and RSS.
 
-Starts `governor serve` on the host (the embedded default, bundled digits model) as a subprocess on
-a private ipc socket, then measures from a client in this process:
+Two servers run side by side, each in its own process, on ipc sockets of this machine:
 
-- advise round trip over ipc: p50 / p99 of N sequential calls (targets: p50 <= 150 us, p99 <= 500 us);
-- advise throughput with C concurrent clients (target: >= 5,000 requests/s);
-- infer overhead: daemon round trip minus the executor's own latency for the same point, measured
-  on the same inputs in this process (target: <= 5 % + 200 us);
-- idle daemon: CPU time over an idle window at 10 Hz sampling (target: <= 1 % of one core), and RSS;
-- the floor under those figures on this machine: a bare pyzmq ROUTER/DEALER echo between two
-  processes (no codec, no daemon), and the executor in-process with 1 ms pauses between runs, as the
-  daemon sees them (a core that slept runs the same forward pass slower).
+- ``governor serve`` (by default the host board with the bundled digits model; ``--board
+  sim:jetson-nano`` for a simulated board), and
+- a bare pyzmq ROUTER that echoes every message back (no codec, no daemon): the floor.
 
-Run: python benchmarks/rpc.py [--calls 5000] [--clients 2] [--idle-s 10] [--model FILE.dgm]
+One client in this process then interleaves blocks of ``--block`` calls (default 50) of each kind,
+the kinds' order rotated per block, for ``--blocks`` rounds, once back to back and once with
+``--gap-ms`` (default 5) between calls. This VM's speed drifts by half within a minute: figures
+taken one after the other compare its moods, interleaved blocks compare the servers. Kinds:
+
+- ``echo``: the advise request's bytes to the echo server and back (DEALER, poll, recv);
+- ``advise``: ``governor_client.Client.advise`` (encode, send, poll, recv, decode, match);
+- ``advise raw``: the same pre-encoded advise frames to the daemon over a bare DEALER, reply not
+  decoded: the daemon's share without the client library's;
+- ``infer``: ``Client.infer`` of one 8x8 input (max_accuracy), and ``exec``: the in-process
+  executor at the point the daemon chose, with the same pauses. The daemon reports its own run
+  (``measured.latency_ms``), so ``infer - measured`` is the daemon's overhead on exactly that run.
+
+Targets: (a) advise p50 <= 2 x echo p50, back to back and at the gap; (b) infer p50 minus exec
+p50 <= 1.5 x advise p50. Figures only: nothing here asserts a timing.
+
+Run: python benchmarks/rpc.py [--blocks 40] [--block 50] [--gap-ms 5] [--board sim:jetson-nano]
+     [--clients 2] [--seconds 5] [--idle-s 10] [--model FILE.dgm] [--skip-infer]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import zmq
 from governor_client import Client
 
+from governor.core import protocol as p
 from governor.daemon.config import default_state_dir
+
+_ADVISE = p.AdviseRequest(budget=p.Budget(deadline_ms=5.0))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -46,12 +62,14 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start(workdir: Path, model: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+def start(workdir: Path, model: Path | None = None, board: str | None = None,
+          ) -> tuple[subprocess.Popen[str], str]:
     endpoint = f"ipc://{workdir}/g.sock"
     env = {**os.environ, "STATE_DIRECTORY": str(default_state_dir())}
     proc = subprocess.Popen([sys.executable, "-m", "governor", "serve", "--endpoint", endpoint,
                              "--state-file", str(workdir / "state.json"),
-                             *(["--model", str(model)] if model else [])], env=env,
+                             *(["--model", str(model)] if model else []),
+                             *(["--board", board] if board else [])], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -66,16 +84,113 @@ def start(workdir: Path, model: Path | None = None) -> tuple[subprocess.Popen[st
     raise SystemExit("daemon did not come up in 300 s")
 
 
-def advise_latency(endpoint: str, calls: int) -> list[float]:
-    out = []
-    with Client(endpoint, timeout_ms=5000, retries=0) as c:
-        for _ in range(200):
-            c.advise(deadline_ms=5.0)
-        for _ in range(calls):
-            t = time.perf_counter_ns()
-            c.advise(deadline_ms=5.0)
-            out.append((time.perf_counter_ns() - t) / 1e3)
+def _echo_server(endpoint: str) -> None:
+    sock = zmq.Context().socket(zmq.ROUTER)
+    sock.bind(endpoint)
+    while (parts := sock.recv_multipart(copy=False))[-1].bytes != b"stop":
+        sock.send_multipart(parts, copy=False)
+
+
+def start_echo(workdir: Path) -> tuple[mp.process.BaseProcess, str]:
+    endpoint = f"ipc://{workdir}/echo.sock"
+    proc = mp.get_context("spawn").Process(target=_echo_server, args=(endpoint,), daemon=True)
+    proc.start()
+    return proc, endpoint
+
+
+def raw_caller(sock: zmq.Socket[bytes], frames: list[p.Frame]) -> Callable[[], None]:
+    """One round trip of ``frames`` on a bare DEALER: send, poll, recv (as the client's transport does)."""
+    msg = [b"", *frames]
+
+    def call() -> None:
+        sock.send_multipart(msg, copy=False)
+        if not sock.poll(5000, zmq.POLLIN):
+            raise SystemExit("no reply within 5 s")
+        sock.recv_multipart(copy=False)
+    return call
+
+
+def interleaved(kinds: dict[str, Callable[[], object]], blocks: int, block: int, gap_s: float,
+                ) -> dict[str, list[float]]:
+    """Round trip (us) of every kind, in blocks of ``block`` calls, kinds rotated per block; ``gap_s`` of
+    sleep before each call (not timed)."""
+    names = list(kinds)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for b in range(blocks):
+        for name in names[b % len(names):] + names[:b % len(names)]:
+            call, times = kinds[name], out[name]
+            call()  # the first of a block pays for the switch from the other kind; not counted
+            for _ in range(block):
+                if gap_s:
+                    time.sleep(gap_s)
+                t = time.perf_counter_ns()
+                call()
+                times.append((time.perf_counter_ns() - t) / 1e3)
     return out
+
+
+def pct(xs: list[float]) -> tuple[float, float, float]:
+    a, b, c = np.percentile(xs, [50, 90, 99])
+    return float(a), float(b), float(c)
+
+
+def report(title: str, figures: dict[str, list[float]]) -> None:
+    print(title)
+    for name, xs in figures.items():
+        p50, p90, p99 = pct(xs)
+        print(f"  {name:<11} p50 {p50:8.0f} us  p90 {p90:8.0f} us  p99 {p99:8.0f} us  ({len(xs)} calls)")
+
+
+def advise_vs_echo(endpoint: str, echo: str, blocks: int, block: int, gap_s: float) -> dict[str, list[float]]:
+    ctx = zmq.Context.instance()
+    socks = []
+    for ep in (echo, endpoint):
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(ep)
+        socks.append(s)
+    frames = p.encode_request(_ADVISE)
+    with Client(endpoint, timeout_ms=5000, retries=0) as c:
+        kinds: dict[str, Callable[[], object]] = {
+            "echo": raw_caller(socks[0], frames),
+            "advise": lambda: c.advise(deadline_ms=5.0),
+            "advise raw": raw_caller(socks[1], frames),
+        }
+        for call in kinds.values():
+            for _ in range(200):
+                call()
+        out = interleaved(kinds, blocks, block, gap_s)
+    for s in socks:
+        s.close(0)
+    return out
+
+
+def infer_vs_exec(endpoint: str, model: Path | None, blocks: int, block: int, gap_s: float,
+                  ) -> tuple[dict[str, list[float]], list[float]]:
+    """Round trips of infer and of the in-process executor at the same point (us), and the daemon's own
+    measured run of each infer (us)."""
+    import torch
+
+    from governor.runtime.executor import Executor
+
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    model = model or next((default_state_dir() / "models").glob("*.dgm"))
+    measured: list[float] = []
+    with Client(endpoint, timeout_ms=10000, retries=0) as c, Executor(model) as ex:
+        point = c.infer(x, objective="max_accuracy").point
+        threads = point.mapping.threads
+        torch.set_num_threads(threads)
+
+        def infer() -> None:
+            measured.append(c.infer(x, objective="max_accuracy").measured.latency_ms * 1e3)
+
+        kinds: dict[str, Callable[[], object]] = {"infer": infer, "exec": lambda: ex.run(x, point.k, threads=threads)}
+        for call in kinds.values():
+            for _ in range(100):
+                call()
+        measured.clear()
+        out = interleaved(kinds, blocks, block, gap_s)
+    return out, measured
 
 
 def throughput(endpoint: str, clients: int, seconds: float) -> float:
@@ -97,108 +212,61 @@ def throughput(endpoint: str, clients: int, seconds: float) -> float:
     return sum(counts) / (time.monotonic() - t0)
 
 
-def infer_overhead(endpoint: str, reps: int, model: Path | None = None, pause_s: float = 0.001, block: int = 50,
-                   ) -> tuple[float, float, float]:
-    """Median daemon round trip, and median in-process executor latency at the same point back to back and
-    with ``pause_s`` between runs (as the daemon runs it, after a wait), all in ms.
-
-    The three are measured in interleaved blocks of ``block`` calls: this VM's speed drifts by half within
-    a minute, and figures taken one after the other compared its moods, not the daemon with the executor."""
-    import torch
-
-    from governor.runtime.executor import Executor
-
-    x = np.zeros((1, 1, 8, 8), np.float32)
-    model = model or next((default_state_dir() / "models").glob("*.dgm"))
-    rtt: list[float] = []
-    direct: list[float] = []
-    paused: list[float] = []
-    with Client(endpoint, timeout_ms=10000, retries=0) as c, Executor(model) as ex:
-        point = c.infer(x, objective="max_accuracy").point
-        torch.set_num_threads(point.mapping.threads)
-        for _ in range(max(1, reps // block)):
-            for _ in range(block):
-                t = time.perf_counter_ns()
-                c.infer(x, objective="max_accuracy")
-                rtt.append((time.perf_counter_ns() - t) / 1e6)
-            for _ in range(block):
-                direct.append(ex.run(x, point.k, threads=point.mapping.threads).latency_ms)
-            for _ in range(block):
-                time.sleep(pause_s)
-                paused.append(ex.run(x, point.k, threads=point.mapping.threads).latency_ms)
-    return statistics.median(rtt), statistics.median(direct), statistics.median(paused)
-
-
-def _echo_server(endpoint: str) -> None:
-    import zmq
-
-    sock = zmq.Context().socket(zmq.ROUTER)
-    sock.bind(endpoint)
-    while (parts := sock.recv_multipart())[-1] != b"stop":
-        sock.send_multipart(parts)
-
-
-def zmq_floor(workdir: Path, calls: int) -> tuple[float, float]:
-    """p50 / p99 (us) of a bare pyzmq echo between two processes over ipc: the round trip's floor."""
-    import multiprocessing as mp
-
-    import zmq
-
-    endpoint = f"ipc://{workdir}/echo.sock"
-    proc = mp.get_context("spawn").Process(target=_echo_server, args=(endpoint,))
-    proc.start()
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.connect(endpoint)
-    msg = [b"", b'{"v":"1.0","type":"advise","id":"","budget":{"deadline_ms":5.0}}']
-    out = []
-    for i in range(calls + 200):
-        t = time.perf_counter_ns()
-        sock.send_multipart(msg)
-        sock.recv_multipart()
-        if i >= 200:
-            out.append((time.perf_counter_ns() - t) / 1e3)
-    sock.send_multipart([b"", b"stop"])
-    proc.join(10)
-    sock.close(0)
-    p50, p99 = np.percentile(out, [50, 99])
-    return float(p50), float(p99)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--calls", type=int, default=5000)
+    ap.add_argument("--blocks", type=int, default=40, help="rounds of blocks per gap (default 40)")
+    ap.add_argument("--block", type=int, default=50, help="calls of one kind in a row (default 50)")
+    ap.add_argument("--gap-ms", type=float, default=5.0, help="pause before each call in the paced run")
+    ap.add_argument("--board", help="the daemon's --board (default: the host)")
     ap.add_argument("--clients", type=int, default=2)
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--idle-s", type=float, default=10.0)
+    ap.add_argument("--seconds", type=float, default=5.0, help="throughput run (0 skips it)")
+    ap.add_argument("--idle-s", type=float, default=10.0, help="idle CPU window (0 skips it)")
     ap.add_argument("--model", type=Path, help="a model file to serve instead of the bundled one (8x8 inputs)")
+    ap.add_argument("--skip-infer", action="store_true", help="advise against echo only")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="governor-rpc-"))
-    proc, endpoint = start(workdir, args.model)
+    echo_proc, echo = start_echo(workdir)
+    proc, endpoint = start(workdir, args.model, args.board)
     try:
-        lat = np.array(advise_latency(endpoint, args.calls))
-        p50, p99 = np.percentile(lat, [50, 99])
-        print(f"advise round trip over ipc: p50 = {p50:.0f} us, p99 = {p99:.0f} us over {args.calls} calls "
-              "(targets 150 / 500 us)")
-        rate = throughput(endpoint, args.clients, args.seconds)
-        print(f"advise throughput, {args.clients} clients: {rate:,.0f} requests/s (target >= 5,000)")
-        rtt, direct, paused = infer_overhead(endpoint, 600, args.model)
-        over = rtt - direct
-        print(f"infer: daemon round trip {rtt:.3f} ms vs executor in-process {direct:.3f} ms: overhead "
-              f"{over * 1000:.0f} us = {100 * over / direct:.1f} % (target <= 5 % + 200 us = "
-              f"{(0.05 * direct + 0.2) * 1000:.0f} us)")
-        print(f"  the same executor in-process with 1 ms pauses between runs: {paused:.3f} ms; against that, "
-              f"the daemon adds {(rtt - paused) * 1000:.0f} us")
-        f50, f99 = zmq_floor(workdir, args.calls)
-        print(f"floor: bare pyzmq echo between two processes over ipc: p50 = {f50:.0f} us, p99 = {f99:.0f} us")
-        time.sleep(1.0)
-        c0, t0 = cpu_seconds(proc.pid), time.monotonic()
-        time.sleep(args.idle_s)
-        idle = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
-        print(f"idle daemon at 10 Hz sampling: {100 * idle:.2f} % of one core (target <= 1 %); "
-              f"RSS {rss_mb(proc.pid):.0f} MB")
+        advise: dict[float, float] = {}
+        for gap_ms in (0.0, args.gap_ms):
+            figures = advise_vs_echo(endpoint, echo, args.blocks, args.block, gap_ms / 1e3)
+            label = "back to back" if not gap_ms else f"{gap_ms:g} ms apart"
+            report(f"advise against a bare pyzmq echo over ipc, {label}, interleaved blocks of {args.block}:",
+                   figures)
+            e50, a50, r50 = (pct(figures[k])[0] for k in ("echo", "advise", "advise raw"))
+            advise[gap_ms] = a50
+            print(f"  ratio advise / echo p50 = {a50 / e50:.2f} (target <= 2); advise raw / echo = {r50 / e50:.2f}; "
+                  f"p99 advise / echo = {pct(figures['advise'])[2] / pct(figures['echo'])[2]:.2f}")
+        if not args.skip_infer:
+            for gap_ms in (0.0, args.gap_ms):
+                figures, measured = infer_vs_exec(endpoint, args.model, max(args.blocks // 2, 1), args.block,
+                                                  gap_ms / 1e3)
+                label = "back to back" if not gap_ms else f"{gap_ms:g} ms apart"
+                report(f"infer against the in-process executor, {label}:", figures)
+                i50, x50, m50 = pct(figures["infer"])[0], pct(figures["exec"])[0], pct(measured)[0]
+                over = i50 - x50
+                print(f"  infer - exec p50 = {over:.0f} us = {over / advise[gap_ms]:.2f} x advise p50 "
+                      f"({advise[gap_ms]:.0f} us; target <= 1.5); the daemon's own run p50 {m50:.0f} us, "
+                      f"infer - that = {i50 - m50:.0f} us = {(i50 - m50) / advise[gap_ms]:.2f} x advise")
+        if args.seconds > 0:
+            rate = throughput(endpoint, args.clients, args.seconds)
+            print(f"advise throughput, {args.clients} clients: {rate:,.0f} requests/s (target >= 5,000)")
+        if args.idle_s > 0:
+            time.sleep(1.0)
+            c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            time.sleep(args.idle_s)
+            idle = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
+            print(f"idle daemon at 10 Hz sampling: {100 * idle:.2f} % of one core (target <= 1 %); "
+                  f"RSS {rss_mb(proc.pid):.0f} MB")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+        stop = zmq.Context.instance().socket(zmq.DEALER)
+        stop.connect(echo)
+        stop.send_multipart([b"", b"stop"])
+        echo_proc.join(10)
+        stop.close(0)
 
 
 if __name__ == "__main__":
