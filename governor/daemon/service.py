@@ -42,7 +42,15 @@ from governor.core.modelmeta import ModelMeta
 from governor.core.types import DomainReading, Observation, Reason, Setpoints
 from governor.daemon.backend import Backend, RunOutcome
 from governor.daemon.metrics import Metrics, NullMetrics
-from governor.daemon.replies import core_budget, domains_info, estimate, met, model_interface, wire_observation
+from governor.daemon.replies import (
+    AdviceFrames,
+    core_budget,
+    domains_info,
+    estimate,
+    met,
+    model_interface,
+    wire_observation,
+)
 from governor.daemon.requests import RequestKey, RequestMemory, request_key
 from governor.daemon.tables import MeasuredTable
 
@@ -160,6 +168,7 @@ class Daemon:
     _interface: p.ModelInterface | None = field(default=None, init=False)
     # Clients repeat the same request headers but for the id: each decoded in full once (docs/protocol.md).
     _memo: p.HeaderMemo = field(default_factory=p.HeaderMemo, init=False)
+    _advice: AdviceFrames = field(default_factory=AdviceFrames, init=False)
     _polled_at: float = field(default=0.0, init=False)  # when the socket was last seen empty, daemon clock s
     _arrival_t: float = field(default=0.0, init=False)
     _outcomes: dict[Any, RunOutcome] = field(default_factory=dict, init=False)  # run -> its outputs, until replied
@@ -318,11 +327,9 @@ class Daemon:
             if isinstance(action, m.Refuse):
                 raise p.ProtocolError(action.code, action.message, request_id=msg.id)
             if isinstance(action, m.Reply):
-                decision = action.decision
-                self._send(identity, p.AdviseReply(
-                    id=msg.id, point=p.Point.from_operating_point(decision.point),
-                    predicted=estimate(decision, energy_known=self.parts.table.energy_measured),
-                    budget_infeasible=decision.infeasible, simulated=self.parts.simulated))
+                self.parts.server.send(identity, self._advice.frames(
+                    msg.id, action.decision, energy_known=self.parts.table.energy_measured,
+                    simulated=self.parts.simulated))
 
     def _infer(self, msg: p.InferRequest, tensors: dict[str, np.ndarray], identity: Any) -> None:
         self._check_model(msg)
