@@ -24,6 +24,8 @@ from governor import __version__
 from governor.cli.estimates import describe_estimates
 from governor.cli.main import CliError
 from governor.core.board import profile_label, sim_board_name
+from governor.core.modelmeta import ModelMeta
+from governor.core.perf.profile import ProfileModel
 from governor.core.perf.sampling import ActiveSampler, SamplerSettings
 from governor.core.perf.schema import Provenance, build_profile_doc, dump_profile
 from governor.core.perf.space import Measurement, MeasurementSource, Space
@@ -50,6 +52,11 @@ def _groups(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(out)))
 
 
+def _predict_groups(text: str) -> tuple[int, ...] | str:
+    """``none``, or group counts to predict like ``--groups`` takes them."""
+    return "none" if text.strip().lower() == "none" else _groups(text)
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="the network: a model file, or just a name when replaying")
     parser.add_argument("--board", metavar="NAME|auto|sim:NAME",
@@ -58,6 +65,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", metavar="replay:TABLE.csv", help="answer measurements from a recorded table")
     parser.add_argument("--mappings", type=_names, default=(), help="compute units to profile, e.g. gpu,a57")
     parser.add_argument("--groups", type=_groups, default=(), help="active group counts, e.g. 1-8 or 1,2,4")
+    parser.add_argument("--predict-groups", type=_predict_groups, default=None, metavar="LIST|none",
+                        help="group counts to predict, not measure, with the layer-wise model (default: every k of "
+                        "the model file that --groups leaves out; none: predict nothing)")
     parser.add_argument("--max-points", type=int, default=48, metavar="N", help="measure at most N points")
     parser.add_argument("--target-mape", type=float, default=2.0, metavar="PCT",
                         help="stop once every model's estimated error is below PCT %% (default 2)")
@@ -94,7 +104,30 @@ def _board_label(args: argparse.Namespace, fallback: str) -> str:
     return board if name is None else profile_label(name, True)
 
 
-def _open_replay(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dict[str, str]]:
+Opened = tuple[MeasurementSource, Space, dict[str, str], "ModelMeta | None"]
+
+
+def _check_model_groups(args: argparse.Namespace, meta: ModelMeta) -> None:
+    bad = [k for k in args.groups if k > meta.groups]
+    if bad:
+        raise CliError(f"--groups {','.join(map(str, bad))}: {args.model} has groups 1..{meta.groups}")
+
+
+def _read_meta(args: argparse.Namespace) -> ModelMeta | None:
+    """The model file's metadata when MODEL is a file (a replay may name the model only)."""
+    path = Path(args.model)
+    if not path.is_file():
+        return None
+    from governor.core.modelmeta import ModelFileError, read_model_meta
+
+    try:
+        with path.open("rb") as handle:
+            return read_model_meta(handle)
+    except (OSError, ModelFileError) as exc:
+        raise CliError(f"{args.model}: {exc}") from exc
+
+
+def _open_replay(args: argparse.Namespace) -> Opened:
     from governor.drivers.replay import ReplayError, ReplaySource, read_table
 
     path = args.source.split(":", 1)[1]
@@ -111,7 +144,10 @@ def _open_replay(args: argparse.Namespace) -> tuple[MeasurementSource, Space, di
         print(f"governor profile: ignoring columns {', '.join(table.ignored)}", file=sys.stderr)
     label = _board_label(args, Path(path).stem)
     info = {"board": label, "source": f"replay:{path}", "simulated": str(label.startswith("sim-"))}
-    return ReplaySource(table), space, info
+    meta = _read_meta(args)
+    if meta is not None:
+        _check_model_groups(args, meta)
+    return ReplaySource(table), space, info, meta
 
 
 class _BoardMeasurement:
@@ -131,7 +167,7 @@ class _BoardMeasurement:
             self.target.close()
 
 
-def _open_board(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dict[str, str]]:
+def _open_board(args: argparse.Namespace) -> Opened:
     import numpy as np
 
     from governor.daemon.app import open_backend
@@ -147,6 +183,7 @@ def _open_board(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dic
         raise CliError(str(exc)) from exc
     try:
         backend, meta = open_backend(target, model)
+        _check_model_groups(args, meta)
         domains_hz = {name: tuple(d.available_hz()) for name, d in target.board.domains.items()}
         space = board_space(target.spec, domains_hz, meta, units=args.mappings, groups=args.groups,
                             cpu_count=os.cpu_count() or 1, unit_kinds=backend.unit_kinds)
@@ -160,10 +197,10 @@ def _open_board(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dic
     label = profile_label(target.spec.name, target.simulated)
     info = {"board": label, "source": ("sim:" if target.simulated else "board:") + target.spec.name,
             "simulated": str(target.simulated)}
-    return _BoardMeasurement(source, target, backend, target.board.snapshot()), space, info
+    return _BoardMeasurement(source, target, backend, target.board.snapshot()), space, info, meta
 
 
-def _open_source(args: argparse.Namespace) -> tuple[MeasurementSource, Space, dict[str, str]]:
+def _open_source(args: argparse.Namespace) -> Opened:
     if args.source:
         if not args.source.startswith("replay:") or not args.source[7:]:
             raise CliError(f"unknown source {args.source!r}; use --source replay:TABLE.csv")
@@ -269,6 +306,46 @@ def _resume(path: Path, space: Space, sampler: ActiveSampler, quiet: bool) -> in
     return len(doc["measured"])
 
 
+def _to_predict(args: argparse.Namespace, meta: ModelMeta | None, space: Space) -> tuple[int, ...]:
+    """The group counts the layer-wise model predicts (checked before anything is measured)."""
+    wanted = args.predict_groups
+    if wanted == "none" or (wanted is None and meta is None):
+        return ()
+    if meta is None:
+        raise CliError(f"--predict-groups needs MODEL to be a model file (its layers); {args.model} is not one")
+    if wanted is None:
+        return tuple(k for k in range(1, meta.groups + 1) if k not in space.groups)
+    bad = [k for k in wanted if k > meta.groups]
+    if bad:
+        raise CliError(f"--predict-groups {','.join(map(str, bad))}: {args.model} has groups 1..{meta.groups}")
+    clash = [k for k in wanted if k in space.groups]
+    if clash:
+        raise CliError(f"--predict-groups {','.join(map(str, clash))}: those are measured (--groups); "
+                       "predict only group counts left out of --groups")
+    if len(space.groups) < 2:
+        raise CliError(f"--predict-groups needs at least two measured group counts (--groups), not {space.groups}")
+    return tuple(wanted)
+
+
+def _predict(fitted: ProfileModel, meta: ModelMeta | None, ks: tuple[int, ...]) -> ProfileModel:
+    if not ks or meta is None:
+        return fitted
+    from governor.core.perf.layerwise import predict_unmeasured, shapes_from_levels
+
+    try:
+        return predict_unmeasured(fitted, shapes_from_levels(meta.levels), ks)
+    except ValueError as exc:
+        raise CliError(f"cannot predict group counts {','.join(map(str, ks))}: {exc}") from exc
+
+
+def _predicted_line(fitted: ProfileModel) -> str:
+    parts = []
+    for mapping, per_k in sorted(fitted.predicted.items()):
+        sd = max(p.fraction_std for p in per_k.values())
+        parts.append(f"{mapping} k={','.join(map(str, sorted(per_k)))} (position std <= {sd:.2f} of a measured step)")
+    return "predicted, not measured (layer-wise model): " + "; ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.training:
         from governor.cli.training_profile import run_training
@@ -277,7 +354,14 @@ def run(args: argparse.Namespace) -> int:
     if args.max_points < 2 or not 0 < args.target_mape < 100:
         raise CliError("--max-points must be >= 2 and --target-mape a percentage in (0, 100)")
     model = _model_name(args.model)
-    source, space, info = _open_source(args)
+    source, space, info, meta = _open_source(args)
+    try:
+        ks = _to_predict(args, meta, space)
+    except BaseException:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+        raise
     out = _out_path(args, model, info["board"])
     if out.exists() and not args.force:
         raise CliError(f"{out} exists; pass --force to replace it (or --out another path)")
@@ -297,6 +381,7 @@ def run(args: argparse.Namespace) -> int:
                 _progress(sampler, args.quiet, progress)
             fitted = sampler.model()
             status = sampler.status()
+            fitted = _predict(fitted, meta, ks)
     finally:  # a board is put back as it was found, also on Ctrl-C or a failed measurement
         close = getattr(source, "close", None)
         if close is not None:
@@ -314,4 +399,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out}{label}{hint}")
     print(f"measured {status.measured} of {status.candidates} points; stopped: {status.stopped}; "
           f"estimated MAPE (mean error expected on unmeasured points): {est}")
+    if fitted.predicted:
+        print(_predicted_line(fitted))
     return 0

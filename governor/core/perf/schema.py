@@ -12,6 +12,10 @@ Loading checks, in order: valid JSON, the ``format`` marker, the ``schema_versio
 version gets its own message before any field error), then every field, then cross-references
 (points use the space's domains and mappings, model parameters have the length their form needs).
 Each failure raises :class:`ProfileError` naming the file and what to do. Pure: text in, text out.
+
+Group counts predicted by the layer-wise model rather than measured (``governor profile --groups``
+leaving some k out) go in ``predicted``, one record per (mapping, k), never in ``points``; the field
+is written only when there are some, so a profile without predictions is byte-for-byte what it was.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from governor.core.perf.features import CandidateSpec
 from governor.core.perf.fit import n_params
 from governor.core.perf.model import TargetModel
-from governor.core.perf.profile import ProfileModel
+from governor.core.perf.profile import GroupPrediction, ProfileModel
 from governor.core.perf.sampling import SamplerSettings, SamplerStatus
 from governor.core.perf.space import Measurement, Space
 
@@ -137,6 +141,20 @@ class SamplingRecord(_Strict):
     estimated_mape_pct: dict[str, float]
 
 
+class PredictedRecord(_Strict):
+    """An unmeasured k of one mapping, predicted between measured levels lo and hi (never a measurement)."""
+
+    mapping: str
+    groups: int = Field(ge=1)
+    method: Literal["layerwise"] = "layerwise"
+    lo: int = Field(ge=1)
+    hi: int = Field(ge=1)
+    fraction: float = Field(description="phi: 0 at lo, 1 at hi (dimensionless)")
+    fraction_std: float = Field(ge=0, description="standard deviation of phi (dimensionless)")
+    core: Literal["linear", "step"] = "linear"
+    width: float = Field(default=0.0, ge=0, description="step core: channels per tile")
+
+
 class ProfileDoc(_Strict):
     format: Literal["dnn-governor-profile"] = PROFILE_FORMAT
     schema_version: Literal[1] = PROFILE_SCHEMA_VERSION
@@ -149,6 +167,7 @@ class ProfileDoc(_Strict):
     idle_power_mw: float | None = Field(
         default=None, ge=0, description="board power with nothing of ours running and the clocks left to their "
         "kernel governors, mW, measured before profiling; the daemon's first idle floor (None: no sensor)")
+    predicted: tuple[PredictedRecord, ...] = ()
 
     @model_validator(mode="after")
     def _references(self) -> ProfileDoc:
@@ -166,6 +185,12 @@ class ProfileDoc(_Strict):
                 if len(member.params) != need or any(len(f) != need for f in member.folds):
                     raise ValueError(f"model {m.target}@{m.mapping}: a {spec.label} member needs {need} "
                                      f"parameters per fit, the file has {len(member.params)}")
+        measured = set(self.space.groups)
+        for r in self.predicted:
+            if r.mapping not in self.space.mappings or r.groups in measured or not {r.lo, r.hi} <= measured \
+                    or r.lo == r.hi:
+                raise ValueError(f"predicted k={r.groups} of {r.mapping!r} must be an unmeasured group count of a "
+                                 f"profiled mapping between two measured ones ({sorted(measured)})")
         if any(p.simulated for p in self.points) and not self.provenance.simulated:
             raise ValueError("points are simulated but provenance.simulated is false")
         return self
@@ -194,7 +219,10 @@ def parse_profile(text: str | bytes, source: str) -> ProfileDoc:
 
 
 def dump_profile(doc: ProfileDoc) -> str:
-    return json.dumps(doc.model_dump(mode="json"), indent=1) + "\n"
+    data = doc.model_dump(mode="json")
+    if not data["predicted"]:
+        del data["predicted"]  # files without predictions keep the exact layout of before
+    return json.dumps(data, indent=1) + "\n"
 
 
 def profile_model(doc: ProfileDoc) -> ProfileModel:
@@ -207,7 +235,16 @@ def profile_model(doc: ProfileDoc) -> ProfileModel:
         groups=doc.space.groups,
         models=models,
         simulated=doc.provenance.simulated,
+        predicted=_predicted(doc.predicted),
     )
+
+
+def _predicted(records: Sequence[PredictedRecord]) -> dict[str, dict[int, GroupPrediction]]:
+    out: dict[str, dict[int, GroupPrediction]] = {}
+    for r in records:
+        out.setdefault(r.mapping, {})[r.groups] = GroupPrediction(r.groups, r.lo, r.hi, r.fraction, r.fraction_std,
+                                                                  r.core, r.width)
+    return out
 
 
 def _point_record(space: Space, index: int, m: Measurement) -> PointRecord:
@@ -229,5 +266,8 @@ def build_profile_doc(model_name: str, provenance: Provenance, space: Space, set
                               candidates=status.candidates, measured=status.measured, stopped=status.stopped,
                               estimated_mape_pct=dict(status.estimated_mape_pct))
     models = tuple(ModelRecord.model_validate(fitted.models[key].to_dict()) for key in sorted(fitted.models))
+    predicted = tuple(PredictedRecord(mapping=mapping, groups=k, lo=p.lo, hi=p.hi, fraction=p.fraction,
+                                      fraction_std=p.fraction_std, core=p.core, width=p.width)  # type: ignore[arg-type]
+                      for mapping, per_k in sorted(fitted.predicted.items()) for k, p in sorted(per_k.items()))
     return ProfileDoc(model=model_name, provenance=provenance, space=space_record, sampling=sampling,
-                      points=tuple(points), models=models, idle_power_mw=idle_power_mw)
+                      points=tuple(points), models=models, idle_power_mw=idle_power_mw, predicted=predicted)
