@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from governor.core.decision.machine import MachineSettings
+from governor.core.decision.optimiser import Objective
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -193,5 +194,6 @@ def machine_settings(config: Config, **overrides: object) -> MachineSettings:
     settings = MachineSettings(
         hysteresis=pol.hysteresis, switch_ms=pol.switch_ms, min_margin=pol.min_margin, max_margin=pol.max_margin,
         residual_alpha=pol.residual_alpha, idle_clocks=pol.idle_clocks, park_s=pol.park_ms / 1000.0,
-        idle_grace_s=pol.idle_grace_ms / 1000.0, max_queue=d.max_queue)
+        idle_grace_s=pol.idle_grace_ms / 1000.0, max_queue=d.max_queue,
+        objective=Objective(pol.objective))
     return dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]

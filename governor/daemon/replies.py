@@ -24,8 +24,10 @@ _MAX_HZ = 100_000_000_000
 _TEXT = 4096
 
 
-def core_budget(budget: p.Budget) -> Budget:
-    return Budget(budget.deadline_ms, budget.energy_mj, budget.min_accuracy, Objective(budget.objective))
+def core_budget(budget: p.Budget, default: Objective) -> Budget:
+    """The machine's budget for a wire budget; ``default`` (``[policy] objective``) where it names none."""
+    objective = default if budget.objective is None else Objective(budget.objective)
+    return Budget(budget.deadline_ms, budget.energy_mj, budget.min_accuracy, objective)
 
 
 # The raw value range of the datasets `governor train` reads: the network normalises inside itself, so a

@@ -10,7 +10,7 @@ from governor_client._calls import Calls, advise_call, infer_call
 
 from governor.core import protocol as p
 
-BUDGET = {"energy_mj": None, "min_accuracy": None, "objective": "min_energy", "strict": False, "model": None}
+BUDGET = {"energy_mj": None, "min_accuracy": None, "objective": None, "strict": False, "model": None}
 
 
 def test_repeated_calls_reuse_one_header_and_differ_only_in_the_id():

@@ -27,7 +27,8 @@ def table() -> DecisionTable:
 
 def settings(**kw) -> m.MachineSettings:
     base = dict(hysteresis=0.0, switch_ms=0.0, min_margin=0.02, max_margin=2.0, residual_alpha=0.2,
-                idle_clocks="release", park_s=0.15, idle_grace_s=0.002, max_queue=8)
+                idle_clocks="release", park_s=0.15, idle_grace_s=0.002, max_queue=8,
+                objective=m.Objective.MIN_ENERGY)
     base.update(kw)
     return m.MachineSettings(**base)
 

@@ -1,5 +1,6 @@
 """The daemon loop in-process: real drivers on a fake host tree, a real torch model, the inproc transport."""
 
+import contextlib
 import threading
 
 import numpy as np
@@ -9,6 +10,7 @@ from governor_client import Client, GovernorError
 
 from governor.core import protocol as p
 from governor.daemon.backend import HostBackend
+from governor.daemon.config import Config
 from governor.daemon.tables import host_points, measure_table
 from governor.daemon.target import open_target
 from governor.drivers.catalogue import load_board
@@ -16,8 +18,9 @@ from governor.testing import make_fake_tree
 from governor.transport.inproc import InprocPair
 
 
-@pytest.fixture
-def daemon(tmp_path, quick_model):
+@contextlib.contextmanager
+def serving(tmp_path, quick_model, config=None):
+    """The daemon loop stepping in a thread on a fake host tree; yields (daemon, pair, meta)."""
     from governor.runtime.executor import Executor
 
     make_fake_tree(load_board("host"), tmp_path)
@@ -30,7 +33,7 @@ def daemon(tmp_path, quick_model):
     table = measure_table(points, lambda pt: (backend.run(dummy, pt).latency_ms, None), meta, reps=3)
     pair = InprocPair()
     d = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="quick",
-                    table=table, server=pair.server, tick_hz=50, max_queue=4, cpu_count=2)
+                    table=table, server=pair.server, tick_hz=50, max_queue=4, cpu_count=2, config=config)
     stop = threading.Event()
 
     def loop():
@@ -39,11 +42,19 @@ def daemon(tmp_path, quick_model):
 
     th = threading.Thread(target=loop, daemon=True)
     th.start()
-    yield d, pair, meta
-    stop.set()
-    th.join(5)
-    executor.close()
-    target.close()
+    try:
+        yield d, pair, meta
+    finally:
+        stop.set()
+        th.join(5)
+        executor.close()
+        target.close()
+
+
+@pytest.fixture
+def daemon(tmp_path, quick_model):
+    with serving(tmp_path, quick_model) as parts:
+        yield parts
 
 
 def digits_input(meta):
@@ -225,3 +236,15 @@ def _as_version(request, tensors, version):
     frames = p.encode_request(request, tensors)
     head = bytes(frames[0]).replace(f'"v":"{p.PROTOCOL_VERSION}"'.encode(), f'"v":"{version}"'.encode(), 1)
     return [head, *frames[1:]]
+
+
+def test_a_budget_naming_no_objective_gets_the_configured_one(tmp_path, quick_model):
+    # [policy] objective = max_accuracy: a budget without objective runs all groups; one naming
+    # min_energy (no floor) still gets its own, the cheapest point, which is a smaller k.
+    config = Config.model_validate({"policy": {"objective": "max_accuracy"}})
+    with serving(tmp_path, quick_model, config) as (_d, pair, meta), \
+            Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
+        default = c.advise(deadline_ms=5000)
+        own = c.advise(deadline_ms=5000, objective="min_energy")
+    assert default.point.k == meta.groups
+    assert own.point.k < meta.groups

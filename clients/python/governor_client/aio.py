@@ -84,7 +84,7 @@ class AsyncClient:
         deadline_ms: float | None = None,
         energy_mj: float | None = None,
         min_accuracy: float | None = None,
-        objective: p.Objective = "min_energy",
+        objective: p.Objective | None = None,
         strict: bool = False,
         model: str | None = None,
     ) -> InferResult:
@@ -98,7 +98,7 @@ class AsyncClient:
         deadline_ms: float | None = None,
         energy_mj: float | None = None,
         min_accuracy: float | None = None,
-        objective: p.Objective = "min_energy",
+        objective: p.Objective | None = None,
         strict: bool = False,
         model: str | None = None,
     ) -> Advice:

@@ -72,7 +72,9 @@ def _budget_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deadline-ms", type=float, help="latency budget per inference, ms")
     parser.add_argument("--energy-mj", type=float, help="energy budget per inference, mJ")
     parser.add_argument("--min-accuracy", type=float, help="lowest acceptable accuracy, fraction 0..1")
-    parser.add_argument("--objective", default="min_energy", choices=["min_energy", "max_accuracy", "min_latency"])
+    parser.add_argument("--objective", choices=["min_energy", "max_accuracy", "min_latency"],
+                        help="what to optimise among the points that meet the budget (default: the daemon's "
+                             "[policy] objective, min_energy unless configured)")
     parser.add_argument("--strict", action="store_true", help="fail instead of returning a best-effort point")
     parser.add_argument("--model", help="profile to use (default: the daemon's)")
 

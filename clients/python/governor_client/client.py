@@ -88,7 +88,7 @@ class Client:
         deadline_ms: float | None = None,
         energy_mj: float | None = None,
         min_accuracy: float | None = None,
-        objective: p.Objective = "min_energy",
+        objective: p.Objective | None = None,
         strict: bool = False,
         model: str | None = None,
     ) -> InferResult:
@@ -103,7 +103,7 @@ class Client:
         deadline_ms: float | None = None,
         energy_mj: float | None = None,
         min_accuracy: float | None = None,
-        objective: p.Objective = "min_energy",
+        objective: p.Objective | None = None,
         strict: bool = False,
         model: str | None = None,
     ) -> Advice:

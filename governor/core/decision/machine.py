@@ -50,7 +50,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from governor.core.decision.optimiser import Budget, Decision, DecisionTable, Optimiser
+from governor.core.decision.optimiser import Budget, Decision, DecisionTable, Objective, Optimiser
 from governor.core.decision.planner import Planner
 from governor.core.types import Observation, Setpoints
 
@@ -78,6 +78,7 @@ class MachineSettings:
     park_s: float  # release: park at the lowest clocks this long first when nobody else is busy, s
     idle_grace_s: float  # the idle policy waits this long after a run for the next request, s
     max_queue: int  # infer requests queued at most
+    objective: Objective  # for a request whose budget names none (the wire's budget leaves it out)
 
 
 @dataclass(frozen=True)

@@ -53,13 +53,15 @@ class Budget(Wire):
     """What one inference may cost and must achieve. ``None`` means unconstrained.
 
     ``deadline_ms`` is end-to-end latency in ms, ``energy_mj`` energy per inference in mJ,
-    ``min_accuracy`` the lowest acceptable top-1 accuracy as a fraction 0..1 of the profile's metric.
+    ``min_accuracy`` the lowest acceptable top-1 accuracy as a fraction 0..1 of the profile's metric,
+    ``objective`` what to optimise among the points that meet it (None: the daemon's configured default).
     """
 
     deadline_ms: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_MS)
     energy_mj: float | None = Field(default=None, gt=0, le=MAX_ENERGY_MJ)
     min_accuracy: float | None = Field(default=None, gt=0, le=1)
-    objective: Objective = "min_energy"
+    # None (left out on the wire): the daemon's ``[policy] objective``, min_energy unless configured.
+    objective: Objective | None = None
 
 
 class Placement(Wire):
