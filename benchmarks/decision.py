@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from governor.core.decision.optimiser import Budget, DecisionTable, Objective, Optimiser
+from governor.core.decision.optimiser import DecisionTable, Demand, Objective, Optimiser
 from governor.core.types import OperatingPoint, Setpoints
 
 
@@ -55,10 +55,10 @@ def main() -> None:
     opt.candidates()
     precompute_ms = (time.perf_counter() - t0) * 1e3
     rng = np.random.default_rng(1)
-    budgets = [Budget(deadline_ms=float(rng.uniform(2, 80)), energy_mj=float(rng.choice([np.nan, 300])) or None,
+    budgets = [Demand(deadline_ms=float(rng.uniform(2, 80)), energy_mj=float(rng.choice([np.nan, 300])) or None,
                       min_accuracy=float(rng.choice([0.0, 0.88])),
                       objective=rng.choice(list(Objective))) for _ in range(256)]
-    budgets = [Budget(b.deadline_ms, None if np.isnan(b.energy_mj) else b.energy_mj, b.min_accuracy, b.objective)
+    budgets = [Demand(b.deadline_ms, None if np.isnan(b.energy_mj) else b.energy_mj, b.min_accuracy, b.objective)
                for b in budgets]
     times = np.empty(args.decisions)
     mult = np.ones(len(table.groups))

@@ -199,8 +199,8 @@ def budgets(rng: random.Random, t: Target) -> Case:
 
 
 def _budget_value_ok(key: str, value: Any) -> bool:
-    if value is None:
-        return key != "objective"
+    if value is None:  # null: unconstrained, or for objective the daemon's configured one
+        return True
     if key == "objective":
         return value in ("min_energy", "max_accuracy", "min_latency")
     if isinstance(value, bool) or not isinstance(value, (int, float)):

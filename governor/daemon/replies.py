@@ -10,12 +10,18 @@ from types import MappingProxyType
 from typing import Any
 
 from governor.core import protocol as p
-from governor.core.decision.optimiser import Budget, Decision, Objective
+from governor.core.decision.optimiser import Decision, Demand, Objective
 from governor.core.modelmeta import ModelMeta
 from governor.core.types import Observation, frozen_map
 
 __all__ = [
-    "AdviceFrames", "core_budget", "domains_info", "estimate", "met", "model_interface", "wire_name",
+    "AdviceFrames",
+    "domains_info",
+    "estimate",
+    "met",
+    "model_interface",
+    "to_demand",
+    "wire_name",
     "wire_observation",
 ]
 
@@ -24,10 +30,10 @@ _MAX_HZ = 100_000_000_000
 _TEXT = 4096
 
 
-def core_budget(budget: p.Budget, default: Objective) -> Budget:
+def to_demand(budget: p.Budget, default: Objective) -> Demand:
     """The machine's budget for a wire budget; ``default`` (``[policy] objective``) where it names none."""
     objective = default if budget.objective is None else Objective(budget.objective)
-    return Budget(budget.deadline_ms, budget.energy_mj, budget.min_accuracy, objective)
+    return Demand(budget.deadline_ms, budget.energy_mj, budget.min_accuracy, objective)
 
 
 # The raw value range of the datasets `governor train` reads: the network normalises inside itself, so a

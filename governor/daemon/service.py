@@ -38,18 +38,18 @@ from governor import __version__
 from governor.core import protocol as p
 from governor.core.board import BoardSpec
 from governor.core.decision import machine as m
-from governor.core.decision.optimiser import Budget
+from governor.core.decision.optimiser import Demand
 from governor.core.modelmeta import ModelMeta
 from governor.core.types import DomainReading, Observation, Reason, Setpoints
 from governor.daemon.backend import Backend, RunOutcome
 from governor.daemon.metrics import Metrics, NullMetrics
 from governor.daemon.replies import (
     AdviceFrames,
-    core_budget,
     domains_info,
     estimate,
     met,
     model_interface,
+    to_demand,
     wire_observation,
 )
 from governor.daemon.requests import RequestKey, RequestMemory, request_key
@@ -344,8 +344,8 @@ class Daemon:
         self._queued[key] = _Queued(msg, batch, identity, self._key)
         self._requests.queued(self._key, identity)
 
-    def _budget(self, budget: p.Budget) -> Budget:
-        return core_budget(budget, self.machine.settings.objective)
+    def _budget(self, budget: p.Budget) -> Demand:
+        return to_demand(budget, self.machine.settings.objective)
 
     def _input(self, msg: p.InferRequest, tensors: dict[str, np.ndarray]) -> np.ndarray:
         if len(tensors) != 1:

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from governor.core.board import BoardSpec
-from governor.core.decision.optimiser import Budget, Decision, DecisionTable, Optimiser
+from governor.core.decision.optimiser import Decision, DecisionTable, Demand, Optimiser
 from governor.core.decision.planner import Planner
 from governor.core.types import Observation
 from governor.evaluate.traces import Arrival
@@ -120,7 +120,7 @@ class OraclePlanner(Planner):
         if self.true_caps is not None:
             self.caps_hz = dict(self.true_caps())  # the simulator's thermal caps, not inferred from read-backs
 
-    def decide(self, budget: Budget, *, now: float | None = None, arrival_t: float | None = None,
+    def decide(self, budget: Demand, *, now: float | None = None, arrival_t: float | None = None,
                remember: bool = True, behind: Sequence[float] = ()) -> Decision:
         assert self.truth is not None
         t0 = self.last_t if now is None else now

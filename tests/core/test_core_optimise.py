@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from governor.core.decision.optimiser import Budget, DecisionTable, Objective, Optimiser
+from governor.core.decision.optimiser import DecisionTable, Demand, Objective, Optimiser
 from governor.core.types import OperatingPoint, Setpoints
 
 FREQS = [400_000_000, 800_000_000, 1_200_000_000]
@@ -50,28 +50,28 @@ def brute_force(table, budget, mult=None, margin=0.0):
 def test_min_energy_meets_deadline_and_is_cheapest():
     table = make_table()
     opt = Optimiser(table)
-    d = opt.decide(Budget(deadline_ms=20.0))
+    d = opt.decide(Demand(deadline_ms=20.0))
     assert not d.infeasible and d.latency_ms <= 20.0
-    assert d.index == brute_force(table, Budget(deadline_ms=20.0))
+    assert d.index == brute_force(table, Demand(deadline_ms=20.0))
 
 
 def test_tighter_deadline_never_costs_less_energy():
     opt = Optimiser(make_table())
-    energies = [opt.decide(Budget(deadline_ms=dl)).energy_mj for dl in (60, 30, 15, 8)]
+    energies = [opt.decide(Demand(deadline_ms=dl)).energy_mj for dl in (60, 30, 15, 8)]
     assert energies == sorted(energies)
 
 
 def test_accuracy_floor_and_max_accuracy():
     opt = Optimiser(make_table())
-    d = opt.decide(Budget(deadline_ms=40, min_accuracy=0.9))
+    d = opt.decide(Demand(deadline_ms=40, min_accuracy=0.9))
     assert d.accuracy >= 0.9
-    d2 = opt.decide(Budget(deadline_ms=1000, objective=Objective.MAX_ACCURACY))
+    d2 = opt.decide(Demand(deadline_ms=1000, objective=Objective.MAX_ACCURACY))
     assert d2.point.groups == 4
 
 
 def test_infeasible_returns_least_violating_with_reason():
     opt = Optimiser(make_table())
-    d = opt.decide(Budget(deadline_ms=0.5))
+    d = opt.decide(Demand(deadline_ms=0.5))
     assert d.infeasible
     assert "deadline" in d.reason
     fastest = min(make_table().latency_ms)
@@ -81,38 +81,38 @@ def test_infeasible_returns_least_violating_with_reason():
 def test_multiplier_moves_choice_off_a_loaded_unit():
     table = make_table()
     opt = Optimiser(table)
-    calm = opt.decide(Budget(deadline_ms=12.0))
+    calm = opt.decide(Demand(deadline_ms=12.0))
     mult = np.array([4.0 if g[0] == calm.point.unit else 1.0 for g in table.groups])
-    loaded = opt.decide(Budget(deadline_ms=12.0), multiplier=mult)
+    loaded = opt.decide(Demand(deadline_ms=12.0), multiplier=mult)
     assert loaded.point.unit != calm.point.unit or loaded.infeasible or loaded.point.threads != calm.point.threads
 
 
 def test_caps_exclude_points_above_the_cap():
     table = make_table()
     opt = Optimiser(table)
-    d = opt.decide(Budget(objective=Objective.MIN_LATENCY), caps_hz={"big": 800_000_000})
+    d = opt.decide(Demand(objective=Objective.MIN_LATENCY), caps_hz={"big": 800_000_000})
     assert d.point.setpoints.hz.get("big", 0) <= 800_000_000
 
 
 def test_hysteresis_keeps_a_near_equal_previous_point():
     table = make_table()
     opt = Optimiser(table, hysteresis=0.5)
-    first = opt.decide(Budget(deadline_ms=30.0))
+    first = opt.decide(Demand(deadline_ms=30.0))
     # A feasible previous point within 50 % of the best energy is kept.
     others = [i for i in opt.candidates() if i != first.index]
     near = [i for i in others if table.latency_ms[i] <= 30 and table.energy_mj[i] <= 1.4 * first.energy_mj]
     if not near:
         pytest.skip("table has no near-equal alternative")
-    kept = opt.decide(Budget(deadline_ms=30.0), previous=near[0])
+    kept = opt.decide(Demand(deadline_ms=30.0), previous=near[0])
     assert kept.index == near[0]
-    strict = Optimiser(table, hysteresis=0.0).decide(Budget(deadline_ms=30.0), previous=near[0])
+    strict = Optimiser(table, hysteresis=0.0).decide(Demand(deadline_ms=30.0), previous=near[0])
     assert strict.index == first.index
 
 
 def test_switch_cost_applies_only_to_other_setpoints():
     table = make_table()
     opt = Optimiser(table, switch_ms=5.0)
-    d = opt.decide(Budget(objective=Objective.MIN_LATENCY), current_setpoints=0)
+    d = opt.decide(Demand(objective=Objective.MIN_LATENCY), current_setpoints=0)
     base = table.latency_ms[d.index]
     expected = base if table.setpoint_id[d.index] == 0 else base + 5.0
     assert d.latency_ms == pytest.approx(expected)
@@ -143,7 +143,7 @@ def test_pareto_pruned_choice_equals_brute_force(deadline, energy, floor, object
     mult = np.random.default_rng(seed + 1).uniform(1, 2, len(table.groups))
     if per_group:  # a margin per group (per mapping, as the scheduler learns them)
         margin = np.random.default_rng(seed + 2).uniform(0, 2 * margin + 0.01, len(table.groups))
-    budget = Budget(deadline, energy, floor, objective)
+    budget = Demand(deadline, energy, floor, objective)
     d = Optimiser(table, hysteresis=0.0).decide(budget, multiplier=mult, margin=margin)
     expected = brute_force(table, budget, mult, margin)
     if expected is None:
@@ -166,7 +166,7 @@ def test_floor_objective_matches_brute_force_over_every_row(floor_mw, deadline, 
     rng = np.random.default_rng(seed)
     table = make_table(rng=rng)
     rows = rng.uniform(1.0, scale, len(table))
-    budget = Budget(deadline_ms=deadline, energy_mj=float(np.median(table.energy_mj)) * 2)
+    budget = Demand(deadline_ms=deadline, energy_mj=float(np.median(table.energy_mj)) * 2)
     d = Optimiser(table, hysteresis=0.0).decide(budget, floor_mw=floor_mw, contention=(("k", seed), rows))
     from governor.core.decision.optimiser import bucket_floor
 
@@ -189,7 +189,7 @@ def test_a_floor_makes_the_slow_low_clock_run_the_cheap_one():
     lat = np.array([40.0 / (f / 1e9) + 1.0 for f in FREQS])
     power = np.array([3000.0 + 500.0 * (f / 1e9) ** 2 for f in FREQS])
     table = DecisionTable(tuple(points), lat, power * lat / 1000.0, np.full(3, ACC[4]))
-    budget = Budget(deadline_ms=200.0, min_accuracy=ACC[4])
+    budget = Demand(deadline_ms=200.0, min_accuracy=ACC[4])
     race = Optimiser(table).decide(budget)
     pace = Optimiser(table).decide(budget, floor_mw=3000.0)
     assert pace.latency_ms > race.latency_ms

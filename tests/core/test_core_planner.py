@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from governor.core.decision.optimiser import Budget, Decision, DecisionTable, Objective, Optimiser
+from governor.core.decision.optimiser import Decision, DecisionTable, Demand, Objective, Optimiser
 from governor.core.decision.planner import Planner
 from governor.core.types import DomainReading, Observation, OperatingPoint, Setpoints
 
@@ -31,7 +31,7 @@ def make_planner():
 
 def test_gpu_contention_moves_work_to_cpu_or_slower():
     s = make_planner()
-    budget = Budget(deadline_ms=6.0, objective=Objective.MIN_ENERGY)
+    budget = Demand(deadline_ms=6.0, objective=Objective.MIN_ENERGY)
     calm = s.decide(budget)
     assert calm.point.unit == "gpu"
     s.observe(Observation(t=1.0, util={"gpu": 0.9}))
@@ -51,21 +51,21 @@ def test_thermal_cap_from_readback_limits_choice():
     s.applied(0, {"gpu": F[-1]})
     s.observe(Observation(t=1.0, domains={"gpu": DomainReading(F[0], F[0], F[-1])}))
     assert s.caps_hz == {"gpu": F[0]}
-    d = s.decide(Budget(objective=Objective.MIN_LATENCY))
+    d = s.decide(Demand(objective=Objective.MIN_LATENCY))
     assert d.point.setpoints.hz.get("gpu", 0) <= F[0]
 
 
 def test_waiting_time_comes_off_the_deadline():
     s = make_planner()
-    fresh = s.decide(Budget(deadline_ms=8.0), now=1.0, arrival_t=1.0)
-    late = s.decide(Budget(deadline_ms=8.0), now=1.006, arrival_t=1.0)
+    fresh = s.decide(Demand(deadline_ms=8.0), now=1.0, arrival_t=1.0)
+    late = s.decide(Demand(deadline_ms=8.0), now=1.006, arrival_t=1.0)
     assert late.latency_ms <= 2.0 + 1e-9 or late.infeasible
     assert fresh.energy_mj <= late.energy_mj or late.infeasible
 
 
 def test_feedback_learns_that_a_unit_is_slower_than_profiled():
     s = make_planner()
-    budget = Budget(deadline_ms=6.0)
+    budget = Demand(deadline_ms=6.0)
     first = s.decide(budget)
     for _ in range(20):
         d = s.decide(budget)
@@ -83,7 +83,7 @@ def test_contention_per_row_and_residuals_per_group_follow_observations_feedback
     key, rows = s.contention()
     gpu = np.array([p.unit == "gpu" for p in s.optimiser.table.points])
     assert np.all(rows[gpu] == pytest.approx(2.0)) and np.all(rows[~gpu] == 1.0)
-    d = s.decide(Budget(deadline_ms=50.0))
+    d = s.decide(Demand(deadline_ms=50.0))
     group = s.optimiser.table.group_of[d.index]
     s.feedback(d, d.latency_ms * 4)
     assert s.multiplier()[group] > 1.0
@@ -126,13 +126,13 @@ def test_accelerator_load_right_after_our_own_run_is_not_counted_as_others():
 
 def test_the_head_is_paced_so_the_queue_behind_it_keeps_its_deadlines():
     s = make_planner()
-    alone = s.decide(Budget(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False)
+    alone = s.decide(Demand(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False)
     behind = [0.040] * 3  # three more, due with the head: all four must fit in 40 ms -> ~10 ms each
-    paced = s.decide(Budget(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False,
+    paced = s.decide(Demand(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False,
                      behind=behind)
     assert alone.latency_ms > 10.0 >= paced.latency_ms
     # A pace nobody can keep falls back to the head's own deadline instead of failing it.
-    crowded = s.decide(Budget(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False,
+    crowded = s.decide(Demand(deadline_ms=40.0, min_accuracy=0.96), now=0.0, arrival_t=0.0, remember=False,
                        behind=[0.040] * 43)
     assert not crowded.infeasible and crowded.latency_ms <= 40.0
 
@@ -162,7 +162,7 @@ def test_a_held_accelerator_reveals_a_co_runner_through_our_own_slow_run():
     s = make_planner()
     s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
     s.observe(Observation(t=1.0, util={"gpu": 1.0}), own_busy={"gpu": 0.4}, held=["gpu"])
-    d = s.decide(Budget(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
+    d = s.decide(Demand(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
     assert d.point.unit == "gpu" and d.point.setpoints.hz["gpu"] == F[-1] and s.contention() is None
     nominal = float(s.optimiser.table.latency_ms[d.index])  # d.latency_ms carries the safety margin
     s.feedback(d, nominal * 2.0)  # others held half the GPU at this clock
@@ -185,7 +185,7 @@ def test_an_accelerator_without_a_load_file_keeps_the_share_its_slow_runs_reveal
     s = make_planner()
     s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
     s.observe(Observation(t=1.0, util={"cpu": 0.0}, domains={"gpu": DomainReading(F[0], F[0], F[-1])}))
-    d = s.decide(Budget(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
+    d = s.decide(Demand(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
     assert d.point.unit == "gpu"
     s.feedback(d, float(s.optimiser.table.latency_ms[d.index]) * 2.0)
     s.observe(Observation(t=1.1, util={"cpu": 0.0}, domains={"gpu": DomainReading(F[0], F[0], F[-1])}))
@@ -206,7 +206,7 @@ def test_runs_that_confirm_a_revealed_share_stop_it_fading():
     s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
     gpu = {"gpu": DomainReading(F[0], F[0], F[-1])}
     s.observe(Observation(t=1.0, util={"cpu": 0.0}, domains=gpu))
-    d = s.decide(Budget(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
+    d = s.decide(Demand(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
     nominal = float(s.optimiser.table.latency_ms[d.index])
     s.feedback(d, nominal * 2.0)
     revealed = s.others_util["gpu"]
@@ -224,7 +224,7 @@ def test_a_run_that_cannot_tell_a_faint_share_from_none_does_not_confirm_it():
     s.unit_domain = {"gpu": "gpu", "cpu": "cpu"}
     gpu = {"gpu": DomainReading(F[0], F[0], F[-1])}
     s.observe(Observation(t=1.0, util={"cpu": 0.0}, domains=gpu))
-    d = s.decide(Budget(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
+    d = s.decide(Demand(deadline_ms=30.0, min_accuracy=0.96, objective=Objective.MIN_LATENCY))
     nominal = float(s.optimiser.table.latency_ms[d.index])
     s.feedback(d, nominal * 1.2)  # a co-runner with a sixth of the GPU: within tolerance of none at all
     s.observe(Observation(t=1.0 + 3 * s.unread_half_life_s, util={"cpu": 0.0}, domains=gpu))
@@ -236,7 +236,7 @@ def test_a_run_that_cannot_tell_a_faint_share_from_none_does_not_confirm_it():
 def test_lockstep_threads_beside_a_busy_core_are_learned_and_avoided_only_while_it_is_busy():
     # Two threads next to a busy process on a 2-core CPU: one shares a core and every barrier waits for it.
     s = make_planner()
-    budget = Budget(deadline_ms=40.0, objective=Objective.MIN_LATENCY)
+    budget = Demand(deadline_ms=40.0, objective=Objective.MIN_LATENCY)
     cpu_only = {"gpu": 0.95}  # keep the GPU out of the way
     s.observe(Observation(t=1.0, util={"cpu": 0.5, **cpu_only}))
     d = s.decide(budget)
@@ -259,7 +259,7 @@ def test_lockstep_threads_beside_a_busy_core_are_learned_and_avoided_only_while_
 def test_a_single_thread_beside_a_busy_core_is_not_lockstep():
     s = make_planner()
     s.observe(Observation(t=1.0, util={"cpu": 0.5, "gpu": 0.95}))
-    d = s.decide(Budget(deadline_ms=40.0, objective=Objective.MIN_LATENCY))
+    d = s.decide(Demand(deadline_ms=40.0, objective=Objective.MIN_LATENCY))
     one = next(i for i, p in enumerate(s.optimiser.table.points) if p.unit == "cpu" and p.threads == 1
                and p.groups == d.point.groups)
     run = Decision(s.optimiser.table.points[one], one, 1.0, 1.0, 0.9, False)
@@ -271,7 +271,7 @@ def test_a_single_thread_beside_a_busy_core_is_not_lockstep():
 def test_dispatch_overhead_is_learned_and_paid_by_every_point():
     s = make_planner()
     s.observe(Observation(t=1.0, util={"gpu": 0.95}))
-    budget = Budget(deadline_ms=6.0, objective=Objective.MIN_ENERGY)
+    budget = Demand(deadline_ms=6.0, objective=Objective.MIN_ENERGY)
     before = s.decide(budget)
     assert not before.infeasible
     slack = budget.deadline_ms - before.latency_ms
@@ -287,11 +287,11 @@ def test_dispatch_overhead_is_learned_and_paid_by_every_point():
 def test_an_infeasible_reason_says_what_was_asked_and_how_long_it_waited():
     # A 0.5 ms request that waited 0.49 ms was refused as "deadline 1e-06 ms": the clamp, not the budget.
     s = make_planner()
-    late = s.decide(Budget(deadline_ms=0.5), now=10.0006, arrival_t=10.0)
+    late = s.decide(Demand(deadline_ms=0.5), now=10.0006, arrival_t=10.0)
     assert late.infeasible
     assert "no time left" in late.reason and "1e-06" not in late.reason
     assert "asked for 0.5 ms" in late.reason and "waited 0.6 ms" in late.reason
-    short = s.decide(Budget(deadline_ms=1.0), now=10.0002, arrival_t=10.0)
+    short = s.decide(Demand(deadline_ms=1.0), now=10.0002, arrival_t=10.0)
     assert short.infeasible and "deadline 0.8 ms" in short.reason and "waited 0.2 ms" in short.reason
-    on_time = s.decide(Budget(deadline_ms=0.1))
+    on_time = s.decide(Demand(deadline_ms=0.1))
     assert on_time.infeasible and "waited" not in on_time.reason

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from governor.core.decision.optimiser import Budget, DecisionTable, Objective, Optimiser
+from governor.core.decision.optimiser import DecisionTable, Demand, Objective, Optimiser
 from governor.core.decision.planner import Planner
 from governor.core.types import DomainReading, Observation, OperatingPoint, Setpoints
 
@@ -29,29 +29,29 @@ def observe_pinned(s: Planner, hz: int, *, cap: int | None = None) -> None:
 
 def test_reliability_own_low_pin_does_not_cap_later_choices():
     s = two_clock_planner()
-    low = s.decide(Budget(objective=Objective.MIN_ENERGY))
+    low = s.decide(Demand(objective=Objective.MIN_ENERGY))
     assert low.point.setpoints.hz["cpu"] == LOW
     s.applied(low.index, {"cpu": LOW})
     observe_pinned(s, LOW)
     assert s.caps_hz == {}
-    assert s.decide(Budget(objective=Objective.MIN_LATENCY)).point.setpoints.hz["cpu"] == HIGH
+    assert s.decide(Demand(objective=Objective.MIN_LATENCY)).point.setpoints.hz["cpu"] == HIGH
 
 
 def test_reliability_a_cap_below_the_pin_still_counts():
     s = two_clock_planner()
-    high = s.decide(Budget(objective=Objective.MIN_LATENCY))
+    high = s.decide(Demand(objective=Objective.MIN_LATENCY))
     s.applied(high.index, {"cpu": HIGH})
     observe_pinned(s, HIGH, cap=LOW)  # thermal or nvpmodel pulled max (and the clock) below our pin
     assert s.caps_hz == {"cpu": LOW}
-    assert s.decide(Budget(objective=Objective.MIN_LATENCY)).point.setpoints.hz["cpu"] == LOW
+    assert s.decide(Demand(objective=Objective.MIN_LATENCY)).point.setpoints.hz["cpu"] == LOW
 
 
 def test_reliability_a_cap_the_kernel_keeps_is_seen_again_from_the_readback():
     s = two_clock_planner()
-    low = s.decide(Budget(objective=Objective.MIN_ENERGY))
+    low = s.decide(Demand(objective=Objective.MIN_ENERGY))
     s.applied(low.index, {"cpu": LOW})
     observe_pinned(s, LOW)
-    high = s.decide(Budget(objective=Objective.MIN_LATENCY))
+    high = s.decide(Demand(objective=Objective.MIN_LATENCY))
     s.applied(high.index, {"cpu": LOW})  # asked HIGH, the kernel held LOW (a cap we could not see before)
     observe_pinned(s, LOW)
     assert s.caps_hz == {"cpu": LOW}

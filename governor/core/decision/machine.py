@@ -50,7 +50,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from governor.core.decision.optimiser import Budget, Decision, DecisionTable, Objective, Optimiser
+from governor.core.decision.optimiser import Decision, DecisionTable, Demand, Objective, Optimiser
 from governor.core.decision.planner import Planner
 from governor.core.types import Observation, Setpoints
 
@@ -102,7 +102,7 @@ class Request:
 
     t: float
     key: Hashable  # the driver's name for it; every action about it carries it back
-    budget: Budget
+    budget: Demand
     strict: bool = False
     advise: bool = False
 
@@ -222,7 +222,7 @@ class Queued:
     """A request waiting in the machine's queue (times in s)."""
 
     key: Hashable
-    budget: Budget
+    budget: Demand
     arrival_t: float
     strict: bool = False
 

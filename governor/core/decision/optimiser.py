@@ -49,7 +49,7 @@ import numpy.typing as npt
 
 from governor.core.types import OperatingPoint
 
-__all__ = ["Budget", "Decision", "DecisionTable", "Objective", "Optimiser"]
+__all__ = ["Decision", "DecisionTable", "Demand", "Objective", "Optimiser"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -63,8 +63,10 @@ class Objective(str, Enum):
 
 
 @dataclass(frozen=True)
-class Budget:
-    """What a request asks for. Any limit may be None (no limit)."""
+class Demand:
+    """What a request asks of the decision: its limits (any may be None, no limit) and the objective among
+    the points within them. The wire's ``protocol.Budget`` is translated into it by the daemon
+    (``daemon.replies.to_demand``), which fills in the configured objective where the wire names none."""
 
     deadline_ms: float | None = None
     energy_mj: float | None = None
@@ -211,7 +213,7 @@ class Optimiser:
 
     def decide(
         self,
-        budget: Budget,
+        budget: Demand,
         *,
         multiplier: Sequence[float] | FloatArray | None = None,
         margin: float | Sequence[float] | FloatArray = 0.0,
@@ -299,7 +301,7 @@ def _best(
     return best
 
 
-def _least_violating(budget: Budget, lat: FloatArray, energy: FloatArray, acc: FloatArray) -> int:
+def _least_violating(budget: Demand, lat: FloatArray, energy: FloatArray, acc: FloatArray) -> int:
     """The point whose worst relative violation is smallest; accuracy floor kept if it can be."""
     worst = np.zeros(lat.size)
     if budget.deadline_ms is not None:
@@ -316,7 +318,7 @@ def _least_violating(budget: Budget, lat: FloatArray, energy: FloatArray, acc: F
 NO_TIME_LEFT_MS = 1e-6  # the deadline a request is given once its time ran out while it waited, ms
 
 
-def _why(budget: Budget, lat: FloatArray, energy: FloatArray, acc: FloatArray) -> str:
+def _why(budget: Demand, lat: FloatArray, energy: FloatArray, acc: FloatArray) -> str:
     parts = []
     if budget.deadline_ms is not None and float(lat.min()) > budget.deadline_ms:
         left = "no time left" if budget.deadline_ms <= NO_TIME_LEFT_MS else f"deadline {budget.deadline_ms:.3g} ms"

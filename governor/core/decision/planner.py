@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from governor.core.decision.feedback import ResidualTracker, oversubscribed, row_contention, sorted_quantile
-from governor.core.decision.optimiser import NO_TIME_LEFT_MS, Budget, Contention, Decision, Optimiser
+from governor.core.decision.optimiser import NO_TIME_LEFT_MS, Contention, Decision, Demand, Optimiser
 from governor.core.types import Observation
 
 __all__ = ["Planner"]
@@ -240,7 +240,7 @@ class Planner:
         return self._current_setpoints
 
     def decide(
-        self, budget: Budget, *, now: float | None = None, arrival_t: float | None = None, remember: bool = True,
+        self, budget: Demand, *, now: float | None = None, arrival_t: float | None = None, remember: bool = True,
         behind: Sequence[float] = (),
     ) -> Decision:
         """Choose a point; time waited since ``arrival_t`` (seconds) is taken off the deadline.
@@ -263,7 +263,7 @@ class Planner:
             self._previous = decision.index
         return decision
 
-    def _optimise(self, budget: Budget) -> Decision:
+    def _optimise(self, budget: Demand) -> Decision:
         return self.optimiser.decide(
             budget,
             multiplier=self.multiplier(),
@@ -275,7 +275,7 @@ class Planner:
             contention=self.contention(),
         )
 
-    def _paced(self, budget: Budget, now: float | None, behind: Sequence[float]) -> Budget:
+    def _paced(self, budget: Demand, now: float | None, behind: Sequence[float]) -> Demand:
         """``budget`` with its deadline tightened so the requests queued behind it can keep theirs."""
         if budget.deadline_ms is None or now is None or not behind:
             return budget
