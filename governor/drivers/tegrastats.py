@@ -34,9 +34,22 @@ from governor.core.board import BoardSpec
 from governor.core.types import Observation, frozen_map
 
 __all__ = [
-    "INPUT_RAILS", "UNPRINTED_RAILS", "CpuCore", "Engine", "Memory", "RailPower", "SensorMapping", "TegrastatsSample",
-    "cluster_freqs_hz", "cluster_util", "parse_tegrastats", "read_tegrastats", "sample_freqs_hz", "snap_hz",
-    "to_observation", "total_power_mw",
+    "INPUT_RAILS",
+    "UNPRINTED_RAILS",
+    "ClockedEngine",
+    "CpuCore",
+    "Memory",
+    "RailPower",
+    "SensorMapping",
+    "TegrastatsSample",
+    "cluster_freqs_hz",
+    "cluster_util",
+    "parse_tegrastats",
+    "read_tegrastats",
+    "sample_freqs_hz",
+    "snap_hz",
+    "to_observation",
+    "total_power_mw",
 ]
 
 MHZ = 1_000_000
@@ -72,7 +85,7 @@ class CpuCore:
 
 
 @dataclass(frozen=True)
-class Engine:
+class ClockedEngine:
     """A clocked engine (EMC, GR3D, APE, NVENC...): load %, clock(s) in Hz (one per GPC on JP7/Thor)."""
 
     on: bool = True
@@ -103,9 +116,9 @@ class TegrastatsSample:
     swap: Memory | None = None
     iram: Memory | None = None
     cpus: tuple[CpuCore, ...] = ()
-    emc: Engine | None = None
-    gpu: Engine | None = None
-    engines: Mapping[str, Engine] = field(default_factory=lambda: MappingProxyType({}))
+    emc: ClockedEngine | None = None
+    gpu: ClockedEngine | None = None
+    engines: Mapping[str, ClockedEngine] = field(default_factory=lambda: MappingProxyType({}))
     mts_fg_bg_pct: tuple[int, int] | None = None
     temps_c: Mapping[str, float] = field(default_factory=frozen_map)
     temps_off: tuple[str, ...] = ()
@@ -152,26 +165,26 @@ def _cores(items: str, shared_mhz: str | None) -> tuple[CpuCore, ...]:
     return tuple(cores)
 
 
-def _engine(value: str) -> Engine:
+def _engine(value: str) -> ClockedEngine:
     """``off``, ``150`` (clock only), ``1%`` (older EMC, load only), ``1%@800``, ``12%@[1300,1300]``, ``@[..]``."""
     if value == "off":
-        return Engine(on=False)
+        return ClockedEngine(on=False)
     if value.isdigit():
-        return Engine(True, None, (int(value) * MHZ,))
+        return ClockedEngine(True, None, (int(value) * MHZ,))
     load, _, clock = value.partition("@")
     mhz = [int(f) for f in clock.strip("[]").split(",")] if clock else []
     freqs = tuple(f * MHZ for f in mhz if f > 0)
-    return Engine(True, float(load[:-1]) if load else None, freqs, clock_unread=bool(mhz) and not freqs)
+    return ClockedEngine(True, float(load[:-1]) if load else None, freqs, clock_unread=bool(mhz) and not freqs)
 
 
-def _second_gpc(gpu: Engine | None, gpc2: Engine) -> Engine:
+def _second_gpc(gpu: ClockedEngine | None, gpc2: ClockedEngine) -> ClockedEngine:
     """JetPack 5's ``GR3D2_FREQ`` (second GPC) folded into the GPU: mean load, both clocks."""
     if gpu is None or not gpu.on:
         return gpc2
     if not gpc2.on:
         return gpu
     loads = [x for x in (gpu.load_pct, gpc2.load_pct) if x is not None]
-    return Engine(True, sum(loads) / len(loads) if loads else None, gpu.freqs_hz + gpc2.freqs_hz,
+    return ClockedEngine(True, sum(loads) / len(loads) if loads else None, gpu.freqs_hz + gpc2.freqs_hz,
                   gpu.clock_unread and gpc2.clock_unread)
 
 

@@ -33,7 +33,7 @@ from governor.drivers.catalogue import load_board
 from governor.sim.boards import BoardPhysics, board_physics
 from governor.sim.clock import RealClock, SimClock, VirtualClock
 from governor.sim.engine import Engine
-from governor.sim.kernel import KernelIO, discovered_spec
+from governor.sim.kernel import TreeBridge, discovered_spec
 from governor.sim.scenario import Scenario
 from governor.sim.values import Job, Truth
 from governor.testing import FakeTree, make_fake_tree
@@ -53,7 +53,7 @@ class SimBoard:
         self.clock: SimClock = clock if clock is not None else VirtualClock()
         self.physics = physics or board_physics(spec, domain_cpus)
         self.engine = Engine(spec, self.physics, start_s=self.clock(), scenario=scenario)
-        self.kernel = KernelIO(tree, spec, self.engine, seed=seed)
+        self.kernel = TreeBridge(tree, spec, self.engine, seed=seed)
         self.lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()

@@ -3,10 +3,10 @@
 Theory of operation
 -------------------
 The simulator never talks to the drivers. Like a kernel, it reads the files they wrote
-(:meth:`KernelIO.read_controls`: cpufreq limits, governor and setspeed; devfreq limits, governor
+(:meth:`TreeBridge.read_controls`: cpufreq limits, governor and setspeed; devfreq limits, governor
 and ``userspace/set_freq``; the EMC lock and rate; the Mali lock pair; ``cpuK/online``) and writes
 back through :meth:`FakeTree.set_file <governor.testing.FakeTree.set_file>`, which bypasses the
-write semantics as the kernel's own updates do (:meth:`KernelIO.publish`): current clocks,
+write semantics as the kernel's own updates do (:meth:`TreeBridge.publish`): current clocks,
 rails, temperatures, ``proc/stat`` and the GPU ``load``.
 
 Paths come from the same resolution the drivers use (catalogue globs, devfreq ``of_node``
@@ -35,7 +35,7 @@ from governor.sim.dvfs import AUTO, DomainControl
 from governor.sim.engine import Engine
 from governor.sim.sensors import PowerPublisher, StatPublisher, ThermalPublisher, kernel_view
 
-__all__ = ["KernelIO", "discovered_spec"]
+__all__ = ["TreeBridge", "discovered_spec"]
 
 
 @dataclass
@@ -195,7 +195,7 @@ def discovered_spec(spec: BoardSpec, tree: object) -> tuple[BoardSpec, dict[str,
     return spec.model_copy(update=update), cpus_of
 
 
-class KernelIO:
+class TreeBridge:
     """Reads controls from and publishes state into one fake tree for one :class:`Engine`."""
 
     def __init__(self, tree: object, spec: BoardSpec, engine: Engine, *, seed: int) -> None:

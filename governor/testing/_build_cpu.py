@@ -17,7 +17,7 @@ from governor.testing._build import BuildContext, domain_dir, write_all
 from governor.testing._formats import cpu_ranges, cpufreq_list, space_list
 from governor.testing._fs import ROOT_ONLY
 
-__all__ = ["CPU_DIR", "Policy", "build_cpus", "policies"]
+__all__ = ["CPU_DIR", "CpufreqPolicy", "build_cpus", "policies"]
 
 CPU_DIR = "sys/devices/system/cpu"
 HOST_CPUS = 4
@@ -28,7 +28,7 @@ _DRIVER = {"jetson": "tegra_cpufreq", "odroid": "cpufreq-dt", "host": "acpi-cpuf
 
 
 @dataclass(frozen=True)
-class Policy:
+class CpufreqPolicy:
     dir: str
     cpus: tuple[int, ...]
     table: tuple[int, ...]
@@ -41,12 +41,12 @@ class Policy:
         return self.table[-1] if self.governor == "performance" else self.table[0]
 
 
-def policies(spec: BoardSpec) -> list[Policy]:
+def policies(spec: BoardSpec) -> list[CpufreqPolicy]:
     family = spec.board.family
     if spec.discover_cpufreq:
         n = spec.cpu_count or HOST_CPUS
         return [
-            Policy(
+            CpufreqPolicy(
                 f"{CPU_DIR}/cpufreq/policy{k}", (k,), HOST_TABLE_KHZ, DEFAULT_GOVERNORS, "schedutil", _DRIVER[family]
             )
             for k in range(n)
@@ -59,11 +59,11 @@ def policies(spec: BoardSpec) -> list[Policy]:
         governors = domain.governors or DEFAULT_GOVERNORS
         governor = domain.default_governor or ("schedutil" if "schedutil" in governors else governors[0])
         driver = domain.kernel_driver or _DRIVER[family]
-        out.append(Policy(domain_dir(domain), cpus, domain.table, governors, governor, driver))
+        out.append(CpufreqPolicy(domain_dir(domain), cpus, domain.table, governors, governor, driver))
     return out
 
 
-def _cpu_count(spec: BoardSpec, pols: list[Policy]) -> int:
+def _cpu_count(spec: BoardSpec, pols: list[CpufreqPolicy]) -> int:
     listed = [c for u in spec.units for c in u.cpus] + [c for p in pols for c in p.cpus] + list(spec.hotplug_cpus)
     return spec.cpu_count or (max(listed) + 1 if listed else HOST_CPUS)
 
@@ -84,7 +84,7 @@ def build_cpus(ctx: BuildContext) -> None:
     _build_proc_stat(ctx, n)
 
 
-def _hotplug_file(ctx: BuildContext, cpu: int, policy: Policy | None) -> None:
+def _hotplug_file(ctx: BuildContext, cpu: int, policy: CpufreqPolicy | None) -> None:
     rel = f"{CPU_DIR}/cpu{cpu}/online"
     write_all(ctx.files, f"{CPU_DIR}/cpu{cpu}", {}, {"online": 1})
     own_dir = f"{CPU_DIR}/cpu{cpu}/cpufreq"
@@ -100,7 +100,7 @@ def _hotplug_file(ctx: BuildContext, cpu: int, policy: Policy | None) -> None:
     )
 
 
-def _build_policy(ctx: BuildContext, p: Policy) -> None:
+def _build_policy(ctx: BuildContext, p: CpufreqPolicy) -> None:
     latency = _LATENCY_NS[ctx.spec.board.family]
     ro: dict[str, object] = {
         "affected_cpus": space_list(p.cpus),

@@ -10,8 +10,8 @@ import pytest
 
 from governor.drivers.catalogue import load_board
 from governor.drivers.tegrastats import (
+    ClockedEngine,
     CpuCore,
-    Engine,
     Memory,
     RailPower,
     SensorMapping,
@@ -55,8 +55,8 @@ def _derive(line: str) -> dict[str, object]:
     }
     for key, name in (("emc", "EMC_FREQ"), ("gpu", "GR3D_FREQ")):
         pct, mhz = tok[tok.index(name) + 1].split("%@")
-        fields[key] = Engine(True, float(pct), (_mhz_hz(mhz),))
-    fields["engines"] = {"APE": Engine(True, None, (_mhz_hz(tok[tok.index("APE") + 1]),))}
+        fields[key] = ClockedEngine(True, float(pct), (_mhz_hz(mhz),))
+    fields["engines"] = {"APE": ClockedEngine(True, None, (_mhz_hz(tok[tok.index("APE") + 1]),))}
     mts = tok.index("MTS")
     assert tok[mts + 1] == "fg" and tok[mts + 3] == "bg"
     fields["mts_fg_bg_pct"] = (int(tok[mts + 2].rstrip("%")), int(tok[mts + 4].rstrip("%")))
@@ -94,8 +94,8 @@ def test_concrete_values_of_the_first_membench_line():
     assert s.swap == Memory(0.0, 3925.0, cached_mb=0.0)
     assert [c.load_pct for c in s.cpus] == [50.0, 0.0, 0.0, 27.0, 41.0, 45.0]
     assert [c.freq_hz for c in s.cpus] == [1_421_000_000, 345_000_000, 345_000_000] + [1_420_000_000] * 3
-    assert s.emc == Engine(True, 5.0, (1_866_000_000,)) and s.emc.freq_hz == 1_866_000_000
-    assert s.gpu == Engine(True, 0.0, (1_300_000_000,))
+    assert s.emc == ClockedEngine(True, 5.0, (1_866_000_000,)) and s.emc.freq_hz == 1_866_000_000
+    assert s.gpu == ClockedEngine(True, 0.0, (1_300_000_000,))
     assert s.engines["APE"].freq_hz == 150_000_000
     assert s.temps_c["Tdiode"] == 39.5 and s.temps_c["thermal"] == 40.9 and s.temps_c["PMIC"] == 50.0
     assert s.rails["VDD_IN"] == RailPower(3645.0, 3645.0) and s.rails["VDD_SYS_DDR"].cur_mw == 1092.0
@@ -105,7 +105,7 @@ def test_concrete_values_where_current_and_average_differ():
     s = parse_tegrastats(_line(CPU_LOW, 2))
     assert s.rails["VDD_4V0_WIFI"] == RailPower(0.0, 9.0)
     assert s.rails["VDD_IN"] == RailPower(2080.0, 2099.0)
-    assert s.emc == Engine(True, 66.0, (40_000_000,))
+    assert s.emc == ClockedEngine(True, 66.0, (40_000_000,))
     assert s.temps_c["GPU"] == 38.5 and s.ram.lfb_blocks == 1397
     last = parse_tegrastats(_line(MEMBENCH, 40))
     assert last.rails["VDD_SYS_CPU"] == RailPower(1410.0, 1419.0)

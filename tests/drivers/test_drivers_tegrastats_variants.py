@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from governor.drivers.tegrastats import (
+    ClockedEngine,
     CpuCore,
-    Engine,
     RailPower,
     SensorMapping,
     cluster_util,
@@ -48,8 +48,9 @@ def test_jp5_agx_orin_mw_rails_offline_zones_and_engines():
     assert set(first.temps_off) == {"CV0", "CV1", "CV2", "GPU"} and "GPU" not in first.temps_c
     assert second.temps_c["GPU"] == 52.312 and "GPU" not in second.temps_off
     assert first.cpus[4] == CpuCore(online=False) and sum(c.online for c in first.cpus) == 4
-    assert first.engines["NVENC"] == Engine(on=False) and second.engines["NVDEC"].freq_hz == 1024 * MHZ
-    assert second.gpu == Engine(True, 87.0, (1300 * MHZ,)) and second.emc == Engine(True, 21.0, (3199 * MHZ,))
+    assert first.engines["NVENC"] == ClockedEngine(on=False) and second.engines["NVDEC"].freq_hz == 1024 * MHZ
+    assert second.gpu == ClockedEngine(True, 87.0, (1300 * MHZ,))
+    assert second.emc == ClockedEngine(True, 21.0, (3199 * MHZ,))
 
 
 def test_jp6_orin_nano_vdd_in_is_the_total():
@@ -65,12 +66,12 @@ def test_jp6_orin_nano_vdd_in_is_the_total():
 
 def test_jp7_per_gpc_clocks_third_rail_field_and_slashed_temperatures():
     first, second = _samples("jp7-agx-orin.synthetic.txt")
-    assert first.gpu == Engine(True, 12.0, (1300 * MHZ, 1300 * MHZ))
+    assert first.gpu == ClockedEngine(True, 12.0, (1300 * MHZ, 1300 * MHZ))
     assert second.gpu.freqs_hz == (1300 * MHZ, 1236 * MHZ) and second.gpu.freq_hz == 1300 * MHZ
     assert second.rails["VDD_GPU_SOC"] == RailPower(18211.0, 11675.0, 18211.0)
     assert second.temps_c["cpu"] == 61.25 and second.temps_c["gpu"] == 64.5
     assert len(first.cpus) == 12 and first.swap is None
-    assert first.engines["PVA0_FREQ"] == Engine(on=False) and second.engines["VIC"].freq_hz == 115 * MHZ
+    assert first.engines["PVA0_FREQ"] == ClockedEngine(on=False) and second.engines["VIC"].freq_hz == 115 * MHZ
 
 
 def test_agx_orin_has_no_input_rail_so_the_total_needs_the_catalogue_rule():
@@ -84,7 +85,7 @@ def test_agx_orin_has_no_input_rail_so_the_total_needs_the_catalogue_rule():
 
 def test_thor_has_clocks_but_no_gpu_load():
     first, second = _samples("thor.synthetic.txt")
-    assert first.gpu == Engine(True, None, (1575 * MHZ,) * 3)
+    assert first.gpu == ClockedEngine(True, None, (1575 * MHZ,) * 3)
     assert second.gpu.freqs_hz == (1575 * MHZ, 1410 * MHZ, 1575 * MHZ)
     assert first.ram.lfb_block_mb == 0.5 and second.timestamp == datetime(2025, 12, 31, 23, 59, 59)
     obs = to_observation(second, t=1.0)
@@ -98,18 +99,18 @@ def test_jp4_variants_nano_xavier_and_tx1():
     assert nano.iram is not None and nano.iram.total_mb == pytest.approx(252 / 1024)
     assert nano.swap.cached_mb == 7.0 and nano.engines["NVENC"].freq_hz == 716 * MHZ
     assert to_observation(nano, 0.0).total_power_mw == 4520.0
-    assert xavier.emc == Engine(True, 0.0, ()) and xavier.gpu == Engine(True, 0.0, ())
+    assert xavier.emc == ClockedEngine(True, 0.0, ()) and xavier.gpu == ClockedEngine(True, 0.0, ())
     assert xavier.rails["GPU"] == RailPower(0.0, 0.0) and xavier.temps_c["GPU"] == 36.5
     assert xavier.rails["SYS5V"].cur_mw == 1811.0
     assert [c.freq_hz for c in tx1.cpus] == [408 * MHZ] * 4 and [c.load_pct for c in tx1.cpus] == [17, 13, 29, 5]
-    assert tx1.emc == Engine(True, 1.0, (408 * MHZ,)) and tx1.gpu.freq_hz == 76 * MHZ
+    assert tx1.emc == ClockedEngine(True, 1.0, (408 * MHZ,)) and tx1.gpu.freq_hz == 76 * MHZ
 
 
 def test_unknown_tokens_are_kept_and_known_ones_still_parse():
     s = parse_tegrastats("RAM 100/200MB WIDGET 3 things FOO_BAR 12%@[5,x] GR3D_FREQ 1%@2 weird@C VDD_IN 1/2")
     assert s.extra == ("things", "FOO_BAR", "12%@[5,x]", "weird@C")
     assert s.engines["WIDGET"].freq_hz == 3 * MHZ and "FOO_BAR" not in s.engines
-    assert s.gpu == Engine(True, 1.0, (2 * MHZ,)) and s.rails["VDD_IN"] == RailPower(1.0, 2.0)
+    assert s.gpu == ClockedEngine(True, 1.0, (2 * MHZ,)) and s.rails["VDD_IN"] == RailPower(1.0, 2.0)
     broken_cpu = parse_tegrastats("RAM 1/2MB CPU [1%@3,??] EMC_FREQ 1%@3")
     assert broken_cpu.cpus == () and broken_cpu.extra == ("CPU", "[1%@3,??]")
 
@@ -183,7 +184,7 @@ def test_generated_lines_round_trip(cores, rails, temps, gpcs, gpu_load, unit):
     s = parse_tegrastats(" ".join(parts))
     assert s.extra == ()
     assert s.cpus == tuple(CpuCore(False) if c is None else CpuCore(True, c[0], c[1] * MHZ) for c in cores)
-    assert s.gpu == Engine(True, None if gpu_load is None else float(gpu_load), tuple(g * MHZ for g in gpcs))
+    assert s.gpu == ClockedEngine(True, None if gpu_load is None else float(gpu_load), tuple(g * MHZ for g in gpcs))
     assert dict(s.rails) == {n: RailPower(float(c), float(a)) for n, (c, a) in rails.items()}
     assert dict(s.temps_c) == {n: t / 10 for n, t in temps.items() if t > -2560}
     assert s.temps_off == tuple(n for n, t in temps.items() if t <= -2560)
