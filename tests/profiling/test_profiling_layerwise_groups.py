@@ -10,7 +10,7 @@ import pytest
 from profiling_synth import ArraySource
 
 from governor.cli.main import main
-from governor.core.perf.layerwise import LayerShape, fit_network, predict_levels, predict_unmeasured
+from governor.core.perf.layerwise import LayerAcrossK, fit_network, predict_levels, predict_unmeasured
 from governor.core.perf.sampling import ActiveSampler, SamplerSettings, run_sampler
 from governor.core.perf.schema import parse_profile, profile_model
 from governor.core.perf.space import Space
@@ -18,9 +18,9 @@ from governor.core.perf.space import Space
 OPP = {"cpu": (0.5e9, 1.0e9, 1.5e9, 2.0e9), "emc": (0.8e9, 1.6e9)}
 # three layers, G = 8: a dense first layer (MACs linear in k), a nested one (MACs ~ k(k+1)/2) and a
 # classifier with a fixed output width
-SHAPES = (LayerShape(tuple(8 * k for k in range(1, 9)), tuple(3e4 * k for k in range(1, 9))),
-          LayerShape(tuple(16 * k for k in range(1, 9)), tuple(2e4 * k * (k + 1) / 2 for k in range(1, 9))),
-          LayerShape((10,) * 8, tuple(1e3 * k for k in range(1, 9))))
+SHAPES = (LayerAcrossK(tuple(8 * k for k in range(1, 9)), tuple(3e4 * k for k in range(1, 9))),
+          LayerAcrossK(tuple(16 * k for k in range(1, 9)), tuple(2e4 * k * (k + 1) / 2 for k in range(1, 9))),
+          LayerAcrossK((10,) * 8, tuple(1e3 * k for k in range(1, 9))))
 
 
 def _latency_ms(grid: np.ndarray) -> np.ndarray:

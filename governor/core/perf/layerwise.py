@@ -50,8 +50,19 @@ from governor.core.modelmeta import KLevel
 from governor.core.perf.features import FloatArray, KBasis
 from governor.core.perf.profile import GroupPrediction, ProfileModel
 
-__all__ = ["BLACKTHORN_WIDTHS", "LayerFit", "LayerShape", "LayerwiseModel", "NetworkFit", "fit_layer",
-           "fit_network", "predict_levels", "predict_unmeasured", "sample_layer", "shapes_from_levels"]
+__all__ = [
+    "BLACKTHORN_WIDTHS",
+    "LayerAcrossK",
+    "LayerFit",
+    "LayerwiseModel",
+    "NetworkFit",
+    "fit_layer",
+    "fit_network",
+    "predict_levels",
+    "predict_unmeasured",
+    "sample_layer",
+    "shapes_from_levels",
+]
 
 BLACKTHORN_WIDTHS: tuple[int, ...] = tuple(range(8, 513, 8))
 _RATIO_START, _RATIO_END, _RATIO_ROUNDS = 20.0, 2.0, 16
@@ -183,7 +194,7 @@ class LayerwiseModel:
 # --- a network's latency vs k from whole-network measurements at a few k -----------------------------
 
 @dataclass(frozen=True)
-class LayerShape:
+class LayerAcrossK:
     """One weight layer at every k = 1..G: active output channels and MACs per sample."""
 
     out_channels: tuple[int, ...]
@@ -194,16 +205,16 @@ class LayerShape:
             raise ValueError("one output-channel count and one MAC count per k = 1..G")
 
 
-def shapes_from_levels(levels: Sequence[KLevel]) -> tuple[LayerShape, ...]:
+def shapes_from_levels(levels: Sequence[KLevel]) -> tuple[LayerAcrossK, ...]:
     """Layer shapes from a model file's k levels (``ModelMeta.levels``, k = 1..G in order)."""
     if not levels or len({len(lv.layers) for lv in levels}) != 1:
         raise ValueError("every k level must list the same layers")
-    return tuple(LayerShape(tuple(lv.layers[i].out_channels for lv in levels),
+    return tuple(LayerAcrossK(tuple(lv.layers[i].out_channels for lv in levels),
                             tuple(float(lv.layers[i].macs) for lv in levels))
                  for i in range(len(levels[0].layers)))
 
 
-def _work(shapes: Sequence[LayerShape], core: str, width: float) -> FloatArray:
+def _work(shapes: Sequence[LayerAcrossK], core: str, width: float) -> FloatArray:
     """sum_l MACs_l(k) * q(x_l) / x_l at k = 1..G (MACs); q pads to whole tiles for the step core."""
     total = np.zeros(len(shapes[0].macs))
     for shape in shapes:
@@ -225,7 +236,7 @@ class NetworkFit:
     curve: tuple[float, ...]
 
 
-def _network_candidates(shapes: Sequence[LayerShape], ks: FloatArray, y: FloatArray,
+def _network_candidates(shapes: Sequence[LayerAcrossK], ks: FloatArray, y: FloatArray,
                         widths: Sequence[float]) -> list[NetworkFit]:
     fits, seen = [], set()
     for core, width in [("linear", 0.0), *(("step", float(w)) for w in widths)]:
@@ -242,7 +253,7 @@ def _network_candidates(shapes: Sequence[LayerShape], ks: FloatArray, y: FloatAr
     return fits
 
 
-def fit_network(shapes: Sequence[LayerShape], groups: Sequence[int], latency_ms: Sequence[float] | FloatArray,
+def fit_network(shapes: Sequence[LayerAcrossK], groups: Sequence[int], latency_ms: Sequence[float] | FloatArray,
                 widths: Sequence[float] = BLACKTHORN_WIDTHS) -> tuple[NetworkFit, list[NetworkFit]]:
     """The best layer-wise network fit to latencies (ms) measured at ``groups``, and the candidates
     still alive (leave-one-out error within 2x of the best; all while that error is undefined)."""
@@ -288,7 +299,7 @@ def _place(best: NetworkFit, alive: Sequence[NetworkFit], k: int, measured: Sequ
     return GroupPrediction(k, lo, hi, phi, std, best.core, best.width)
 
 
-def predict_levels(shapes: Sequence[LayerShape], measured: Sequence[int], latency_ms: Sequence[float],
+def predict_levels(shapes: Sequence[LayerAcrossK], measured: Sequence[int], latency_ms: Sequence[float],
                    groups: Sequence[int]) -> dict[int, tuple[float, float]]:
     """Latency (ms) mean and standard deviation at unmeasured ``groups`` from latencies measured at
     ``measured`` (one set of clocks), the way :func:`predict_unmeasured` places them."""
@@ -302,7 +313,7 @@ def predict_levels(shapes: Sequence[LayerShape], measured: Sequence[int], latenc
     return out
 
 
-def predict_unmeasured(model: ProfileModel, shapes: Sequence[LayerShape], groups: Sequence[int],
+def predict_unmeasured(model: ProfileModel, shapes: Sequence[LayerAcrossK], groups: Sequence[int],
                        widths: Sequence[float] = BLACKTHORN_WIDTHS) -> ProfileModel:
     """``model`` extended to the unmeasured group counts ``groups`` (see the module doc).
 
