@@ -122,6 +122,8 @@ class DaemonParts:
     tick_hz: float = 10.0
     max_bytes: int = p.MAX_MESSAGE_BYTES
     telemetry: Callable[[Sequence[Any]], None] = lambda _frames: None  # publishes telemetry frames
+    # Whether anyone subscribes to a topic now: telemetry nobody reads is neither built nor encoded.
+    telemetry_wanted: Callable[[str], bool] = lambda _topic: True
     telemetry_endpoint: str | None = None
     simulated: bool = False
     watchdog: Callable[[], object] = lambda: None
@@ -455,11 +457,13 @@ class Daemon:
             obs = action.observation
             self.last_obs = obs
             self.last_wire = wire_observation(obs)
-            self._publish(p.TelemetryObservation.from_observation(self.last_wire, self._next_seq()))
+            wire = self.last_wire
+            self._publish("observation", lambda seq: p.TelemetryObservation.from_observation(wire, seq))
             self.parts.metrics.observation(obs)
         elif action.kind == "setpoints":
-            self._publish(p.TelemetryEvent(seq=self._next_seq(), t=self.parts.clock(), simulated=self.parts.simulated,
-                                           kind="setpoints", reason=Reason.CLIENT, message=action.message))
+            self._publish("event", lambda seq: p.TelemetryEvent(
+                seq=seq, t=self.parts.clock(), simulated=self.parts.simulated, kind="setpoints", reason=Reason.CLIENT,
+                message=action.message))
 
     def _reply_infer(self, action: m.Reply) -> None:
         queued = self._queued.pop(int(action.key))  # type: ignore[call-overload]
@@ -483,10 +487,9 @@ class Daemon:
                              budget_infeasible=decision.infeasible, simulated=self.parts.simulated,
                              total_ms=min(total_ms, p.MAX_DEADLINE_MS) if p.speaks(msg.v, 1) else None)
         self._answer(queued, reply, {"output": outcome.outputs})
-        self._publish(p.TelemetryInference(
-            seq=self._next_seq(), t=self.parts.clock(), simulated=self.parts.simulated, id=msg.id,
-            budget=msg.budget, point=point, predicted=predicted, measured=measured, budget_met=ok,
-            budget_infeasible=decision.infeasible))
+        self._publish("inference", lambda seq: p.TelemetryInference(
+            seq=seq, t=self.parts.clock(), simulated=self.parts.simulated, id=msg.id, budget=msg.budget, point=point,
+            predicted=predicted, measured=measured, budget_met=ok, budget_infeasible=decision.infeasible))
         self.parts.metrics.request("infer", "infeasible" if decision.infeasible else ("met" if ok else "missed"))
         self.parts.metrics.decision(decision.point, decision.latency_ms, outcome.latency_ms,
                                     predicted.energy_mj, outcome.energy_mj)
@@ -511,12 +514,11 @@ class Daemon:
     def _count(self, kind: str, outcome: str) -> None:
         self.parts.metrics.request(kind, outcome)
 
-    def _publish(self, msg: p.Telemetry) -> None:
-        self.parts.telemetry(p.encode_telemetry(msg))
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq - 1
+    def _publish(self, topic: str, build: Callable[[int], p.Telemetry]) -> None:
+        """Publish ``build(seq)`` on ``topic`` if anyone subscribes to it; ``seq`` counts what is published."""
+        if self.parts.telemetry_wanted(topic):
+            self._seq += 1
+            self.parts.telemetry(p.encode_telemetry(build(self._seq - 1)))
 
 
 _HANDLERS: dict[str, Callable[..., None]] = {

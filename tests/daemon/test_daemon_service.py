@@ -19,7 +19,7 @@ from governor.transport.inproc import InprocPair
 
 
 @contextlib.contextmanager
-def serving(tmp_path, quick_model, config=None):
+def serving(tmp_path, quick_model, config=None, **parts):
     """The daemon loop stepping in a thread on a fake host tree; yields (daemon, pair, meta)."""
     from governor.runtime.executor import Executor
 
@@ -33,7 +33,8 @@ def serving(tmp_path, quick_model, config=None):
     table = measure_table(points, lambda pt: (backend.run(dummy, pt).latency_ms, None), meta, reps=3)
     pair = InprocPair()
     d = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="quick",
-                    table=table, server=pair.server, tick_hz=50, max_queue=4, cpu_count=2, config=config)
+                    table=table, server=pair.server, tick_hz=50, max_queue=4, cpu_count=2, config=config,
+                    **parts)
     stop = threading.Event()
 
     def loop():
@@ -248,3 +249,34 @@ def test_a_budget_naming_no_objective_gets_the_configured_one(tmp_path, quick_mo
         own = c.advise(deadline_ms=5000, objective="min_energy")
     assert default.point.k == meta.groups
     assert own.point.k < meta.groups
+
+
+def test_telemetry_nobody_subscribes_to_is_not_built_and_seq_counts_what_went_out(tmp_path, quick_model):
+    import time
+
+    published, wanted, asked = [], {"inference"}, []
+
+    def wants(topic):
+        asked.append(topic)
+        return topic in wanted
+
+    def until(condition):
+        end = time.monotonic() + 10
+        while not condition() and time.monotonic() < end:
+            time.sleep(0.005)
+
+    with serving(tmp_path, quick_model, telemetry=lambda frames: published.append(p.decode_telemetry(frames)),
+                 telemetry_wanted=wants) as (_d, pair, meta), \
+            Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
+        first = c.infer(digits_input(meta), deadline_ms=5000)
+        until(lambda: len(published) == 1)  # telemetry goes out after the reply
+        wanted.clear()
+        c.infer(digits_input(meta), deadline_ms=5000)
+        until(lambda: asked.count("inference") == 2)
+        wanted.add("inference")
+        third = c.infer(digits_input(meta), deadline_ms=5000)
+        until(lambda: len(published) == 2)
+    assert [m.type for m in published] == ["inference", "inference"]  # no observation: nobody asked for one
+    assert [m.id for m in published] == [first.request_id, third.request_id]
+    assert [m.seq for m in published] == [0, 1]  # a gap would tell a subscriber it missed one
+    assert "observation" in asked

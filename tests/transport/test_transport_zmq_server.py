@@ -115,6 +115,46 @@ def test_publish_reaches_a_subscriber(tmp_path):
     assert got is not None and got.kind == "setpoints" and got.simulated
 
 
+def _until(condition, seconds=5.0):
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_wants_follows_subscriptions_by_topic_prefix_and_disconnects(tmp_path):
+    server = ZmqServerEnd(f"ipc://{tmp_path}/r.sock", f"ipc://{tmp_path}/t.sock")
+    ctx = zmq.Context.instance()
+    try:
+        assert not server.wants("inference")  # nobody subscribes: the daemon builds nothing
+        infer_only = ctx.socket(zmq.SUB)
+        infer_only.setsockopt(zmq.LINGER, 0)
+        infer_only.setsockopt(zmq.SUBSCRIBE, b"infer")  # a prefix of "inference"
+        infer_only.connect(f"ipc://{tmp_path}/t.sock")
+        assert _until(lambda: server.wants("inference"))
+        assert not server.wants("observation")
+        everything = ctx.socket(zmq.SUB)
+        everything.setsockopt(zmq.LINGER, 0)
+        everything.setsockopt(zmq.SUBSCRIBE, b"")
+        everything.connect(f"ipc://{tmp_path}/t.sock")
+        assert _until(lambda: server.wants("observation"))
+        everything.close()  # a subscriber that goes away takes its subscriptions with it
+        assert _until(lambda: not server.wants("observation"))
+        assert server.wants("inference")
+        infer_only.setsockopt(zmq.UNSUBSCRIBE, b"infer")
+        assert _until(lambda: not server.wants("inference"))
+        infer_only.close()
+    finally:
+        server.close()
+    bare = ZmqServerEnd(f"ipc://{tmp_path}/n.sock")
+    assert not bare.wants("inference")  # no telemetry endpoint at all
+    bare.close()
+
+
 
 def test_busy_polling_only_follows_recent_traffic_and_keeps_the_timeout(tmp_path, monkeypatch):
     import time
