@@ -25,6 +25,7 @@ answered again from memory (docs/protocol.md §10, :mod:`governor.daemon.request
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -376,9 +377,10 @@ class Daemon:
                                   request_id=msg.id)
         return batch
 
-    @property
+    @functools.cached_property
     def max_batch(self) -> int:
-        """The most inputs one ``infer`` may carry: what fits in ``_MAX_BATCH_ACTIVATION_BYTES`` of layer outputs."""
+        """The most inputs one ``infer`` may carry: what fits in ``_MAX_BATCH_ACTIVATION_BYTES`` of layer outputs
+        (the model is fixed while serving; computed once, it was read on every infer)."""
         per_input = max((level.activation_bytes for level in self.parts.meta.levels), default=0)
         return max(1, _MAX_BATCH_ACTIVATION_BYTES // max(per_input, 1))
 
