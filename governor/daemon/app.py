@@ -174,8 +174,18 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
             say(note)
         # The daemon never changes the CPU online mask (nvpmodel owns it on Jetson), so it neither saves nor
         # restores it: putting it back at exit would undo a power-mode switch made while the daemon ran.
+        board_name = d.board if target.simulated else target.spec.name
         baselines = [b for b in target.board.snapshot() if b.owner != CpuHotplug.owner]
-        state.save(d.board if target.simulated else target.spec.name, target.root, baselines)
+        state.save(board_name, target.root, baselines)
+        state.touched = target.board
+        # Only now, with railgate_enable as found in the state file, may a rail-gated GPU be held up; a
+        # domain that joins is saved before anything writes its clock.
+        held = target.board.hold_power()
+        if held:
+            for line in held:
+                log.info("%s", line)
+            baselines = [b for b in target.board.snapshot() if b.owner != CpuHotplug.owner]
+            state.save(board_name, target.root, baselines)
         model_path = Path(d.model) if d.model else _bundled_model(say)
         backend, meta = open_backend(target, model_path)
         closers.append(backend.close)

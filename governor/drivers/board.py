@@ -5,8 +5,9 @@ Theory of operation
 :func:`open_board` builds one backend per catalogue part (the registry maps a catalogue
 ``driver`` to its module's class) and probes each. SUCCESS keeps the part; FAIL and DEFER leave it
 out and record why in :attr:`Board.unavailable`, so a board with a rail-gated GPU or no debugfs
-still runs with what it has. A DEFER part (a rail-gated GPU) is not probed again: it joins the
-board when the daemon is restarted with the part powered.
+still runs with what it has. A DEFER part is kept aside in :attr:`Board.deferred`: a rail-gated GPU
+joins the board when :meth:`Board.hold_power` (called once the baseline is saved) powers it up;
+anything else joins when the daemon is restarted with the part present.
 
 Per tick the daemon calls :meth:`Board.sample`, which never raises for a sensor or domain that
 vanished: the rest of the observation is kept and the failure is listed, with its reason, in
@@ -92,6 +93,7 @@ class Board:
         self.thermal: list[ThermalSensor] = []
         self.load: list[LoadSensor] = []
         self.hotplug: CpuHotplug | None = None
+        self.deferred: dict[str, FreqDomain] = {}  # domains that probed DEFER (a rail-gated GPU)
         self.unavailable: dict[str, str] = {}
         self.probes: dict[str, Probe] = {}
         self.source: LiveSource | None = None  # jtop or tegrastats over the sysfs sensors
@@ -176,9 +178,29 @@ class Board:
                 errors[name] = str(exc)
         return Applied(readings, errors)
 
+    def hold_power(self) -> list[str]:
+        """Power up what must stay up while its clock is set (nvgpu's railgate_enable = 0, as
+        jetson_clocks does) and admit deferred domains that appear. Writes: call only once
+        :meth:`snapshot` is saved, and snapshot again before writing a domain that joined. Returns notes."""
+        notes = []
+        for name, part in [*self.domains.items(), *self.deferred.items()]:
+            hold = getattr(part, "hold_power", None)
+            note = hold() if hold is not None else ""
+            if name in self.deferred:
+                self._admit(name, part, lambda d: self.domains.__setitem__(d.name, d))
+                if name in self.domains:
+                    del self.deferred[name]
+                    note = f"{note}; {name} joined" if note else f"{name} joined"
+            if note:
+                notes.append(f"{name}: {note}")
+        return notes
+
     def _restorable(self) -> list[Any]:
+        """In restore order: hotplug, domains, rail gates (after the limits, written while the GPU is
+        held up), sensor switches. A deferred GPU's gate is here too: hold_power may write it."""
         sensors = [s for s in self.power if hasattr(s, "snapshot")]
-        return [p for p in (self.hotplug, *self.domains.values(), *sensors) if p is not None]
+        gates = [g for d in (*self.domains.values(), *self.deferred.values()) if (g := getattr(d, "gate", None))]
+        return [p for p in (self.hotplug, *self.domains.values(), *gates, *sensors) if p is not None]
 
     def snapshot(self) -> list[Baseline]:
         """Baselines of everything this board may write; a part that cannot be saved is dropped."""
@@ -194,6 +216,10 @@ class Board:
         name = getattr(part, "name", str(part))
         self.unavailable[name] = why
         self.domains = {n: d for n, d in self.domains.items() if d is not part}
+        self.deferred = {n: d for n, d in self.deferred.items() if d is not part}
+        for domain in (*self.domains.values(), *self.deferred.values()):
+            if getattr(domain, "gate", None) is part:  # a gate without a baseline is never written
+                domain.gate = None  # type: ignore[attr-defined]
         self.power = [s for s in self.power if s is not part]
         if part is self.hotplug:
             self.hotplug = None
@@ -252,7 +278,10 @@ def open_board(spec: BoardSpec, sysfs: SysfsRoot, *, clock: Callable[[], float],
     """
     board = Board(spec, sysfs, clock)
     for dspec in _domain_specs(spec, sysfs):
-        board._admit(dspec.name, _domain(spec, dspec, sysfs, mode), lambda d: board.domains.__setitem__(d.name, d))
+        domain = _domain(spec, dspec, sysfs, mode)
+        board._admit(dspec.name, domain, lambda d: board.domains.__setitem__(d.name, d))
+        if board.probes[dspec.name].result is ProbeResult.DEFER:
+            board.deferred[dspec.name] = domain
     for device in spec.power:
         sensor = open_power_sensor(sysfs, device, clock=clock)
         board._admit(sensor.name, sensor, board.power.append)

@@ -9,12 +9,20 @@ debugfs, and so do we, in two dialects:
   then the rate into ``rate``; writing 0 to ``mrq_rate_locked`` hands the clock back to BPMP.
 * ``tegra-emc-t210`` (Nano: ``clk/override.emc``): the rate into ``clk_update_rate``, then
   ``clk_state`` = 1; ``clk_state`` = 0 releases the override. The current rate is the override
-  clock's ``clk_rate`` and the limits are ``tegra_bwmgr/emc_{min,max}_rate``.
+  clock's ``clk_rate`` and the limits are ``tegra_bwmgr/emc_{min,max}_rate``. In the L4T kernel
+  (``drivers/clk/tegra/clk.c``, ``tegra_clk_debugfs_add``) ``clk_update_rate`` is write-only (0200)
+  and its read op is the state's, so reading it gives 0/1, never a rate; ``clk_state`` writes are
+  the counted ``clk_prepare_enable`` / ``clk_disable_unprepare``. So the state is written only
+  when it differs (as jetson_clocks does): every pin writing 1 would stack enables that one 0
+  never undoes, and the override would stay on after release (*inferred* from the source).
+  A snapshot saves ``clk_rate`` and ``clk_state``, never ``clk_update_rate``.
 
 Neither has a range control, so :meth:`set_range` releases the override when the range spans the
 whole table and otherwise holds the range's upper end (memory bandwidth rarely hurts latency).
-The table comes from the catalogue. A snapshot saves the rate and the lock flag; restore writes
-the rate while locked and then puts the flag back, which leaves both files as they were.
+The table comes from the catalogue. nvpmodel's ``emc_iso_cap`` (Hz, 0 = no cap), where present,
+is the real top: jetson_clocks writes it instead of ``max_rate`` when it is set, and so does
+:meth:`pin` for anything above it. A bpmp snapshot saves the rate and the lock flag; restore
+writes the rate while locked and then puts the flag back, which leaves both files as they were.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ from governor.core.types import DomainReading
 from governor.drivers._common import DomainBase, check_owner, failed, ok, save_files
 from governor.drivers.base import Baseline, Probe
 
-__all__ = ["BpmpEmc", "T210Emc"]
+__all__ = ["EMC_ISO_CAP", "BpmpEmc", "T210Emc"]
+
+EMC_ISO_CAP = "sys/kernel/nvpmodel_emc_cap/emc_iso_cap"  # Hz; 0 when the nvpmodel mode sets no cap
 
 
 class _DebugfsEmc(DomainBase):
@@ -42,7 +52,18 @@ class _DebugfsEmc(DomainBase):
         return ok(f"{self.dir}: {len(self._table)} frequencies")
 
     def _limits_native(self) -> tuple[int, int]:
-        return self._table[0], self._table[-1]
+        return self._table[0], self._capped(self._table[-1])
+
+    def _iso_cap(self) -> int:
+        """nvpmodel's EMC cap in the native unit (Hz), 0 when absent, unreadable or unset."""
+        try:
+            return self.sysfs.read_int(EMC_ISO_CAP) if self.sysfs.exists(EMC_ISO_CAP) else 0
+        except (OSError, ValueError):
+            return 0
+
+    def _capped(self, native: int) -> int:
+        cap = self._iso_cap()
+        return min(native, cap) if cap > 0 else native
 
     def read(self) -> DomainReading:
         cur = self._hz(self.sysfs.read_int(self._f(self.CUR)))
@@ -54,9 +75,12 @@ class _DebugfsEmc(DomainBase):
     def set_range(self, min_hz: int, max_hz: int) -> DomainReading:
         lo, hi = self._native_range(min_hz, max_hz)
         if (lo, hi) == (self._table[0], self._table[-1]):
-            self.sysfs.write(self._f(self.LOCK), 0)
+            self._release()
             return self.read()
         return self.pin(self._hz(hi))
+
+    def _release(self) -> None:
+        self.sysfs.write(self._f(self.LOCK), 0)
 
     def snapshot(self) -> Baseline:
         return save_files(self.sysfs, self.owner, [self._f(self.RATE), self._f(self.LOCK)])
@@ -67,7 +91,7 @@ class _DebugfsEmc(DomainBase):
         self.sysfs.write(self._f(self.LOCK), saved[self._f(self.LOCK)].strip())
 
     def pin(self, hz: int) -> DomainReading:
-        self._lock_at(self._native(hz))
+        self._lock_at(self._capped(self._native(hz)))
         return self.read()
 
     def _lock_at(self, rate: int | str) -> None:
@@ -81,7 +105,7 @@ class BpmpEmc(_DebugfsEmc):
     LOCK = "mrq_rate_locked"
 
     def _limits_native(self) -> tuple[int, int]:
-        return self.sysfs.read_int(self._f("min_rate")), self.sysfs.read_int(self._f("max_rate"))
+        return self.sysfs.read_int(self._f("min_rate")), self._capped(self.sysfs.read_int(self._f("max_rate")))
 
     def _lock_at(self, rate: int | str) -> None:
         self.sysfs.write(self._f(self.LOCK), 1)
@@ -89,7 +113,7 @@ class BpmpEmc(_DebugfsEmc):
 
 
 class T210Emc(_DebugfsEmc):
-    """``tegra-emc-t210``: the rate first, then the override switch (as jetson_clocks does)."""
+    """``tegra-emc-t210``: the rate first, then the override switch, written only when it differs."""
 
     RATE = "clk_update_rate"
     LOCK = "clk_state"
@@ -99,9 +123,31 @@ class T210Emc(_DebugfsEmc):
         bwmgr = f"{dirname(dirname(self.dir))}/tegra_bwmgr"
         lo, hi = f"{bwmgr}/emc_min_rate", f"{bwmgr}/emc_max_rate"
         if self.sysfs.exists(lo) and self.sysfs.exists(hi):
-            return self.sysfs.read_int(lo), self.sysfs.read_int(hi)
+            return self.sysfs.read_int(lo), self._capped(self.sysfs.read_int(hi))
         return super()._limits_native()
+
+    def snapshot(self) -> Baseline:
+        # clk_update_rate reads back the on/off state, not a rate: the rate is clk_rate's.
+        return save_files(self.sysfs, self.owner, [self._f(self.CUR), self._f(self.LOCK)])
+
+    def restore(self, baseline: Baseline) -> None:
+        saved = check_owner(baseline, self.owner)
+        if saved[self._f(self.LOCK)].strip() != "1":
+            self._release()
+            return
+        rate = saved.get(self._f(self.CUR), "").strip()
+        if rate.isdigit() and int(rate) > 0:  # someone held the override: hold it again at their rate
+            self.sysfs.write(self._f(self.RATE), rate)
+        self._switch(1)
+
+    def _release(self) -> None:
+        self._switch(0)
+
+    def _switch(self, on: int) -> None:
+        """``clk_state`` is a counted enable: write it only when it differs, as jetson_clocks does."""
+        if self.sysfs.read_int(self._f(self.LOCK)) != on:
+            self.sysfs.write(self._f(self.LOCK), on)
 
     def _lock_at(self, rate: int | str) -> None:
         self.sysfs.write(self._f(self.RATE), rate)
-        self.sysfs.write(self._f(self.LOCK), 1)
+        self._switch(1)

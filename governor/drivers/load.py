@@ -10,7 +10,12 @@ resets its estimator when the online mask changes for the same reason), and a cl
 such CPU is reported unavailable rather than idle. A unit without a CPU list (a generic host)
 uses the aggregate ``cpu`` line. The first read covers the time since :meth:`probe`.
 
-Jetson GPU: nvgpu's ``load`` file is per-mille (0..1000) of the last sampling window.
+Jetson GPU: nvgpu's ``load`` file is per-mille (0..1000) of the last sampling window. It lives on
+the GPU device itself, which nvgpu also links as ``gpu.0`` from the device's parent (and, on
+kernels after 4.14, from one level up: nvgpu ``os/linux/sysfs.c``). Public sources disagree on
+the Xavier NX JetPack 5 path, so the probe tries, in order, the catalogue's ``load_path`` and
+:data:`GPU_LOAD_CANDIDATES` (the last one is jetson-stats' way: the devfreq entry's ``device``);
+``found_at`` and ``tried`` say which was read and what was tried (``governor status`` shows them).
 
 Odroid XU3 GPU (Hardkernel 3.10, Samsung's midgard platform code): the vendor driver's
 ``utilization`` file is a percent (0..100), the DVFS handler's last utilisation figure (0 while
@@ -30,10 +35,17 @@ from governor.drivers._common import Partial, failed, ok, parse_int, sweep
 from governor.drivers._sysfs import SysfsRoot
 from governor.drivers.base import Probe
 
-__all__ = ["PROC_STAT", "CpuLoad", "GpuLoad", "MaliLoad", "parse_proc_stat"]
+__all__ = ["GPU_LOAD_CANDIDATES", "PROC_STAT", "CpuLoad", "GpuLoad", "MaliLoad", "parse_proc_stat"]
 
 PROC_STAT = "proc/stat"
 ALL_CPUS = "cpu"
+# Where nvgpu's load file may be, tried after the catalogue's load_path (globs, in this order).
+GPU_LOAD_CANDIDATES = (
+    "sys/devices/gpu.0/load",
+    "sys/devices/platform/gpu.0/load",
+    "sys/devices/platform/17000000.gv11b/load",
+    "sys/class/devfreq/*/device/load",
+)
 
 Jiffies = dict[str, tuple[int, int]]  # "cpuN" (or "cpu") -> (busy, total)
 
@@ -93,24 +105,39 @@ class CpuLoad:
 
 
 class GpuLoad:
-    """A Jetson GPU's ``load`` file (per-mille) as a fraction, for one compute unit."""
+    """A Jetson GPU's ``load`` file (per-mille) as a fraction, for one compute unit.
+
+    ``tried`` lists the candidates in probe order; ``found_at`` is the one read ("" until found).
+    """
 
     def __init__(self, sysfs: SysfsRoot, unit: str, load_path: str) -> None:
         self.sysfs = sysfs
         self.unit = unit
+        self.tried: tuple[str, ...] = tuple(dict.fromkeys(p for p in (load_path, *GPU_LOAD_CANDIDATES) if p))
+        self.found_at = ""
         self.load_path = load_path
         self.name = f"gpu-load:{unit}"
 
     def probe(self) -> Probe:
-        if not self.sysfs.exists(self.load_path):
-            return failed(f"no GPU load file at {self.load_path}")
-        return ok(self.load_path)
+        i = 0
+        for i, pattern in enumerate(self.tried):  # noqa: B007 (i says how many were passed over)
+            hits = self.sysfs.glob(pattern)
+            if hits:
+                self.found_at = self.load_path = hits[0]
+                break
+        else:
+            return failed(f"no GPU load file; tried {', '.join(self.tried)}")
+        real = self.sysfs.realpath(self.found_at)
+        notes = [self.found_at + (f" (= {real})" if real != self.found_at else "")]
+        if i:
+            notes.append(f"not at {', '.join(self.tried[:i])}")
+        return ok("; ".join(notes))
 
     def read_partial(self) -> Partial:
         return sweep({self.unit: self._fraction})
 
     def _fraction(self) -> float:
-        return min(max(parse_int(self.sysfs.read(self.load_path)) / 1000, 0.0), 1.0)
+        return min(max(parse_int(self.sysfs.read(self.found_at or self.load_path)) / 1000, 0.0), 1.0)
 
     def read_util(self) -> dict[str, float]:
         return dict(self.read_partial().values)

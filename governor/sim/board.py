@@ -239,6 +239,9 @@ class SimDriverBoard:
     def restore(self, baselines: Any) -> None:
         self.board.restore(baselines)
 
+    def hold_power(self) -> list[str]:
+        return self.board.hold_power()
+
     def close(self) -> None:
         self.board.close()
 

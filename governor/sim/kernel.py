@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 The simulator never talks to the drivers. Like a kernel, it reads the files they wrote
 (:meth:`TreeBridge.read_controls`: cpufreq limits, governor and setspeed; devfreq limits, governor
-and ``userspace/set_freq``; the EMC lock and rate; the Mali lock pair; ``cpuK/online``) and writes
+and ``userspace/set_freq``; the EMC lock and rate (T210: the fake kernel's record); the Mali lock
+pair; ``cpuK/online``) and writes
 back through :meth:`FakeTree.set_file <governor.testing.FakeTree.set_file>`, which bypasses the
 write semantics as the kernel's own updates do (:meth:`TreeBridge.publish`): current clocks,
 rails, temperatures, ``proc/stat`` and the GPU ``load``.
@@ -120,8 +121,15 @@ class _DomainFiles:
 
     def _read_tegra_emc_t210(self) -> DomainControl | None:
         if self._int("clk_state") == 1:
-            return DomainControl(pinned_hz=self._hz(self._int("clk_update_rate")))
+            return DomainControl(pinned_hz=self._hz(self._t210_rate()))
         return DomainControl(AUTO)
+
+    def _t210_rate(self) -> int | None:
+        """The override's requested rate. ``clk_update_rate`` reads the on/off state, not a rate (L4T
+        clk.c), so the kernel keeps the rate itself: here the fake tree's rule; else ``clk_rate``."""
+        state = getattr(getattr(self.tree, "sysfs", None), "state", None)
+        rule = state.get("nodes", {}).get(self.dir, {}) if isinstance(state, dict) else {}
+        return int(rule["rate"]) if "rate" in rule else self._int("clk_rate")
 
     def _read_mali_vendor(self) -> DomainControl | None:
         lo, hi = self._int("dvfs_min_lock"), self._int("dvfs_max_lock")

@@ -9,6 +9,7 @@ devfreq node before JetPack 7, only the debugfs override files jetson_clocks use
 
 from __future__ import annotations
 
+import re
 from posixpath import basename, dirname
 
 from governor.core.board import BoardSpec, Domain
@@ -18,6 +19,7 @@ from governor.testing._fs import READ_ONLY, TreeFiles
 
 __all__ = ["build_devfreq_node", "build_domains"]
 
+WRITE_ONLY = 0o200  # debugfs store-only attributes (root can still read them)
 DEFAULT_DEVFREQ_GOVERNORS = ("simple_ondemand", "performance", "powersave", "userspace")
 DT_BASE = "sys/firmware/devicetree/base"
 _GPU_COMPATIBLE = {
@@ -82,14 +84,40 @@ def _devfreq(ctx: BuildContext, domain: Domain) -> None:
         _nvgpu_device(ctx, domain, real)
 
 
+def _kernel_version(spec: BoardSpec) -> tuple[int, int]:
+    """The kernel the catalogue's ``software`` names ("..., kernel 5.10.120-tegra"); 4.9 if none."""
+    found = re.search(r"kernel (\d+)\.(\d+)", spec.board.software)
+    return (int(found[1]), int(found[2])) if found else (4, 9)
+
+
 def _nvgpu_device(ctx: BuildContext, domain: Domain, real: str) -> None:
-    """nvgpu's device files beside ``load`` (per-mille); optionally start rail-gated (no devfreq yet)."""
-    gpu_dir = dirname(domain.load_path)
-    write_all(ctx.files, gpu_dir, {"load": 0}, {"railgate_enable": 1, "enable_3d_scaling": 1, "power/control": "auto"})
+    """nvgpu's files in its own device (the devfreq node's parent), and the links nvgpu makes to it.
+
+    nvgpu_create_sysfs (nvgpu ``os/linux/sysfs.c``) puts ``load`` (per-mille), ``railgate_enable``
+    and the rest on the GPU device itself, then links ``gpu.0`` to it from the device's parent;
+    on kernels after 4.14 also ``gpu.0`` and the device's own name one level up, because there the
+    parent is ``devices/platform`` (or a bus) and tests expect ``/sys/devices/gpu.0``. So on
+    JetPack 4 ``sys/devices/gpu.0`` -> ``57000000.gpu``; on JetPack 5 ``sys/devices/gpu.0``,
+    ``sys/devices/platform/gpu.0`` and ``sys/devices/17000000.gv11b`` all reach
+    ``sys/devices/platform/17000000.gv11b``. Optionally start rail-gated (no devfreq yet).
+    """
+    device = dirname(dirname(real))
+    rw = {"railgate_enable": 1, "enable_3d_scaling": 1, "power/control": "auto"}
+    write_all(ctx.files, device, {"load": 0, "is_railgated": "no"}, rw)
+    parents = [dirname(device)]
+    if _kernel_version(ctx.spec) > (4, 14) and dirname(dirname(device)):
+        parents.append(dirname(dirname(device)))
+    for parent in parents:
+        for name in ("gpu.0", basename(device)) if parent != parents[0] else ("gpu.0",):
+            if not ctx.files.exists(f"{parent}/{name}"):
+                ctx.files.link(f"{parent}/{name}", device)
+    if ctx.files.abs(domain.load_path).resolve() != ctx.files.abs(f"{device}/load").resolve():
+        raise ValueError(f"domain {domain.name!r}: load_path {domain.load_path!r} is not {device}/load or a link to it")
     if ctx.variant == "railgated":
         ctx.files.remove(real)
         ctx.files.remove(f"sys/class/devfreq/{basename(real)}")
-        ctx.rule_file(f"{gpu_dir}/railgate_enable", kind="railgate", domain=domain.name)
+        ctx.files.write(f"{device}/is_railgated", "yes\n", READ_ONLY, atomic=False)
+    ctx.rule_file(f"{device}/railgate_enable", kind="railgate", domain=domain.name)
 
 
 def _emc_extras(ctx: BuildContext) -> None:
@@ -109,10 +137,12 @@ def _emc_bpmp(ctx: BuildContext, domain: Domain) -> None:
 def _emc_t210(ctx: BuildContext, domain: Domain) -> None:
     d, t = domain_dir(domain), domain.table
     clk = dirname(d)
-    write_all(ctx.files, d, {"clk_rate": t[0]}, {"clk_update_rate": 0, "clk_state": 0})
+    write_all(ctx.files, d, {"clk_rate": t[0]}, {"clk_state": 0})
+    # Mode 0200, and its read op is the state's (tegra_clk_debugfs_add): root reads 0/1, not a rate.
+    ctx.files.write(f"{d}/clk_update_rate", "0\n", WRITE_ONLY, atomic=False)
     write_all(ctx.files, f"{clk}/emc", {"clk_rate": t[0], "clk_min_rate": t[0], "clk_max_rate": t[-1]})
     write_all(ctx.files, f"{dirname(clk)}/tegra_bwmgr", {"emc_min_rate": t[0], "emc_max_rate": t[-1]})
-    ctx.rule_dir(d, kind="emc-t210", table=list(t), emc_rate=f"{clk}/emc/clk_rate")
+    ctx.rule_dir(d, kind="emc-t210", table=list(t), emc_rate=f"{clk}/emc/clk_rate", rate=t[0], enables=0)
     _emc_extras(ctx)
 
 

@@ -5,7 +5,8 @@
   ``userspace/set_freq`` (reads ``undefined`` until written) and removes it when replaced.
 * bpmp EMC: ``rate`` takes effect only while ``mrq_rate_locked`` is 1 (snapped to the table);
   unlocking hands the clock back (idle: the bottom rate).
-* T210 EMC: ``clk_update_rate`` (snapped, 0 stays 0) takes effect while ``clk_state`` is 1.
+* T210 EMC: ``clk_update_rate`` (write-only; reads the state) sets the override rate, snapped; it
+  takes effect while ``clk_state``'s enable count is above 0 (each 1 adds one, each 0 takes one).
 * vendor Mali: ``dvfs_{min,max}_lock`` in MHz, ``0`` unlocks (reads ``-1``), out-of-table ENOENT,
   locking at the table's own end unlocks; ``clock`` writes pin with DVFS off, ``0`` resumes DVFS.
 * INA231 ``enable``: the first conversion publishes an idle reading; disabling zeroes the
@@ -93,16 +94,21 @@ def emc_bpmp_write(k: KernelIO, rule: dict[str, Any], node: str, leaf: str, text
 
 
 def emc_t210_write(k: KernelIO, rule: dict[str, Any], node: str, leaf: str, text: str) -> bool:
+    """``clk_update_rate`` is clk_set_rate (kept in the rule: the file reads the state);
+    ``clk_state`` counts enables (clk_prepare_enable / clk_disable_unprepare, 0 at 0 stays 0)."""
     table = rule["table"]
     if leaf == "clk_update_rate":
-        value = parse_uint(text)
-        k.put(f"{node}/clk_update_rate", snap_up(table, value) if value else 0)
+        rule["rate"] = snap_up(table, parse_uint(text))
     elif leaf == "clk_state":
-        k.put(f"{node}/clk_state", int(parse_uint(text) != 0))
+        count = int(rule.get("enables", 0))
+        rule["enables"] = count + 1 if parse_uint(text) else max(count - 1, 0)
     else:
         return False
-    rate = k.read_int(f"{node}/clk_update_rate")
-    effective = rate if k.read(f"{node}/clk_state") == "1" and rate else table[0]
+    k.dirty = True
+    on = int(rule["enables"] > 0)
+    k.put(f"{node}/clk_state", on)
+    k.put(f"{node}/clk_update_rate", on)
+    effective = rule["rate"] if on else table[0]
     k.put(f"{node}/clk_rate", effective)
     k.put(rule["emc_rate"], effective)
     return True
@@ -163,11 +169,12 @@ def ina231_enable_write(k: KernelIO, rule: dict[str, Any], node: str, leaf: str,
 
 
 def railgate_write(k: KernelIO, rule: dict[str, Any], node: str, leaf: str, text: str) -> bool:
-    value = parse_uint(text)
+    value = int(parse_uint(text) != 0)  # nvgpu converts to a boolean; the same value is a no-op
     k.put(node, value)
     domain = k.spec.domain(rule["domain"])
     if value == 0 and not k.exists(domain_dir(domain)):
         build_devfreq_node(k.files, k.spec, domain)
+        k.put(f"{dirname(node)}/is_railgated", "no")
     return True
 
 

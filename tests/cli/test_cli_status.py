@@ -81,3 +81,13 @@ def test_subcommand_help_lists_its_own_flags(capsys):
 def test_demo_against_a_missing_daemon_says_how_to_start_one(tmp_path):
     code, _, err = run_cli("demo", "--endpoint", f"ipc://{tmp_path}/none.sock", "--requests", "1")
     assert code == 2 and "governor serve" in err
+
+
+def test_status_of_a_rail_gated_gpu_writes_nothing_and_says_what_serve_will_do(tmp_path, capsys):
+    # A probe that powered the GPU up (railgate_enable = 0) left rail-gating off for good after a status.
+    tree = make_fake_tree(load_board("jetson-nano"), tmp_path, variant="railgated")
+    found = tree.snapshot_bytes()
+    assert main(["status", "--board", "jetson-nano", "--sysfs-root", str(tmp_path), "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert tree.snapshot_bytes() == found
+    assert "rail-gated" in out and "railgate_enable = 0" in out

@@ -24,13 +24,15 @@ def _clock() -> float:
 @pytest.mark.parametrize("spec", RAILGATED, ids=lambda s: s.name)
 def test_a_rail_gated_gpu_is_left_out_until_a_start_finds_it_powered(spec, tmp_path):
     tree = make_fake_tree(spec, tmp_path / "root", variant="railgated")
-    board = open_board(spec, tree.sysfs, clock=_clock)
     gpu = next(d for d in spec.domains if d.kind == "gpu")
+    tree.deny(f"{gpu.load_path.rsplit('/', 1)[0]}/railgate_enable")  # not root: the probe cannot power it up
+    board = open_board(spec, tree.sysfs, clock=_clock)
     assert gpu.name not in board.domains
     assert board.probes[gpu.name].result is ProbeResult.DEFER
     assert board.unavailable[gpu.name].startswith("defer:") and "rail-gated" in board.unavailable[gpu.name]
     assert board.sample().unavailable == ()
 
+    tree.clear_faults()
     tree.sysfs.write(f"{gpu.load_path.rsplit('/', 1)[0]}/railgate_enable", 0)
     board = open_board(spec, tree.sysfs, clock=_clock)  # the next start probes it again
     assert board.probes[gpu.name].result is ProbeResult.SUCCESS

@@ -296,3 +296,28 @@ def test_reliability_nvpmodel_switch_mid_run_is_respected(live, scratch, figures
     assert app.stop() is None and app.loop_error is None
     assert changed_files(twin.snapshot_bytes(), tree.snapshot_bytes()) == []  # CPUs 2-3 stay offline
     survived(figures, "nvpmodel switch to 5 W (table capped, CPUs offlined) mid-run")
+
+
+def test_reliability_rail_gated_gpu_is_served_and_its_rail_gating_restored(quick_model, profiled_state, scratch,
+                                                                          monkeypatch, figures):
+    """A Nano whose GPU is rail-gated at start (no devfreq node until it powers up): the daemon saves
+    railgate_enable as found in its state file before writing it, then serves the GPU, and its exit
+    puts rail-gating back (issue 21.5)."""
+    from governor.daemon.statefile import load_state
+
+    monkeypatch.setenv("STATE_DIRECTORY", str(profiled_state))
+    tree = make_fake_tree(load_board("jetson-nano"), scratch("gr-rg-"), variant="railgated")
+    railgate = "sys/devices/57000000.gpu/railgate_enable"
+    baseline = tree.snapshot_bytes()
+    app = LiveApp(tree.root, quick_model, scratch("gr-w-"))
+    saved = {b.owner: dict(b.files) for b in load_state(app.state_file).baselines}
+    assert saved["railgate:gpu"] == {railgate: "1\n"} and "devfreq:gpu" in saved  # both before any write
+    assert "gpu" in app.app.target.board.domains  # held up, it joined
+    with app, app.client() as client:
+        assert client.infer(X, deadline_ms=500, objective="min_latency").point.k >= 1
+    assert app.stop() is None and app.loop_error is None
+    assert tree.sysfs.read(railgate) == "1"
+    # Written back: every file but the kernel's own is_railgated, and the devfreq node nvgpu keeps once up.
+    assert [p for p in changed_files(baseline, tree.snapshot_bytes()) if p in baseline] == [
+        "sys/devices/57000000.gpu/is_railgated"]
+    survived(figures, "GPU rail-gated at start")
