@@ -28,6 +28,8 @@ __all__ = ["COMMANDS", "DEBUG_ENV", "CliError", "build_parser", "describe_error"
 COMMANDS: dict[str, tuple[str, str]] = {
     "boards": ("governor.cli.boards", "list the board catalogue"),
     "status": ("governor.cli.status", "show a board's domains, frequencies, load, power and temperatures"),
+    "probe-report": ("governor.cli.probe_report",
+                     "write the board's sysfs/debugfs layout and first bytes of each value, for a bug report"),
     "serve": ("governor.cli.serve", "run the daemon: choose and apply an operating point for every request"),
     "demo": ("governor.cli.demo", "start the daemon and watch it meet changing budgets under changing load"),
     "restore": ("governor.cli.restore", "put back the board state a daemon saved (after a crash)"),

@@ -23,7 +23,7 @@ from governor.drivers.sources import SourceError
 if TYPE_CHECKING:
     from governor.sim import SimBoard
 
-__all__ = ["Target", "TargetError", "open_target"]
+__all__ = ["Target", "TargetError", "open_sysfs_root", "open_target"]
 
 
 class TargetError(RuntimeError):
@@ -94,6 +94,15 @@ def _open_real(board: str, sysfs_root: str, *, mode: str, sensors: str = "auto")
     target = Target(spec, drivers, False, str(root))
     target._closers.append(drivers.close)  # stops a tegrastats child
     return target
+
+
+def open_sysfs_root(sysfs_root: str) -> SysfsRoot:
+    """The root a command reads without opening a board (``governor probe-report``): ``/``, a copy
+    of one, or a fake tree with its kernel's semantics."""
+    root = Path(sysfs_root)
+    if not root.is_dir():
+        raise TargetError(f"--sysfs-root {sysfs_root} is not a directory; give / on a board or a fake tree")
+    return _open_root(root)
 
 
 def _open_root(root: Path) -> SysfsRoot:

@@ -108,6 +108,27 @@ class SysfsRoot:
             code = exc.errno or errno.EIO
             raise SysfsRejected(code, f"reading {rel} failed: {os.strerror(code)}") from exc
 
+    def read_head(self, rel: str, max_bytes: int) -> bytes:
+        """At most ``max_bytes`` leading bytes of a file, for reports of what a board shows.
+
+        Unlike :meth:`read_bytes` this raises the kernel's own ``OSError`` untranslated (its errno,
+        EACCES or EPERM or EAGAIN, is what a report records), never follows a symlink in the last
+        component, and never blocks (``O_NONBLOCK``): a reader must not wait on a node.
+        """
+        fd = os.open(self.path(rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            chunks: list[bytes] = []
+            left = max_bytes
+            while left > 0:  # sysfs answers in one read; procfs and debugfs files may take several
+                chunk = os.read(fd, left)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
     def read(self, rel: str) -> str:
         """The file's text without the trailing newline."""
         return self.read_bytes(rel).decode("utf-8", "replace").rstrip("\n")

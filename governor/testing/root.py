@@ -67,13 +67,25 @@ class FakeSysfsRoot(SysfsRoot):
 
     # -- reads ------------------------------------------------------------------------------
     def read_bytes(self, rel: str) -> bytes:
-        state, real = self._marker.get(), self.canonical(rel)
-        if state["faults"]["denied"].get(real):
+        code = self._read_refusal(rel)
+        if code in (errno.EACCES, errno.EPERM):
             raise read_denied(rel)
-        code = state.get("read_errors", {}).get(real)
         if code:  # the board's own behaviour, not a fault: a powered-off JetPack 6 thermal zone (EAGAIN)
             raise SysfsRejected(code, f"reading {rel} failed: {os.strerror(code)}")
         return super().read_bytes(rel)
+
+    def read_head(self, rel: str, max_bytes: int) -> bytes:
+        code = self._read_refusal(rel)
+        if code:  # untranslated, as the real root's read_head raises it (OSError picks PermissionError etc.)
+            raise OSError(code, os.strerror(code), str(self.path(rel)))
+        return super().read_head(rel, max_bytes)
+
+    def _read_refusal(self, rel: str) -> int:
+        """The errno the board's kernel fails a read of ``rel`` with (an injected denial: EACCES), or 0."""
+        state, real = self._marker.get(), self.canonical(rel)
+        if state["faults"]["denied"].get(real):
+            return errno.EACCES
+        return int(state.get("read_errors", {}).get(real) or 0)
 
     # -- writes -----------------------------------------------------------------------------
     def _write_raw(self, rel: str, text: str) -> None:

@@ -24,6 +24,8 @@ GOVERNOR_CASES: dict[str, list[list[str]]] = {
     "boards": [["--profiles", MISSING], ["--profiles", GARBAGE]],
     "status": [["--board", "nosuch"], ["--sysfs-root", MISSING], ["--interval", "x"],
                ["--board", "sim:jetson-tx2", "--interval", "-1"]],
+    "probe-report": [["--sysfs-root", MISSING], ["--max-bytes", "0"], ["--max-bytes", "x"],
+                     ["--out", f"{MISSING}/report.json"]],
     "serve": [["--board", "sim:jetson-tx2", "--model", GARBAGE], ["--board", "sim:jetson-tx2", "--model", MISSING],
               ["--board", "sim:jetson-tx2", "--model", "."], ["--endpoint", "foo"], ["--tick-hz", "0"],
               ["--tick-hz", "x"], ["--config", MISSING], ["--config", GARBAGE],
