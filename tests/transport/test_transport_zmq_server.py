@@ -168,8 +168,8 @@ def test_busy_polling_only_follows_recent_traffic_and_keeps_the_timeout(tmp_path
     raw.connect(f"ipc://{tmp_path}/b.sock")
     try:
         spins = []
-        original = server._router.poll
-        server._router.poll = lambda *a, **k: spins.append(1) or original(*a, **k)
+        original = server._router.get  # the spin reads the EVENTS flag; a blocking wait uses the Poller
+        server._router.get = lambda *a, **k: spins.append(1) or original(*a, **k)
         assert server.recv(30) is None and not spins  # idle: a plain blocking poll, no spinning
         raw.send_multipart([b"", b"first"])
         assert server.recv(2000)[1][0].tobytes() == b"first"
