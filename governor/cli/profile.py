@@ -181,14 +181,24 @@ def _open_board(args: argparse.Namespace) -> Opened:
         target = open_target(args.board, args.sysfs_root, clock="virtual")
     except TargetError as exc:
         raise CliError(str(exc)) from exc
+    baselines: list[Any] = []
     try:
         backend, meta = open_backend(target, model)
         _check_model_groups(args, meta)
+        # As serve does: rail-gating off only after its baseline is taken, so a rail-gated GPU is profiled
+        # too; the domain that joins is saved before anything writes its clock.
+        baselines = target.board.snapshot()
+        if target.board.hold_power():
+            baselines = target.board.snapshot()
         domains_hz = {name: tuple(d.available_hz()) for name, d in target.board.domains.items()}
         space = board_space(target.spec, domains_hz, meta, units=args.mappings, groups=args.groups,
                             cpu_count=os.cpu_count() or 1, unit_kinds=backend.unit_kinds)
     except BaseException:
-        target.close()
+        try:
+            if baselines:
+                target.board.restore(baselines)
+        finally:
+            target.close()
         raise
     from governor.daemon.profiling import BoardSource, sim_time
 
@@ -197,7 +207,7 @@ def _open_board(args: argparse.Namespace) -> Opened:
     label = profile_label(target.spec.name, target.simulated)
     info = {"board": label, "source": ("sim:" if target.simulated else "board:") + target.spec.name,
             "simulated": str(target.simulated)}
-    return _BoardMeasurement(source, target, backend, target.board.snapshot()), space, info, meta
+    return _BoardMeasurement(source, target, backend, baselines), space, info, meta
 
 
 def _open_source(args: argparse.Namespace) -> Opened:

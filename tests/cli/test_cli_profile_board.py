@@ -56,3 +56,26 @@ def test_profile_training_is_wired_into_governor_profile(tmp_path):
     assert code == 0
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 1 and rows[0]["passed"]
+
+
+def test_profiling_a_rail_gated_gpu_holds_it_up_after_the_baseline_and_gives_rail_gating_back(tmp_path, model):
+    # governor profile probed a rail-gated GPU as missing and profiled the board without it.
+    import argparse
+
+    from governor.cli import profile as cli_profile
+    from governor.drivers.catalogue import load_board
+    from governor.testing import make_fake_tree
+
+    tree = make_fake_tree(load_board("jetson-nano"), tmp_path / "nano", variant="railgated")
+    railgate = "sys/devices/57000000.gpu/railgate_enable"
+    parser = argparse.ArgumentParser()
+    cli_profile.register(parser)
+    args = parser.parse_args([str(model), "--board", "jetson-nano", "--sysfs-root", str(tree.root), "--quiet"])
+    measurement, _space, _info, _meta = cli_profile._open_board(args)
+    try:
+        assert "gpu" in measurement.target.board.domains and tree.sysfs.read(railgate) == "0"
+        saved = {b.owner: dict(b.files) for b in measurement.baselines}
+        assert saved["railgate:gpu"] == {railgate: "1\n"} and "devfreq:gpu" in saved
+    finally:
+        measurement.close()
+    assert tree.sysfs.read(railgate) == "1"
