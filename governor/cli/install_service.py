@@ -101,6 +101,10 @@ def run_install(args: argparse.Namespace) -> int:
 
 
 def run_uninstall(args: argparse.Namespace) -> int:
+    if args.prefix is not None and not Path(args.prefix).is_dir():
+        # A typo'd staging area used to print "nothing to remove" and exit 0, as if the uninstall had worked.
+        raise CliError(f"--prefix {args.prefix} is not a directory; give the DIR that install-service "
+                       "--prefix staged the files in")
     for line in uninstall(Layout.for_prefix(args.prefix), Host.real(), purge=args.purge):
         print(line)
     return 0
@@ -255,7 +259,10 @@ def uninstall(layout: Layout, host: Host, *, purge: bool = False) -> list[str]:
         lines.append(f"removed: {layout.unit_path}")
     else:
         lines.append(f"no unit at {layout.unit_path} (nothing to remove)")
-    lines += _remove_config(layout) if purge else [f"kept the config {layout.config_path} (--purge removes it)"]
+    if purge:
+        lines += _remove_config(layout)
+    elif layout.config_path.exists():
+        lines.append(f"kept the config {layout.config_path} (--purge removes it)")
     baseline = layout.state_dir / "baseline.json"
     if baseline.exists():
         lines.append(f"WARNING: {baseline} holds a board baseline that was never restored: run governor restore")

@@ -140,6 +140,17 @@ def test_uninstall_keeps_config_unless_purged_and_is_idempotent(tmp_path, capsys
     assert main(["uninstall-service", "--prefix", prefix, "--purge"]) == 0
     assert not (tmp_path / "etc/governor/governor.toml").exists()
     assert (tmp_path / "etc/governor/keys").is_dir()  # secrets are never purged behind the user's back
+    assert main(["uninstall-service", "--prefix", prefix]) == 0
+    assert "kept the config" not in capsys.readouterr().out  # there is none left to keep
+
+
+def test_uninstall_with_a_prefix_that_is_not_a_directory_says_so(tmp_path, capsys):
+    # A typo'd staging area printed "nothing to remove" and exited 0, as if the uninstall had worked.
+    (tmp_path / "a-file").write_text("x")
+    for prefix in (tmp_path / "a-file", tmp_path / "no-such-dir"):
+        assert main(["uninstall-service", "--prefix", str(prefix)]) == 2
+        err = capsys.readouterr().err
+        assert "is not a directory" in err and err.count("\n") == 1
 
 
 def test_uninstall_stops_an_active_service_before_removing_it(tmp_path):
