@@ -153,8 +153,9 @@ def _open_replay(args: argparse.Namespace) -> Opened:
 class _BoardMeasurement:
     """The daemon's board source, plus putting the board back and closing it when profiling ends."""
 
-    def __init__(self, source: Any, target: Any, backend: Any, baselines: list[Any]) -> None:
+    def __init__(self, source: Any, target: Any, backend: Any, baselines: list[Any], lock: Any = None) -> None:
         self.source, self.target, self.backend, self.baselines = source, target, backend, baselines
+        self.lock = lock  # the board lock a daemon takes too; None on a simulated board
 
     def measure(self, point: Any) -> Any:
         return self.source.measure(point)
@@ -165,6 +166,8 @@ class _BoardMeasurement:
         finally:
             self.backend.close()
             self.target.close()
+            if self.lock is not None:
+                self.lock.release()
 
 
 def _open_board(args: argparse.Namespace) -> Opened:
@@ -177,9 +180,12 @@ def _open_board(args: argparse.Namespace) -> Opened:
     model = Path(args.model)
     if not model.is_file():
         raise CliError(f"{args.model} is not a model file; measuring on a board needs one (see `governor train`)")
+    lock = _hold_board(args)
     try:
         target = open_target(args.board, args.sysfs_root, clock="virtual")
     except TargetError as exc:
+        if lock is not None:
+            lock.release()
         raise CliError(str(exc)) from exc
     baselines: list[Any] = []
     try:
@@ -199,6 +205,8 @@ def _open_board(args: argparse.Namespace) -> Opened:
                 target.board.restore(baselines)
         finally:
             target.close()
+            if lock is not None:
+                lock.release()
         raise
     from governor.daemon.profiling import BoardSource, sim_time
 
@@ -207,7 +215,27 @@ def _open_board(args: argparse.Namespace) -> Opened:
     label = profile_label(target.spec.name, target.simulated)
     info = {"board": label, "source": ("sim:" if target.simulated else "board:") + target.spec.name,
             "simulated": str(target.simulated)}
-    return _BoardMeasurement(source, target, backend, baselines), space, info, meta
+    return _BoardMeasurement(source, target, backend, baselines, lock), space, info, meta
+
+
+def _hold_board(args: argparse.Namespace) -> Any:
+    """The lock ``governor serve`` holds on a real board (or fake tree), so that profiling and a daemon
+    never write one board's clocks against each other; None for a simulated board (its own tree)."""
+    from governor.core.board import SIM_PREFIX
+    from governor.daemon.boardlock import BoardBusyError, acquire, lock_path
+    from governor.daemon.statefile import StateFileError
+
+    if (args.board or "").startswith(SIM_PREFIX):
+        return None
+    root = os.path.realpath(args.sysfs_root)
+    try:
+        return acquire(lock_path(args.board or "auto", args.sysfs_root, pid=os.getpid(), state_file=Path("-")),
+                       f"the board at {root} (governor profile)")
+    except BoardBusyError as exc:
+        raise CliError(f"{exc}: profiling writes the clocks it sets; stop it first ({exc.stop_it}), or profile "
+                       "while it is stopped") from None
+    except StateFileError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _open_source(args: argparse.Namespace) -> Opened:

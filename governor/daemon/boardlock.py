@@ -90,7 +90,8 @@ def acquire(path: Path, what: str) -> BoardLock:
                 os.close(fd)
                 owner = _owner(path)
                 pid = f"pid {owner}" if owner else "pid unknown: it is still starting"
-                raise BoardBusyError(f"{what} is in use by a running daemon ({pid})", owner) from None
+                holder = "governor profile" if _held_by_profile(path) else "a running daemon"
+                raise BoardBusyError(f"{what} is in use by {holder} ({pid})", owner) from None
             except BaseException:
                 os.close(fd)
                 raise
@@ -182,6 +183,14 @@ def _owner(path: Path) -> int | None:
     except OSError:
         return None
     return int(first) if first.isdigit() else None
+
+
+def _held_by_profile(path: Path) -> bool:
+    """The holder is ``governor profile`` (it records itself so), not a daemon."""
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\n").endswith("(governor profile)")
+    except OSError:
+        return False
 
 
 def _unlock(path: Path, fd: int) -> None:

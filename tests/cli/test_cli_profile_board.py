@@ -79,3 +79,35 @@ def test_profiling_a_rail_gated_gpu_holds_it_up_after_the_baseline_and_gives_rai
     finally:
         measurement.close()
     assert tree.sysfs.read(railgate) == "1"
+
+
+def test_profiling_a_board_a_daemon_holds_is_refused_before_anything_is_written(tmp_path, model, capsys):
+    # Profiling wrote the clocks of a board a running daemon governed: each took the other's pins for its own.
+    from governor.daemon.boardlock import hold_board
+    from governor.drivers.catalogue import load_board
+    from governor.testing import make_fake_tree
+
+    tree = make_fake_tree(load_board("jetson-tx2"), tmp_path / "tx2")
+    found = tree.snapshot_bytes()
+    daemon = hold_board("jetson-tx2", str(tree.root), tmp_path / "state.json")  # what serve holds
+    try:
+        code = main(["profile", str(model), "--board", "jetson-tx2", "--sysfs-root", str(tree.root),
+                     "--out", str(tmp_path / "p.json"), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and "in use by a running daemon" in err and "systemctl stop governor" in err
+        assert tree.snapshot_bytes() == found and not (tmp_path / "p.json").exists()
+    finally:
+        daemon.release()
+    # Once the daemon is gone, profiling takes the lock itself and gives it back at the end.
+    import argparse
+
+    from governor.cli import profile as cli_profile
+
+    parser = argparse.ArgumentParser()
+    cli_profile.register(parser)
+    args = parser.parse_args([str(model), "--board", "jetson-tx2", "--sysfs-root", str(tree.root), "--quiet"])
+    measurement = cli_profile._open_board(args)[0]
+    with pytest.raises(Exception, match="in use by governor profile"):
+        hold_board("jetson-tx2", str(tree.root), tmp_path / "state.json")
+    measurement.close()
+    hold_board("jetson-tx2", str(tree.root), tmp_path / "state.json").release()
