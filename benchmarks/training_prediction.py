@@ -10,7 +10,8 @@ batches 4, 16, 64) and on every resnet-small point (an architecture never profil
     python benchmarks/training_prediction.py --save DIR      # ... and keep the two profiles
     python benchmarks/training_prediction.py --load DIR      # re-fit saved profiles, no measuring
 
-Targets (perf4sight's Jetson TX2 figures): memory >= 95 %, latency >= 91 % on held-back points.
+Targets (issue 19, above perf4sight's Jetson TX2 figures of 95 % and 91 %): memory >= 96 %, latency
+>= 93 % on held-back points, and two runs within 2 points of each other.
 Memory is the peak resident-set increment over an idle torch worker; latency the median step time,
 both wall clock and the step's CPU time. Steps run on ONE torch thread by default: on a shared
 2-core host, two OpenMP threads wait for each other at every barrier whenever another process holds
@@ -43,7 +44,7 @@ ARCHS = ("alexnet-cifar", "resnet-small")
 GROUPS = 4
 BATCHES = {"alexnet-cifar": (2, 4, 8, 16, 32, 64, 128), "resnet-small": (2, 8, 32, 128)}
 TRAIN_K, TRAIN_BATCHES = (1, 2, 4), (2, 8, 32, 128)
-TARGETS = {"memory": 0.95, "latency": 0.91}
+TARGETS = {"memory": 0.96, "latency": 0.93}
 CALIBRATION = {(1, 8), (4, 32)}  # (k, batch) of the unprofiled architecture added in the third question
 
 
@@ -117,7 +118,7 @@ def report(profiles: dict[str, TrainingProfile]) -> None:
     print(f"host: {source.host}, {source.threads} torch thread(s); contention while timing: median "
           f"{100 * statistics.median(contention):.0f} %, max {100 * max(contention):.0f} %")
     print(f"fitted on {len(_samples(source, 'wall', held=False))} {ARCHS[0]} points (k in {TRAIN_K}, batch in "
-          f"{TRAIN_BATCHES}); accuracy = 1 - mean relative error; ok = memory >= 95 % / latency >= 91 %")
+          f"{TRAIN_BATCHES}); accuracy = 1 - mean relative error; ok = memory >= 96 % / latency >= 93 %")
     clocks = ("wall", "cpu") if all(r.cpu_ms is not None for r in source.rows if r.passed) else ("wall",)
     for clock in clocks:
         print(f"[{clock} clock] one pass of a point predicts another pass of it with latency accuracy "
