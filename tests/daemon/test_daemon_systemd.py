@@ -58,9 +58,13 @@ def test_ready_watchdog_and_sigterm_restore(tmp_path, tree_dir, quick_model):
            "STATE_DIRECTORY": str(tmp_path / "state"), "RUNTIME_DIRECTORY": str(tmp_path / "run")}
     env.pop("WATCHDOG_PID", None)
     endpoint = f"ipc://{tmp_path}/run/governor.sock"
+    # The pins must still be there when the test looks: with the shipped idle_clocks = release they were
+    # handed back 150 ms after the run, and a loaded machine looked later than that (a flaky failure).
+    config = tmp_path / "keep.toml"
+    config.write_text('[policy]\nidle_clocks = "keep"\n')
     proc = subprocess.Popen(
-        [sys.executable, "-m", "governor", "serve", "--board", "jetson-nano", "--sysfs-root", tree_dir,
-         "--model", str(quick_model), "--endpoint", endpoint, "--profile-points", "12"],
+        [sys.executable, "-m", "governor", "serve", "--config", str(config), "--board", "jetson-nano",
+         "--sysfs-root", tree_dir, "--model", str(quick_model), "--endpoint", endpoint, "--profile-points", "12"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = _collect(notify, time.monotonic() + 240, lambda g: "READY=1" in g or proc.poll() is not None)
