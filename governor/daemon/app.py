@@ -174,18 +174,19 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
             say(note)
         # The daemon never changes the CPU online mask (nvpmodel owns it on Jetson), so it neither saves nor
         # restores it: putting it back at exit would undo a power-mode switch made while the daemon ran.
-        board_name = d.board if target.simulated else target.spec.name
-        baselines = [b for b in target.board.snapshot() if b.owner != CpuHotplug.owner]
-        state.save(board_name, target.root, baselines)
+        def save_baseline() -> None:
+            baselines = [b for b in target.board.snapshot() if b.owner != CpuHotplug.owner]
+            state.save(d.board if target.simulated else target.spec.name, target.root, baselines)
+
+        save_baseline()
         state.touched = target.board
         # Only now, with railgate_enable as found in the state file, may a rail-gated GPU be held up; a
         # domain that joins is saved before anything writes its clock.
         held = target.board.hold_power()
+        for line in held:
+            log.info("%s", line)
         if held:
-            for line in held:
-                log.info("%s", line)
-            baselines = [b for b in target.board.snapshot() if b.owner != CpuHotplug.owner]
-            state.save(board_name, target.root, baselines)
+            save_baseline()
         model_path = Path(d.model) if d.model else _bundled_model(say)
         backend, meta = open_backend(target, model_path)
         closers.append(backend.close)
@@ -200,7 +201,7 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
             telemetry_endpoint=telemetry, simulated=target.simulated, watchdog=notifier.watchdog,
             watchdog_interval_s=notifier.watchdog_interval_s if d.watchdog else 0.0,
             unavailable=tuple(f"{k}: {v}" for k, v in target.board.unavailable.items()), metrics=metrics)
-        app = App(config, target, daemon, server, notifier, signals.flags, baselines, state_path)
+        app = App(config, target, daemon, server, notifier, signals.flags, state.baselines, state_path)
         app._closers = closers
         signals.flag_only()  # from here a signal only sets the flag; the serving loop stops on it
     except BaseException:

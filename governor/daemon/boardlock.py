@@ -88,9 +88,9 @@ def acquire(path: Path, what: str) -> BoardLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                owner = _owner(path)
+                owner, by_profile = _holder(path)
                 pid = f"pid {owner}" if owner else "pid unknown: it is still starting"
-                holder = "governor profile" if _held_by_profile(path) else "a running daemon"
+                holder = "governor profile" if by_profile else "a running daemon"
                 raise BoardBusyError(f"{what} is in use by {holder} ({pid})", owner) from None
             except BaseException:
                 os.close(fd)
@@ -176,21 +176,15 @@ def _same_file(path: Path, fd: int) -> bool:
     return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
 
 
-def _owner(path: Path) -> int | None:
-    """The pid the holder wrote (None while it has not written it yet)."""
+def _holder(path: Path) -> tuple[int | None, bool]:
+    """The pid the holder wrote (None while it has not written it yet), and whether it is ``governor
+    profile`` (it records itself so) rather than a daemon."""
     try:
-        first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+        record = path.read_text(encoding="utf-8")
     except OSError:
-        return None
-    return int(first) if first.isdigit() else None
-
-
-def _held_by_profile(path: Path) -> bool:
-    """The holder is ``governor profile`` (it records itself so), not a daemon."""
-    try:
-        return path.read_text(encoding="utf-8").rstrip("\n").endswith("(governor profile)")
-    except OSError:
-        return False
+        return None, False
+    first = record.split("\n", 1)[0]
+    return (int(first) if first.isdigit() else None), record.rstrip("\n").endswith("(governor profile)")
 
 
 def _unlock(path: Path, fd: int) -> None:

@@ -102,6 +102,9 @@ class Board:
     def __repr__(self) -> str:
         return f"Board({self.spec.name!r}, domains={list(self.domains)}, unavailable={list(self.unavailable)})"
 
+    def _add_domain(self, domain: FreqDomain) -> None:
+        self.domains[domain.name] = domain
+
     def _admit(self, name: str, part: Any, attach: Callable[[Any], None]) -> None:
         """Probe ``part``; attach it on SUCCESS, else record why."""
         probe = self.probes[name] = _probe(part)
@@ -187,7 +190,7 @@ class Board:
             hold = getattr(part, "hold_power", None)
             note = hold() if hold is not None else ""
             if name in self.deferred:
-                self._admit(name, part, lambda d: self.domains.__setitem__(d.name, d))
+                self._admit(name, part, self._add_domain)
                 if name in self.domains:
                     del self.deferred[name]
                     note = f"{note}; {name} joined" if note else f"{name} joined"
@@ -279,7 +282,7 @@ def open_board(spec: BoardSpec, sysfs: SysfsRoot, *, clock: Callable[[], float],
     board = Board(spec, sysfs, clock)
     for dspec in _domain_specs(spec, sysfs):
         domain = _domain(spec, dspec, sysfs, mode)
-        board._admit(dspec.name, domain, lambda d: board.domains.__setitem__(d.name, d))
+        board._admit(dspec.name, domain, board._add_domain)
         if board.probes[dspec.name].result is ProbeResult.DEFER:
             board.deferred[dspec.name] = domain
     for device in spec.power:

@@ -104,14 +104,17 @@ class Devfreq(LimitsDomain):
         return note
 
     def pin(self, hz: int) -> DomainReading:
-        if self.gate is not None and not self.gate.held:  # a caller that saved the baseline but held nothing
-            self.gate.hold()
+        self._held_up()
         return super().pin(hz)
 
     def set_range(self, min_hz: int, max_hz: int) -> DomainReading:
+        self._held_up()
+        return super().set_range(min_hz, max_hz)
+
+    def _held_up(self) -> None:
+        """Before a write: hold the GPU up where a caller saved the baseline but held nothing."""
         if self.gate is not None and not self.gate.held:
             self.gate.hold()
-        return super().set_range(min_hz, max_hz)
 
 
 class RailGate:
