@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("governor.cli.demo", "start the daemon and watch it meet changing budgets under changing load"),
     "restore": ("governor.cli.restore", "put back the board state a daemon saved (after a crash)"),
     "train": ("governor.cli.train", "train a dynamic group-pruned network incrementally into a model file"),
+    "convert": ("governor.cli.convert", "convert your PyTorch CNN into a dynamic group network model file"),
+    "export": ("governor.cli.export", "write one ONNX file per k (checked in onnxruntime), for TensorRT"),
     "plan-training": ("governor.cli.plan_training", "which group counts and batch sizes fit a training budget"),
     "profile": ("governor.cli.profile", "fit a network's latency/power/energy models from few measurements"),
     "predict": ("governor.cli.predict", "predict latency/power/energy with uncertainty over a grid CSV"),

@@ -20,8 +20,11 @@ ARCHS = ("alexnet-cifar", "resnet-small")
 
 def register(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("--arch", choices=ARCHS, required=True, help="network architecture")
-    add("--dataset", required=True, metavar="digits|cifar10:DIR", help="training data")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--arch", choices=ARCHS, help="network architecture to train from scratch")
+    source.add_argument("--from", dest="from_model", type=Path, metavar="MODEL",
+                        help="fine-tune a converted model file (governor convert): stages k < G, k = G unchanged")
+    add("--dataset", required=True, metavar="digits|cifar10:DIR|imagefolder:DIR", help="training data")
     add("--groups", type=int, default=4, metavar="G", help="channel groups per layer (default 4)")
     add("--connectivity", choices=("grouped", "nested"), default="grouped",
         help="grouped: group j reads input group j; nested: groups <= j (default grouped)")
@@ -85,6 +88,8 @@ def _table(meta: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    if args.from_model is not None:
+        return _fine_tune(args)
     from governor.runtime.data import DatasetError, load_split
     from governor.runtime.modelfile import describe, save_model
     from governor.runtime.training import CheckpointMismatch, TrainConfig, train_incremental
@@ -116,4 +121,64 @@ def run(args: argparse.Namespace) -> int:
     checkpoint.unlink(missing_ok=True)
     print(_table(meta))
     print(f"wrote {args.out} ({args.arch}, G={args.groups}, {args.connectivity}, trained {trained.seconds:.1f} s)")
+    return 0
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _fine_tune(args: argparse.Namespace) -> int:
+    """``--from MODEL``: fine-tune a converted network's sub-networks k < G (k = G stays as it is)."""
+    from governor.core.modelmeta import ModelFileError, TrainingInfo
+    from governor.runtime.data import DatasetError, load_split
+    from governor.runtime.graphnet import GraphNet
+    from governor.runtime.modelfile import describe_converted, load_model, save_model
+    from governor.runtime.training import CheckpointMismatch, TrainConfig, train_incremental
+
+    try:
+        loaded = load_model(args.from_model)
+    except ModelFileError as exc:
+        raise CliError(str(exc)) from exc
+    net, meta = loaded.net, loaded.meta
+    if not isinstance(net, GraphNet):
+        raise CliError(f"{args.from_model} is a {meta.arch} network, not a converted one; --from takes the output "
+                       "of `governor convert` (train built-in networks with --arch)")
+    try:
+        split = load_split(args.dataset, val_fraction=args.val_fraction, seed=args.seed,
+                           input_shape=meta.input_shape)
+    except DatasetError as exc:
+        raise CliError(str(exc)) from exc
+    if len(split.train.classes) != len(meta.classes):
+        raise CliError(f"{args.dataset} has {len(split.train.classes)} classes but {args.from_model} has "
+                       f"{len(meta.classes)} outputs; convert the model with --arg num_classes="
+                       f"{len(split.train.classes)} (and weights for that head)")
+    config = TrainConfig(arch=meta.arch, groups=meta.groups, connectivity="slimmable", epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, weight_decay=0.0, seed=args.seed,
+                         init=_digest(args.from_model))
+    checkpoint = args.out.with_name(args.out.name + ".ckpt")
+    if args.restart:
+        checkpoint.unlink(missing_ok=True)
+    elif checkpoint.exists():
+        print(f"resuming from {checkpoint}", file=sys.stderr)
+    try:
+        trained = train_incremental(config, split, checkpoint=checkpoint, progress=ProgressBar(),
+                                    threads=args.threads, net=net)
+    except CheckpointMismatch as exc:
+        raise CliError(f"{exc} (or pass --restart)") from exc
+    except KeyboardInterrupt:
+        print(f"\nstopped; run the same command again to resume from {checkpoint}", file=sys.stderr)
+        raise
+    assert isinstance(trained.net, GraphNet)
+    info = TrainingInfo(dataset=f"{split.train.name} (fine-tuned {meta.training.dataset})",
+                        train_samples=len(split.train.y), val_samples=len(split.val.y), epochs_per_stage=args.epochs,
+                        batch_size=args.batch_size, lr=args.lr, weight_decay=0.0, seed=args.seed,
+                        seconds=trained.seconds)
+    out_meta = describe_converted(trained.net, classes=split.train.classes, info=info, accuracies=trained.accuracies)
+    save_model(args.out, trained.net, out_meta)
+    checkpoint.unlink(missing_ok=True)
+    print(_table(out_meta))
+    print(f"wrote {args.out} (fine-tuned {args.from_model}, G={meta.groups}, slimmable, {trained.seconds:.1f} s)")
     return 0

@@ -25,9 +25,12 @@ from typing import Any, BinaryIO, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from governor.core.modelgraph import GraphSpec, unknown_ops
+
 __all__ = [
     "FLOAT_BYTES",
     "FORMAT_VERSION",
+    "GRAPH_ARCH",
     "META_ENTRY",
     "MODEL_FORMAT",
     "TENSOR_PREFIX",
@@ -43,7 +46,8 @@ __all__ = [
 ]
 
 MODEL_FORMAT: Final = "dnn-governor-model"
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2  # the newest this governor reads; version 1 files (no graph) read too
+GRAPH_ARCH: Final = "graph"  # arch of a converted network, whose layers are in ``ModelMeta.graph``
 META_ENTRY = "meta.json"
 TENSOR_PREFIX = "tensors/"
 FLOAT_BYTES = 4
@@ -67,6 +71,7 @@ class LayerCost(_Frozen):
     kind: LayerKind
     connectivity: LayerConnectivity
     groups: int = Field(ge=1)  # active groups k
+    conv_groups: int = Field(default=1, ge=1)  # the convolution's own groups (depthwise: its channels)
     in_channels: int = Field(ge=1)
     out_channels: int = Field(ge=1)
     kernel: tuple[int, int]
@@ -118,12 +123,12 @@ class ModelMeta(_Frozen):
     """Everything a model file says about itself besides the weight values."""
 
     format: Literal["dnn-governor-model"] = MODEL_FORMAT
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[1, 2] = 1  # 2: a converted network (``graph`` set)
     arch: str
     widths: tuple[int, ...]  # convolution widths (all groups), architecture-specific order
     fc_widths: tuple[int, ...] = ()  # hidden fully connected widths (all groups)
     groups: int = Field(ge=1)  # G
-    connectivity: Literal["grouped", "nested"]
+    connectivity: Literal["grouped", "nested", "slimmable"]
     input_shape: tuple[int, int, int]  # (channels, height, width) of one sample
     input_mean: tuple[float, ...]  # per input channel, applied inside the network
     input_std: tuple[float, ...]
@@ -132,9 +137,19 @@ class ModelMeta(_Frozen):
     total_state_bytes: int = Field(ge=0)  # bytes of every stored tensor of the dynamic model
     training: TrainingInfo
     levels: tuple[KLevel, ...]
+    graph: GraphSpec | None = None  # the converted network's ops (arch "graph"), see core.modelgraph
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelMeta:
+        if (self.graph is not None) != (self.arch == GRAPH_ARCH) or (self.graph is not None) != (
+                self.format_version == 2):
+            raise ValueError(f"arch {GRAPH_ARCH!r}, a graph and format_version 2 go together")
+        if self.connectivity == "slimmable" and self.graph is None:
+            raise ValueError("slimmable connectivity is for converted networks (with a graph)")
+        unknown = unknown_ops(self.graph) if self.graph is not None else []
+        if unknown:
+            raise ValueError(f"the graph uses ops this governor does not have ({', '.join(unknown[:3])}); "
+                             "upgrade dnn-governor")
         if [lv.k for lv in self.levels] != list(range(1, self.groups + 1)):
             raise ValueError(f"levels must list k = 1..{self.groups} in order")
         bad = [w for w in (*self.widths, *self.fc_widths) if w % self.groups]
@@ -185,18 +200,19 @@ def layer_cost(
     padding: int = 0,
     in_hw: tuple[int, int] = (1, 1),
     bias: bool = False,
+    conv_groups: int = 1,
 ) -> LayerCost:
     """Shape and cost of a layer at k active groups; channel counts are the active ones (all k groups)."""
     out_hw = conv_out_hw(in_hw, kernel, stride, padding)
     taps = kernel[0] * kernel[1]
     if connectivity == "dense":
-        weights = out_channels * in_channels * taps
+        weights = out_channels * (in_channels // conv_groups) * taps
     elif connectivity == "grouped":
         weights = out_channels * (in_channels // k) * taps
     else:
         weights = (out_channels // k) * (in_channels // k) * taps * k * (k + 1) // 2
     return LayerCost(
-        name=name, kind=kind, connectivity=connectivity, groups=k,
+        name=name, kind=kind, connectivity=connectivity, groups=k, conv_groups=conv_groups,
         in_channels=in_channels, out_channels=out_channels, kernel=kernel, stride=stride,
         padding=padding, in_hw=in_hw, out_hw=out_hw,
         macs=weights * out_hw[0] * out_hw[1],
@@ -215,11 +231,11 @@ def parse_model_meta(text: str | bytes) -> ModelMeta:
     if not isinstance(raw, dict) or raw.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"not a {MODEL_FORMAT} file (metadata lacks format={MODEL_FORMAT!r})")
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in (1, FORMAT_VERSION) or isinstance(version, bool):
         hint = "upgrade dnn-governor" if isinstance(version, int) and version > FORMAT_VERSION else "retrain it"
         raise ModelFileError(
-            f"model format version {version!r} is not supported (this governor reads version "
-            f"{FORMAT_VERSION}); {hint} with `governor train`"
+            f"model format version {version!r} is not supported (this governor reads versions 1 to "
+            f"{FORMAT_VERSION}); {hint}" + ("" if hint.startswith("upgrade") else " with `governor train`")
         )
     try:
         return ModelMeta.model_validate(raw)

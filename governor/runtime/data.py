@@ -115,13 +115,93 @@ def load_cifar10_split(directory: Path) -> Split:
     return Split(Dataset("cifar10", x, y, CIFAR10_CLASSES), Dataset("cifar10", vx, vy, CIFAR10_CLASSES))
 
 
-def load_split(spec: str, *, val_fraction: float = 0.2, seed: int = 0) -> Split:
-    """``digits`` or ``cifar10:DIR``."""
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def _read_image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """torchvision's evaluation transform: shorter side to H*256/224, centre crop H x W; uint8 (C, H, W)."""
+    from PIL import Image, UnidentifiedImageError
+
+    c, h, w = shape
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if c == 1 else "RGB")
+            scale = max(h, w) * 256 / 224 / min(image.size)
+            size = (max(w, round(image.size[0] * scale)), max(h, round(image.size[1] * scale)))
+            image = image.resize(size, Image.Resampling.BILINEAR)
+            left, top = (size[0] - w) // 2, (size[1] - h) // 2
+            array = np.asarray(image.crop((left, top, left + w, top + h)), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DatasetError(f"{path} is not a readable image ({exc}); remove it from the dataset") from exc
+    return array[None] if c == 1 else array.transpose(2, 0, 1)
+
+
+def load_imagefolder_split(directory: Path, input_shape: tuple[int, int, int], val_fraction: float = 0.2,
+                           seed: int = 0) -> Split:
+    """torchvision's ImageFolder layout: DIR/CLASS/*.jpg, or DIR/train/CLASS and DIR/val/CLASS."""
+    directory = Path(directory)
+    if (directory / "train").is_dir() and (directory / "val").is_dir():
+        train = _imagefolder(directory / "train", input_shape)
+        val = _imagefolder(directory / "val", input_shape, train.classes)
+        return Split(train, val)
+    return stratified_split(_imagefolder(directory, input_shape), val_fraction, seed)
+
+
+def _imagefolder(directory: Path, shape: tuple[int, int, int], classes: tuple[str, ...] | None = None) -> Dataset:
+    if not directory.is_dir():
+        raise DatasetError(f"{directory} is not a directory; point --dataset imagefolder:DIR at DIR/CLASS/*.jpg")
+    found = tuple(sorted(d.name for d in directory.iterdir() if d.is_dir()))
+    classes = classes or found
+    if len(classes) < 2 or set(found) - set(classes):
+        raise DatasetError(f"{directory} needs one sub-directory per class (at least 2, the same in train and val); "
+                           f"found {list(found)[:5]}")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((directory / name).iterdir()) if (directory / name).is_dir() else []:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(_read_image(path, shape))
+                labels.append(label)
+    if not images:
+        raise DatasetError(f"{directory} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return Dataset("imagefolder", np.stack(images), np.array(labels, dtype=np.int64), classes)
+
+
+def fit_to_shape(split: Split, shape: tuple[int, int, int]) -> Split:
+    """Samples resized (bilinear) to the model's H x W, and 1 channel repeated to 3 where it needs 3."""
+    return Split(_fit(split.train, shape), _fit(split.val, shape))
+
+
+def _fit(data: Dataset, shape: tuple[int, int, int]) -> Dataset:
+    if data.input_shape == shape:
+        return data
+    c, h, w = shape
+    if data.input_shape[0] not in (1, c):
+        raise DatasetError(f"{data.name} has {data.input_shape[0]} channels; the model takes {c}")
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(as_float_batch(data.x))
+    if tuple(x.shape[-2:]) != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    if x.shape[1] != c:
+        x = x.expand(-1, c, -1, -1)
+    return Dataset(data.name, np.ascontiguousarray(x.numpy()), data.y, data.classes)
+
+
+def load_split(spec: str, *, val_fraction: float = 0.2, seed: int = 0,
+               input_shape: tuple[int, int, int] | None = None) -> Split:
+    """``digits``, ``cifar10:DIR`` or ``imagefolder:DIR``; with ``input_shape``, fitted to it."""
+    if spec.startswith("imagefolder:") and len(spec) > len("imagefolder:"):
+        if input_shape is None:
+            raise DatasetError("imagefolder needs the model's input shape (it is read from --from MODEL)")
+        return load_imagefolder_split(Path(spec[len("imagefolder:") :]).expanduser(), input_shape, val_fraction, seed)
     if spec == "digits":
-        return load_digits_split(val_fraction, seed)
-    if spec.startswith("cifar10:") and len(spec) > len("cifar10:"):
-        return load_cifar10_split(Path(spec[len("cifar10:") :]).expanduser())
-    raise DatasetError(f"unknown dataset {spec!r}; use 'digits' or 'cifar10:DIR'")
+        split = load_digits_split(val_fraction, seed)
+    elif spec.startswith("cifar10:") and len(spec) > len("cifar10:"):
+        split = load_cifar10_split(Path(spec[len("cifar10:") :]).expanduser())
+    else:
+        raise DatasetError(f"unknown dataset {spec!r}; use 'digits', 'cifar10:DIR' or 'imagefolder:DIR'")
+    return split if input_shape is None else fit_to_shape(split, input_shape)
 
 
 def as_float_batch(x: np.ndarray) -> np.ndarray:

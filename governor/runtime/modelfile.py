@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from governor.core.modelmeta import (
+    GRAPH_ARCH,
     META_ENTRY,
     TENSOR_PREFIX,
     KLevel,
@@ -28,10 +29,11 @@ from governor.core.modelmeta import (
     read_model_meta,
 )
 from governor.runtime.data import Split
+from governor.runtime.graphnet import GraphNet
 from governor.runtime.nets import DynamicNet, build_net, scaled_widths
 from governor.runtime.training import TrainConfig, TrainedModel
 
-__all__ = ["LoadedModel", "describe", "levels", "load_model", "save_model", "stored_bytes"]
+__all__ = ["LoadedModel", "describe", "describe_converted", "levels", "load_model", "save_model", "stored_bytes"]
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,16 @@ class LoadedModel:
 
 
 def _params_at(net: DynamicNet, k: int) -> int:
+    if isinstance(net, GraphNet):
+        return net.params_at(k)
     grouped = {g.name: g.offsets[k] for g in net.grouped_tensors()}
     return sum(grouped.get(name, p.numel()) for name, p in net.named_parameters())
 
 
 def _state_bytes_at(net: DynamicNet, k: int) -> int:
     """Bytes a stand-alone k-group model would store: the k-group prefix of every grouped tensor."""
+    if isinstance(net, GraphNet):
+        return net.state_bytes_at(k)
     grouped = {g.name: g.offsets[k] for g in net.grouped_tensors()}
     return sum(grouped.get(name, t.numel()) * t.element_size() for name, t in net.state_dict().items())
 
@@ -82,6 +88,19 @@ def describe(trained: TrainedModel, config: TrainConfig, split: Split) -> ModelM
         input_shape=split.train.input_shape, input_mean=mean, input_std=std, classes=split.train.classes,
         total_params=sum(p.numel() for p in net.parameters()),
         total_state_bytes=stored_bytes(net), training=info, levels=levels(net, trained.accuracies),
+    )
+
+
+def describe_converted(net: GraphNet, *, classes: Sequence[str], info: TrainingInfo,
+                       accuracies: Sequence[float | None] | None = None) -> ModelMeta:
+    """The metadata of a converted network (``governor convert``), its costs traced per k."""
+    return ModelMeta(
+        format_version=2, arch=GRAPH_ARCH, widths=(), groups=net.groups, connectivity="slimmable",
+        input_shape=net.input_shape,  # type: ignore[arg-type]
+        input_mean=tuple(float(v) for v in net.input_mean.flatten()),
+        input_std=tuple(float(v) for v in net.input_std.flatten()), classes=tuple(classes),
+        total_params=sum(p.numel() for p in net.parameters()), total_state_bytes=stored_bytes(net),
+        training=info, levels=levels(net, accuracies), graph=net.spec,
     )
 
 
@@ -121,6 +140,9 @@ def load_model(path: Path, *, device: str = "cpu") -> LoadedModel:
 
 def _build(meta: ModelMeta) -> DynamicNet:
     try:
+        if meta.graph is not None:
+            return GraphNet(meta.graph, groups=meta.groups, input_shape=meta.input_shape, mean=meta.input_mean,
+                            std=meta.input_std, connectivity=meta.connectivity)
         return build_net(
             meta.arch, groups=meta.groups, connectivity=meta.connectivity, input_shape=meta.input_shape,
             classes=len(meta.classes), widths=meta.widths, fc_widths=meta.fc_widths, mean=meta.input_mean,

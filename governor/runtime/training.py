@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from governor.runtime.data import Dataset, Split, as_float_batch, augment
+from governor.runtime.graphnet import GraphNet
 from governor.runtime.layers import GroupConv2d, GroupedTensor, GroupHead
 from governor.runtime.nets import DynamicNet, build_net, scaled_widths
 
@@ -52,7 +53,7 @@ class TrainConfig:
 
     arch: str = "resnet-small"
     groups: int = 4
-    connectivity: Literal["grouped", "nested"] = "grouped"
+    connectivity: Literal["grouped", "nested", "slimmable"] = "grouped"
     epochs: int = 5
     width: float = 1.0
     batch_size: int = 64
@@ -60,6 +61,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     seed: int = 0
     augment: bool = False
+    init: str = ""  # sha256 of the converted model file fine-tuned (``--from``); "" for a new network
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,33 @@ class _Stage:
             grad[lo:hi].add_(group.tensor.detach().view(-1)[lo:hi], alpha=self.weight_decay)
 
 
+class _PrivateStage:
+    """Stage k of a converted (slimmable) network: only row k-1 of the private batch-norm affine trains.
+
+    Every other tensor is shared with k = G, or is another k's own, so it must not move: those get no
+    gradient (requires_grad off) or a zero one, and Adam's update of an element whose gradient has
+    always been 0 is exactly 0. No weight decay, as is usual for batch-norm affine parameters.
+    """
+
+    def __init__(self, net: GraphNet, k: int):
+        self.k = k
+        self.params = [p for name, p in net.named_parameters() if name.rsplit(".", 1)[-1] in ("k_weight", "k_bias")]
+
+    def mask_gradients(self) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                p.grad[: self.k - 1].zero_()
+                p.grad[self.k :].zero_()
+
+
+def _freeze_shared(net: DynamicNet) -> dict[str, bool]:
+    """Turn gradients off for every tensor a converted network shares with k = G; returns the old flags."""
+    before = {name: p.requires_grad for name, p in net.named_parameters()}
+    for name, p in net.named_parameters():
+        p.requires_grad_(name.rsplit(".", 1)[-1] in ("k_weight", "k_bias"))
+    return before
+
+
 class _Acceptance:
     """Stage k's acceptance (module docstring): its floor, its best epoch so far and when it ends."""
 
@@ -205,8 +234,9 @@ def _learning_rate(config: TrainConfig, epoch: int, batch: int, batches: int) ->
     return peak * 0.5 * (1 + math.cos(math.pi * (epoch * batches + batch) / (config.epochs * batches)))
 
 
-def _run_epoch(net: DynamicNet, stage: _Stage, opt: torch.optim.Optimizer, data: Dataset, config: TrainConfig,
-               rng: np.random.Generator, epoch: int, report: Callable[[int, int, float], None]) -> None:
+def _run_epoch(net: DynamicNet, stage: _Stage | _PrivateStage, opt: torch.optim.Optimizer, data: Dataset,
+               config: TrainConfig, rng: np.random.Generator, epoch: int,
+               report: Callable[[int, int, float], None]) -> None:
     net.train()
     order = rng.permutation(len(data.y))
     batches = math.ceil(len(order) / config.batch_size)
@@ -227,9 +257,13 @@ def train_incremental(
     config: TrainConfig, split: Split, *, checkpoint: Path | None = None,
     progress: Callable[[Progress], None] | None = None,
     on_stage_end: Callable[[DynamicNet, int], None] | None = None,
-    threads: int | None = None,
+    threads: int | None = None, net: DynamicNet | None = None,
 ) -> TrainedModel:
     """Train G stages (see module docstring); resume from ``checkpoint`` if it exists and matches.
+
+    ``net``: fine-tune this network instead of building a new one. A converted network (GraphNet)
+    trains stages 1..G-1 only, each its own batch-norm statistics and affine, so k = G stays the
+    original network bit for bit and a finished stage never changes again.
 
     ``on_stage_end(net, k)`` is called after stage k; it may run the net (it is put back in training
     mode by the next stage) but must not change weights. ``threads`` sets torch's intra-op threads
@@ -239,24 +273,38 @@ def train_incremental(
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _train(config, split, checkpoint, progress, on_stage_end)
+        return _train(config, split, checkpoint, progress, on_stage_end, net)
     finally:
         torch.set_num_threads(before)
 
 
 def _train(
     config: TrainConfig, split: Split, checkpoint: Path | None, progress: Callable[[Progress], None] | None,
-    on_stage_end: Callable[[DynamicNet, int], None] | None,
+    on_stage_end: Callable[[DynamicNet, int], None] | None, given: DynamicNet | None = None,
 ) -> TrainedModel:
-    net, rng = new_net(config, split), np.random.default_rng(config.seed)
+    net, rng = given if given is not None else new_net(config, split), np.random.default_rng(config.seed)
+    private = isinstance(net, GraphNet)
+    flags = _freeze_shared(net) if private else {}
+    try:
+        return _stages(config, split, checkpoint, progress, on_stage_end, net, rng)
+    finally:
+        for name, p in net.named_parameters():
+            p.requires_grad_(flags.get(name, p.requires_grad))
+
+
+def _stages(
+    config: TrainConfig, split: Split, checkpoint: Path | None, progress: Callable[[Progress], None] | None,
+    on_stage_end: Callable[[DynamicNet, int], None] | None, net: DynamicNet, rng: np.random.Generator,
+) -> TrainedModel:
+    last = config.groups - 1 if isinstance(net, GraphNet) else config.groups
     resume = _load_checkpoint(checkpoint, config, split, net, rng)
     stage0, epoch0, seconds = resume.get("stage", 1), resume.get("epoch", 0), resume.get("seconds", 0.0)
     outcomes = [StageOutcome(**o) for o in json.loads(resume.get("stages", "[]"))]
     started = time.perf_counter()
-    for k in range(stage0, config.groups + 1):
+    for k in range(stage0, last + 1):
         resumed = k == stage0 and epoch0 > 0
         net.set_training_stage(k)
-        stage = _Stage(net, k, config.weight_decay)
+        stage = _PrivateStage(net, k) if isinstance(net, GraphNet) else _Stage(net, k, config.weight_decay)
         opt = torch.optim.Adam(stage.params, lr=config.lr)
         if resumed and "optimizer" in resume:
             opt.load_state_dict(resume["optimizer"])
@@ -266,7 +314,7 @@ def _train(
             def report(b: int, n: int, loss: float, k: int = k, epoch: int = epoch) -> None:
                 if progress:
                     shown = config.epochs if epoch < config.epochs else 2 * config.epochs
-                    progress(Progress(k, config.groups, epoch + 1, shown, b, n, loss))
+                    progress(Progress(k, last, epoch + 1, shown, b, n, loss))
             _run_epoch(net, stage, opt, split.train, config, rng, epoch, report)
             epoch += 1
             done = accept.done_after(epoch)

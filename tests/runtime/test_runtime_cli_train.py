@@ -55,7 +55,7 @@ def test_trains_on_a_cifar10_directory(tmp_path, cifar_dir, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--dataset", "mnist"], "'digits' or 'cifar10:DIR'"),
+        (["--dataset", "mnist"], "'digits', 'cifar10:DIR' or 'imagefolder:DIR'"),
         (["--dataset", "cifar10:/nonexistent"], "cifar-10-batches-py"),
         (["--epochs", "0"], "at least 1"),
         (["--out", "/nonexistent/dir/m.dgm"], "does not exist"),

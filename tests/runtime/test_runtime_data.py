@@ -47,7 +47,7 @@ def test_cifar10_errors_say_what_to_do(tmp_path):
     (tmp_path / "test_batch").write_bytes(b"garbage")
     with pytest.raises(DatasetError, match="refusing to load"):
         load_cifar10_split(tmp_path)
-    with pytest.raises(DatasetError, match="'digits' or 'cifar10:DIR'"):
+    with pytest.raises(DatasetError, match="'digits', 'cifar10:DIR' or 'imagefolder:DIR'"):
         load_split("mnist")
 
 

@@ -72,7 +72,7 @@ def test_valid_metadata_answers_per_k_questions():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"format_version": 2}, "version 2 is not supported.*upgrade"),
+        ({"format_version": 3}, "version 3 is not supported.*upgrade"),
         ({"format_version": "1"}, "retrain"),
         ({"format": "onnx"}, "not a dnn-governor-model file"),
         ({"widths": [5]}, "not divisible by groups=2"),
