@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from governor.cli.main import CliError
+from governor.core.modelmeta import IMAGENET
 
 MAX_RELATIVE_ERROR = 1e-4
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def register(parser: argparse.ArgumentParser) -> None:

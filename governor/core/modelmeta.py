@@ -31,6 +31,7 @@ __all__ = [
     "FLOAT_BYTES",
     "FORMAT_VERSION",
     "GRAPH_ARCH",
+    "IMAGENET",
     "META_ENTRY",
     "MODEL_FORMAT",
     "TENSOR_PREFIX",
@@ -54,6 +55,10 @@ FLOAT_BYTES = 4
 
 LayerKind = Literal["conv", "linear"]
 LayerConnectivity = Literal["dense", "grouped", "nested"]
+
+# (mean, std) per RGB channel of torchvision's ImageNet weights, which take RGB scaled to 0..1
+# (`governor convert --normalize imagenet`)
+IMAGENET: tuple[tuple[float, ...], tuple[float, ...]] = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 class ModelFileError(ValueError):
@@ -169,6 +174,11 @@ class ModelMeta(_Frozen):
 
     def accuracy(self, k: int) -> float | None:
         return self.level(k).accuracy
+
+    @property
+    def accuracies_known(self) -> bool:
+        """Whether every k has a measured validation accuracy (a converted file has none until fine-tuned)."""
+        return all(level.accuracy is not None for level in self.levels)
 
     def macs(self, k: int) -> int:
         return self.level(k).macs

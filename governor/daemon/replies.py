@@ -9,9 +9,11 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from governor.core import protocol as p
 from governor.core.decision.optimiser import Decision, Demand, Objective
-from governor.core.modelmeta import ModelMeta
+from governor.core.modelmeta import IMAGENET, ModelMeta
 from governor.core.types import Observation, frozen_map
 
 __all__ = [
@@ -42,26 +44,43 @@ _RAW_RANGE = {"digits": (0.0, 16.0), "cifar10": (0.0, 255.0)}
 
 
 def model_interface(meta: ModelMeta, max_batch: int) -> p.ModelInterface:
-    """What ``infer`` takes and gives for this model: one raw-pixel input, one logits output."""
-    value_range = _RAW_RANGE.get(meta.training.dataset.split(":")[0])
-    scale = (f"raw values as in the training data ({meta.training.dataset}: "
-             f"{value_range[0]:g}..{value_range[1]:g}); " if value_range else
-             f"raw values on the scale of the training data ({meta.training.dataset}); ")
-    scale += "do not normalise: the network subtracts mean and divides by std per channel itself"
+    """What ``infer`` takes and gives for this model: one raw-value input, one logits output."""
+    dataset = meta.training.dataset
+    # the file holds float32: the shortest decimal with the same float32 (0.485, not 0.48500001430511475)
+    mean = tuple(float(str(np.float32(v))) for v in meta.input_mean)
+    std = tuple(float(str(np.float32(v))) for v in meta.input_std)
+    value_range = _RAW_RANGE.get(dataset.split(":")[0])
+    if dataset.startswith("converted:"):
+        source = dataset.removeprefix("converted:")
+        identity = all(v == 0 for v in mean) and all(v == 1 for v in std)
+        if (mean, std) == IMAGENET:
+            value_range = (0.0, 1.0)
+            scale = "RGB values scaled to 0..1; do not normalise: the network applies the ImageNet mean and std itself"
+        elif identity:
+            scale = f"what {source} takes as its input: no normalisation was set when it was converted"
+        else:
+            scale = (f"what {source} took before its normalisation; do not normalise: the network subtracts "
+                     "mean and divides by std per channel itself")
+    else:
+        scale = (f"raw values as in the training data ({dataset}: {value_range[0]:g}..{value_range[1]:g}); "
+                 if value_range else f"raw values on the scale of the training data ({dataset}); ")
+        scale += "do not normalise: the network subtracts mean and divides by std per channel itself"
     shape = ", ".join(map(str, meta.input_shape))
     scale += f"; send (N, {shape}) or ({shape}), float32"
     return p.ModelInterface(
-        inputs=(p.InputInfo(shape=meta.input_shape, max_batch=max_batch, mean=meta.input_mean, std=meta.input_std,
+        inputs=(p.InputInfo(shape=meta.input_shape, max_batch=max_batch, mean=mean, std=std,
                             value_range=value_range, scale=scale[:4096]),),
         outputs=(p.OutputInfo(classes=tuple(c[:128] for c in meta.classes)),),
     )
 
 
-def estimate(decision: Decision, *, energy_known: bool) -> p.Estimate:
+def estimate(decision: Decision, *, energy_known: bool, accuracy_known: bool = True) -> p.Estimate:
+    """The wire estimate of a decision; energy and accuracy only where the model measured them (a
+    converted model's file has no accuracies until `governor train --from` measures them)."""
     return p.Estimate(
         latency_ms=min(decision.latency_ms, p.MAX_DEADLINE_MS),
         energy_mj=min(decision.energy_mj, p.MAX_ENERGY_MJ) if energy_known else None,
-        accuracy=decision.accuracy if 0 <= decision.accuracy <= 1 else None,
+        accuracy=decision.accuracy if accuracy_known and 0 <= decision.accuracy <= 1 else None,
     )
 
 
@@ -78,13 +97,15 @@ class AdviceFrames:
         self.size = size
         self._known: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
 
-    def frames(self, request_id: str, decision: Decision, *, energy_known: bool, simulated: bool) -> list[p.Frame]:
+    def frames(self, request_id: str, decision: Decision, *, energy_known: bool, simulated: bool,
+               accuracy_known: bool = True) -> list[p.Frame]:
         key = (decision.index, decision.latency_ms, decision.energy_mj, decision.accuracy, decision.infeasible,
-               energy_known, simulated)
+               energy_known, simulated, accuracy_known)
         template = self._known.get(key)
         if template is None:
             reply = p.AdviseReply(id="", point=p.Point.from_operating_point(decision.point),
-                                  predicted=estimate(decision, energy_known=energy_known),
+                                  predicted=estimate(decision, energy_known=energy_known,
+                                                     accuracy_known=accuracy_known),
                                   budget_infeasible=decision.infeasible, simulated=simulated)
             header = bytes(p.encode_reply(reply)[0])
             cut = header.index(b'"id":""') + len(b'"id":"')  # the encoder writes v, type and id first

@@ -333,7 +333,7 @@ class Daemon:
             if isinstance(action, m.Reply):
                 self.parts.server.send(identity, self._advice.frames(
                     msg.id, action.decision, energy_known=self.parts.table.energy_measured,
-                    simulated=self.parts.simulated))
+                    simulated=self.parts.simulated, accuracy_known=self.parts.meta.accuracies_known))
 
     def _infer(self, msg: p.InferRequest, tensors: dict[str, np.ndarray], identity: Any) -> None:
         self._check_model(msg)
@@ -480,10 +480,11 @@ class Daemon:
             self._polled_at = self.parts.clock()
         point = p.Point.from_operating_point(decision.point)
         self.last_point = point
+        predicted = estimate(decision, energy_known=self.parts.table.energy_measured,
+                             accuracy_known=self.parts.meta.accuracies_known)
         measured = p.Estimate(latency_ms=min(outcome.latency_ms, p.MAX_DEADLINE_MS),
                               energy_mj=None if outcome.energy_mj is None else min(outcome.energy_mj, p.MAX_ENERGY_MJ),
-                              accuracy=decision.accuracy if 0 <= decision.accuracy <= 1 else None)
-        predicted = estimate(decision, energy_known=self.parts.table.energy_measured)
+                              accuracy=predicted.accuracy)
         ok = met(msg.budget, total_ms, outcome.energy_mj, decision.accuracy)
         reply = p.InferReply(id=msg.id, point=point, predicted=predicted, measured=measured, budget_met=ok,
                              budget_infeasible=decision.infeasible, simulated=self.parts.simulated,

@@ -1,11 +1,9 @@
 """The daemon loop in-process: real drivers on a fake host tree, a real torch model, the inproc transport."""
 
-import contextlib
-import threading
 
 import numpy as np
 import pytest
-from daemon_build import make_daemon
+from daemon_build import make_daemon, serving
 from governor_client import Client, GovernorError
 
 from governor.core import protocol as p
@@ -15,41 +13,6 @@ from governor.daemon.tables import host_points, measure_table
 from governor.daemon.target import open_target
 from governor.drivers.catalogue import load_board
 from governor.testing import make_fake_tree
-from governor.transport.inproc import InprocPair
-
-
-@contextlib.contextmanager
-def serving(tmp_path, quick_model, config=None, **parts):
-    """The daemon loop stepping in a thread on a fake host tree; yields (daemon, pair, meta)."""
-    from governor.runtime.executor import Executor
-
-    make_fake_tree(load_board("host"), tmp_path)
-    target = open_target("host", str(tmp_path))
-    executor = Executor(quick_model)
-    backend = HostBackend(executor, target.spec)
-    meta = executor.meta
-    dummy = np.zeros((1, *meta.input_shape), dtype=np.float32)
-    points = [pt for pt in host_points(target.spec, meta, 2) if pt.threads == 1]
-    table = measure_table(points, lambda pt: (backend.run(dummy, pt).latency_ms, None), meta, reps=3)
-    pair = InprocPair()
-    d = make_daemon(spec=target.spec, board=target.board, backend=backend, meta=meta, model_name="quick",
-                    table=table, server=pair.server, tick_hz=50, max_queue=4, cpu_count=2, config=config,
-                    **parts)
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            d.step()
-
-    th = threading.Thread(target=loop, daemon=True)
-    th.start()
-    try:
-        yield d, pair, meta
-    finally:
-        stop.set()
-        th.join(5)
-        executor.close()
-        target.close()
 
 
 @pytest.fixture
@@ -207,7 +170,8 @@ def test_hello_and_profiles_say_what_the_model_takes_and_infer_what_budget_met_c
     assert hello.model == "quick" and hello.interface == prof.profiles[0].interface
     (spec,) = hello.interface.inputs
     assert spec.shape == tuple(meta.input_shape) and spec.value_range == (0.0, 16.0) and spec.dtype == "<f4"
-    assert spec.mean == tuple(meta.input_mean) and spec.max_batch >= 1 and "do not normalise" in spec.scale
+    assert np.array_equal(np.float32(spec.mean), np.float32(meta.input_mean))  # sent as the shortest decimal
+    assert spec.max_batch >= 1 and "do not normalise" in spec.scale
     (out,) = hello.interface.outputs
     assert out.kind == "logits" and out.classes == tuple(meta.classes)
     assert res.output.shape == (1, len(out.classes))

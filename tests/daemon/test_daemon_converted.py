@@ -1,0 +1,53 @@
+"""The daemon serving a converted model (`governor convert`): infer runs the k it chose, and hello says
+what the model takes, with no accuracy claimed for a file that has measured none."""
+
+import numpy as np
+import torch
+from daemon_build import serving
+from governor_client import Client
+
+from governor.core.modelmeta import IMAGENET, TrainingInfo
+from governor.runtime.converter import convert
+from governor.runtime.modelfile import describe_converted, load_model, save_model
+from tests.runtime.convert_nets import coupled
+
+SHAPE = (3, 16, 16)
+
+
+def _converted(path, mean_std=IMAGENET):
+    torch.manual_seed(0)
+    net = convert(coupled().eval(), SHAPE, groups=4, mean=mean_std[0], std=mean_std[1], source="app.nets:coupled")
+    info = TrainingInfo(dataset="converted:app.nets:coupled", train_samples=0, val_samples=0, epochs_per_stage=0,
+                        batch_size=1, lr=0.0, weight_decay=0.0, seed=0, seconds=0.0)
+    save_model(path, net, describe_converted(net, classes=[f"c{i}" for i in range(10)], info=info))
+    return path
+
+
+def test_infer_on_a_converted_model_runs_the_chosen_k_and_reports_its_interface(tmp_path):
+    model = _converted(tmp_path / "coupled.dgm")
+    x = np.random.default_rng(1).random((2, *SHAPE), dtype=np.float32)
+    with serving(tmp_path / "root", model) as (_d, pair, meta), \
+            Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
+        hello = c.hello
+        res = c.infer(x, deadline_ms=5000)
+        advice = c.advise(deadline_ms=5000)
+    (spec,) = hello.interface.inputs
+    assert spec.shape == SHAPE and spec.value_range == (0.0, 1.0)
+    assert (spec.mean, spec.std) == IMAGENET  # the shortest decimals, as the user wrote them
+    assert "0..1" in spec.scale and "ImageNet" in spec.scale
+    assert hello.interface.outputs[0].classes == tuple(f"c{i}" for i in range(10))
+    # nothing measured an accuracy: the replies say unknown rather than 0 %
+    assert res.predicted.accuracy is None and res.measured.accuracy is None and advice.predicted.accuracy is None
+    net = load_model(model).net
+    net.set_active_groups(res.point.k)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(res.output, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_converted_model_without_normalisation_says_inputs_go_in_as_the_module_took_them(tmp_path):
+    model = _converted(tmp_path / "plain.dgm", mean_std=((0.0,) * 3, (1.0,) * 3))
+    with serving(tmp_path / "root", model) as (_d, pair, _meta), \
+            Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
+        (spec,) = c.hello.interface.inputs
+    assert spec.value_range is None and "app.nets:coupled takes as its input" in spec.scale
