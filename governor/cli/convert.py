@@ -83,9 +83,6 @@ def run(args: argparse.Namespace) -> int:
     shape = _shape(args.input_shape)
     if args.groups < 1:
         raise CliError("--groups must be at least 1")
-    if args.connectivity != "slimmable":
-        raise CliError(f"--connectivity {args.connectivity}: converted networks are slimmable for now (k = G is "
-                       "the original network); grouped and nested are for `governor train --arch`")
     if not args.out.parent.is_dir():
         raise CliError(f"directory {args.out.parent} does not exist; create it or choose another --out")
     if args.out.exists() and not args.force:
@@ -108,9 +105,13 @@ def run(args: argparse.Namespace) -> int:
         if args.weights is not None:
             load_weights(module, args.weights)
         net = convert(module, shape, groups=args.groups, order=args.order, mean=mean, std=std, source=args.source)
-        error = check_equivalence(module, net, shape)
+        error = check_equivalence(module, net, shape)  # the graph, checked as slimmable, where k = G is exact
+        if args.connectivity != "slimmable":
+            net = net.with_connectivity(args.connectivity)
     except ConversionError as exc:
         raise CliError(str(exc)) from exc
+    except ValueError as exc:  # grouped / nested where the graph does not allow it
+        raise CliError(f"--connectivity {args.connectivity}: {exc}") from exc
     except RuntimeError as exc:  # the module itself fails on this input shape
         raise CliError(f"{args.source} fails on an input of shape {shape}: {str(exc).splitlines()[0]}") from exc
     if not error <= MAX_RELATIVE_ERROR:
@@ -126,8 +127,12 @@ def run(args: argparse.Namespace) -> int:
     full = meta.levels[-1].macs
     for level in meta.levels:
         print(f"k={level.k}: {level.macs / 1e6:9.1f} MMACs ({level.macs / full:5.1%}), {level.params:,} parameters")
-    print(f"k = G matches {args.source} within {error:.1e} (relative); {len(net.spec.nodes)} graph nodes; "
+    checked = "k = G" if args.connectivity == "slimmable" else "its graph, run as slimmable at k = G,"
+    print(f"{checked} matches {args.source} within {error:.1e} (relative); {len(net.spec.nodes)} graph nodes; "
           f"converted in {time.perf_counter() - started:.1f} s")
-    print(f"wrote {args.out} (G={args.groups}, slimmable, order {args.order})")
+    if args.connectivity != "slimmable":
+        print(f"{args.connectivity}: each k runs fewer blocks of every weight, so no k is the original network yet; "
+              f"fine-tune it before serving: governor train --from {args.out} --dataset ... --out ...")
+    print(f"wrote {args.out} (G={args.groups}, {args.connectivity}, order {args.order})")
     return 0
 

@@ -155,7 +155,7 @@ def _fine_tune(args: argparse.Namespace) -> int:
         raise CliError(f"{args.dataset} has {len(split.train.classes)} classes but {args.from_model} has "
                        f"{len(meta.classes)} outputs; convert the model with --arg num_classes="
                        f"{len(split.train.classes)} (and weights for that head)")
-    config = TrainConfig(arch=meta.arch, groups=meta.groups, connectivity="slimmable", epochs=args.epochs,
+    config = TrainConfig(arch=meta.arch, groups=meta.groups, connectivity=meta.connectivity, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, weight_decay=0.0, seed=args.seed,
                          init=_digest(args.from_model))
     checkpoint = args.out.with_name(args.out.name + ".ckpt")
@@ -180,5 +180,6 @@ def _fine_tune(args: argparse.Namespace) -> int:
     save_model(args.out, trained.net, out_meta)
     checkpoint.unlink(missing_ok=True)
     print(_table(out_meta))
-    print(f"wrote {args.out} (fine-tuned {args.from_model}, G={meta.groups}, slimmable, {trained.seconds:.1f} s)")
+    print(f"wrote {args.out} (fine-tuned {args.from_model}, G={meta.groups}, {meta.connectivity}, "
+          f"{trained.seconds:.1f} s)")
     return 0

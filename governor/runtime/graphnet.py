@@ -6,6 +6,11 @@ corner of a weight is strided, and oneDNN runs strided weights several times slo
 autograd the contiguous corner is cached per (tensor, k) and rebuilt when the tensor changes
 (``Tensor._version``). Batch norm at k < G uses its own statistics and affine (``k_*`` tensors, one
 row per k), which only ``governor train --from`` changes; k = G uses the original ones.
+
+Grouped and nested connectivity (``governor.runtime.graphblocks``): a weight runs as one convolution
+per output group over the input groups that group reads, and the results are concatenated; batch
+norm keeps one set of statistics, and while group j trains, the channels of groups < j run in eval
+mode so their statistics never move.
 """
 
 from __future__ import annotations
@@ -19,6 +24,15 @@ from torch import Tensor, nn
 
 from governor.core.modelgraph import OPS, GraphNode, GraphSpec, unknown_ops
 from governor.core.modelmeta import LayerCost, layer_cost
+from governor.runtime.graphblocks import (
+    BLOCKED,
+    Block,
+    blocking_problem,
+    conv_groups,
+    is_grouped,
+    owner,
+    weight_blocks,
+)
 from governor.runtime.nets import DynamicNet
 
 __all__ = ["BUFFERS", "PRIVATE_BN", "GraphNet"]
@@ -64,17 +78,36 @@ class GraphNet(DynamicNet):
         if unknown:
             raise ValueError(f"the graph uses ops this governor does not have: {', '.join(unknown[:3])}; "
                              "upgrade dnn-governor or convert the model again")
-        if connectivity != "slimmable":
-            raise ValueError(f"converted networks support slimmable connectivity, not {connectivity!r}")
-        self.spec = spec
+        if connectivity not in ("slimmable", *BLOCKED):
+            raise ValueError(f"connectivity {connectivity!r}: choose slimmable, grouped or nested")
+        problem = blocking_problem(spec) if connectivity in BLOCKED else None
+        if problem:
+            raise ValueError(f"{connectivity} connectivity is not possible: {problem}")
+        self.spec, self.connectivity = spec, connectivity
         self.graph = nn.ModuleDict({n.name: _Store(n.tensors) for n in spec.nodes if n.tensors})
         self._index = {n.name: i for i, n in enumerate(spec.nodes)}
         self._steps = [(self._step(n), [self._index[i] for i in n.inputs]) for n in spec.nodes]
         self._out = self._index[spec.output]
-        self._corners: dict[tuple[int, int, int], tuple[int, Tensor]] = {}
+        self._corners: dict[tuple[int, ...], tuple[int, Tensor]] = {}
         self.cache_corners = True  # off while exporting: a cached copy would become a duplicate constant
         self._record: list[LayerCost] | None = None
         self._gathers: dict[tuple[str, int], tuple[int, int] | None] = {}
+
+    def with_connectivity(self, connectivity: str) -> GraphNet:
+        """This slimmable network as grouped or nested: the same stored tensors (no private batch norm),
+        each weight running only its blocks (``governor.runtime.graphblocks``). Raises ValueError where
+        the graph does not allow it, with the node and what to do."""
+        if self.connectivity != "slimmable" or connectivity not in BLOCKED:
+            raise ValueError(f"a {self.connectivity} network cannot become {connectivity}; convert it again")
+        nodes = tuple(n.model_copy(update={"tensors": {k: v for k, v in n.tensors.items() if k not in PRIVATE_BN}})
+                      for n in self.spec.nodes)
+        c, h, w = self.input_shape
+        net = GraphNet(self.spec.model_copy(update={"nodes": nodes}), groups=self.groups,
+                       input_shape=(c, h, w), mean=self.input_mean.flatten().tolist(),
+                       std=self.input_std.flatten().tolist(), connectivity=connectivity)
+        state = {k: v for k, v in self.state_dict().items() if k.rsplit(".", 1)[-1] not in PRIVATE_BN}
+        net.load_state_dict(state)
+        return net.train(self.training)
 
     # -- running -------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -95,15 +128,31 @@ class GraphNet(DynamicNet):
         full = rows == t.shape[0] and (cols is None or cols == t.shape[1])
         if full:
             return t
-        view = t[:rows] if cols is None else t[:rows, :cols]
-        if torch.is_grad_enabled() or cols is None or not self.cache_corners:
+        if cols is None:
+            return t[:rows].contiguous() if not self.cache_corners else t[:rows]
+        return self._block(t, (0, rows, 0, cols))
+
+    def _block(self, t: Tensor, block: Block) -> Tensor:
+        """``t[r0:r1, c0:c1]``, contiguous; cached outside autograd, rebuilt when ``t`` changes."""
+        r0, r1, c0, c1 = block
+        view = t[r0:r1, c0:c1]
+        if torch.is_grad_enabled() or not self.cache_corners:
             return view.contiguous() if not self.cache_corners else view
-        key = (id(t), rows, -1 if cols is None else cols)
+        key = (id(t), *block)
         cached = self._corners.get(key)
         if cached is None or cached[0] != t._version:
             cached = (t._version, view.contiguous())
             self._corners[key] = cached
         return cached[1]
+
+    def _blocks(self, node: GraphNode, k: int) -> list[Block] | None:
+        """The blocks a weight layer runs at k under grouped or nested connectivity; None: its corner."""
+        if self.connectivity not in BLOCKED or not is_grouped(node.active):
+            return None
+        if node.op == "conv2d" and conv_groups(node) != 1:
+            return None  # depthwise / grouped: each convolution group is within one channel group already
+        source = self.spec.nodes[self._index[node.inputs[0]]].active
+        return weight_blocks(self.connectivity, node.active, source, k) if is_grouped(source) else None
 
     def _active(self, name: str, k: int) -> int:
         return self.spec.nodes[self._index[name]].active[k - 1]
@@ -120,48 +169,90 @@ class GraphNet(DynamicNet):
 
     def _op_conv2d(self, node: GraphNode) -> Step:
         at = node.attrs
-        stride, padding, dilation = at["stride"], at["padding"], at["dilation"]
-        original_groups = int(at["groups"])  # type: ignore[arg-type]
+        stride, padding, dilation = _ints(at["stride"]), _ints(at["padding"]), _ints(at["dilation"])
+        original_groups = conv_groups(node)
         source = node.inputs[0]
         has_bias = "bias" in node.tensors
 
         def run(k: int, a: list[Tensor]) -> Tensor:
             w, n_out, n_in = self.tensor(node.name, "weight"), node.active[k - 1], self._active(source, k)
+            bias = self.tensor(node.name, "bias") if has_bias else None
+            blocks = self._blocks(node, k)
+            if blocks is not None:
+                def conv(x: Tensor, b: Block) -> Tensor:
+                    return F.conv2d(x, self._block(w, b), None if bias is None else bias[b[0]:b[1]], stride,
+                                    padding, dilation)
+                return self._run_blocks(node, a[0], blocks, conv, w, has_bias)
             if original_groups == 1:
                 weight, groups = self._corner(w, n_out, n_in), 1
             else:
                 weight, groups = self._corner(w, n_out, None), n_in // w.shape[1]
-            bias = self.tensor(node.name, "bias")[:n_out] if has_bias else None
             if self._record is not None:
                 self._record_conv(node, a[0], weight, groups, bias is not None)
-            return F.conv2d(a[0], weight, bias, stride, padding, dilation, groups)  # type: ignore[arg-type]
+            return F.conv2d(a[0], weight, None if bias is None else bias[:n_out], stride, padding, dilation, groups)
         return run
 
     def _op_linear(self, node: GraphNode) -> Step:
         source, has_bias = node.inputs[0], "bias" in node.tensors
 
         def run(k: int, a: list[Tensor]) -> Tensor:
-            n_out, n_in = node.active[k - 1], self._active(source, k)
-            weight = self._corner(self.tensor(node.name, "weight"), n_out, n_in)
-            bias = self.tensor(node.name, "bias")[:n_out] if has_bias else None
+            w, n_out, n_in = self.tensor(node.name, "weight"), node.active[k - 1], self._active(source, k)
+            bias = self.tensor(node.name, "bias") if has_bias else None
+            blocks = self._blocks(node, k)
+            if blocks is not None:
+                def linear(x: Tensor, b: Block) -> Tensor:
+                    return F.linear(x, self._block(w, b), None if bias is None else bias[b[0]:b[1]])
+                return self._run_blocks(node, a[0], blocks, linear, w, has_bias)
+            weight = self._corner(w, n_out, n_in)
             if self._record is not None:
                 hw = tuple(a[0].shape[1:-1]) if a[0].dim() == 4 else (1, 1)
                 self._record.append(layer_cost(node.name, kind="linear", connectivity="dense", k=k, in_channels=n_in,
                                                out_channels=n_out, in_hw=hw, bias=has_bias))  # type: ignore[arg-type]
-            return F.linear(a[0], weight, bias)
+            return F.linear(a[0], weight, None if bias is None else bias[:n_out])
         return run
+
+    def _run_blocks(self, node: GraphNode, x: Tensor, blocks: list[Block], layer: Callable[[Tensor, Block], Tensor],
+                    w: Tensor, bias: bool) -> Tensor:
+        # the stored weight keeps every block (unused ones too), so slimmable semantics stay checkable
+        """One layer call per output group on the input groups it reads, concatenated on the channel axis."""
+        axis = 1 if node.op == "conv2d" else -1
+        outs = []
+        for b in blocks:
+            if b[3] > b[2]:
+                outs.append(layer(x.narrow(axis, b[2], b[3] - b[2]), b))
+            else:  # a group that reads no input channel (its input group is empty): its bias, or zero
+                outs.append(layer(x.narrow(axis, 0, 1) * 0, (b[0], b[1], 0, 1)))
+        if self._record is not None:
+            self._record_blocks(node, x, blocks, w, bias)
+        return outs[0] if len(outs) == 1 else torch.cat(outs, axis)
 
     def _op_batch_norm(self, node: GraphNode) -> Step:
         eps, momentum = float(node.attrs["eps"]), float(node.attrs["momentum"])  # type: ignore[arg-type]
         G = self.groups
 
+        shared = ("running_mean", "running_var", "weight", "bias")
+
         def run(k: int, a: list[Tensor]) -> Tensor:
             n = node.active[k - 1]
+            if self.connectivity in BLOCKED:
+                return blocked(k, a[0], [self.tensor(node.name, s)[:n] for s in shared])
             if k == G:
-                t = [self.tensor(node.name, s) for s in ("running_mean", "running_var", "weight", "bias")]
+                t = [self.tensor(node.name, s) for s in shared]
             else:
                 t = [self.tensor(node.name, s)[k - 1, :n] for s in ("k_mean", "k_var", "k_weight", "k_bias")]
             return F.batch_norm(a[0], t[0], t[1], t[2], t[3], self.training, momentum, eps)
+
+        def blocked(k: int, x: Tensor, t: list[Tensor]) -> Tensor:
+            frozen = node.active[k - 2] if self.training and k > 1 and self.group_state.training_group == k else 0
+            if not frozen:
+                return F.batch_norm(x, t[0], t[1], t[2], t[3], self.training, momentum, eps)
+            # stage k: the finished groups' channels normalise with their statistics and leave them alone
+            lo = [v[:frozen] for v in t]
+            hi = [v[frozen:] for v in t]
+            rest = x.shape[1] - frozen
+            return torch.cat([F.batch_norm(x.narrow(1, 0, frozen), lo[0], lo[1], lo[2], lo[3], False, momentum, eps),
+                              F.batch_norm(x.narrow(1, frozen, rest), hi[0], hi[1], hi[2], hi[3], True, momentum, eps)],
+                             1)
         return run
 
     def _op_layer_norm(self, node: GraphNode) -> Step:
@@ -288,6 +379,25 @@ class GraphNet(DynamicNet):
                           in_hw=(int(x.shape[2]), int(x.shape[3])), bias=bias, conv_groups=groups)
         self._record.append(cost)
 
+    def _record_blocks(self, node: GraphNode, x: Tensor, blocks: list[Block], w: Tensor, bias: bool) -> None:
+        """One LayerCost for a grouped / nested layer: the sum of what its blocks compute and read."""
+        assert self._record is not None
+        conv = node.op == "conv2d"
+        kh, kw = (int(w.shape[2]), int(w.shape[3])) if conv else (1, 1)
+        stride = int(_ints(node.attrs["stride"])[0]) if conv else 1
+        padding = int(_ints(node.attrs["padding"])[0]) if conv else 0
+        hw = (int(x.shape[2]), int(x.shape[3])) if conv else tuple(x.shape[1:-1]) if x.dim() == 4 else (1, 1)
+        parts = [layer_cost(node.name, kind="conv" if conv else "linear", connectivity="dense", k=1,
+                            in_channels=max(1, c1 - c0), out_channels=r1 - r0, kernel=(kh, kw), stride=stride,
+                            padding=padding, in_hw=hw, bias=bias)  # type: ignore[arg-type]
+                 for r0, r1, c0, c1 in blocks]
+        whole = layer_cost(node.name, kind="conv" if conv else "linear", connectivity="dense", k=self.active_groups,
+                           in_channels=int(x.shape[1 if conv else -1]), out_channels=blocks[-1][1], kernel=(kh, kw),
+                           stride=stride, padding=padding, in_hw=hw, bias=bias)  # type: ignore[arg-type]
+        self._record.append(whole.model_copy(update={
+            "connectivity": self.connectivity, "macs": sum(p.macs for p in parts),
+            "weight_bytes": sum(p.weight_bytes for p in parts)}))
+
     def layer_costs(self, k: int) -> list[LayerCost]:
         """Shape and cost of each convolution and linear layer at k groups (one batch-1 forward)."""
         self._record = []
@@ -302,6 +412,21 @@ class GraphNet(DynamicNet):
             self._record = None
             self.set_active_groups(previous)
             self.train(was_training)
+
+    def owned_parameters(self, k: int) -> list[tuple[nn.Parameter, Tensor]]:
+        """Every learnable tensor with entries group k owns (first runs at k), with a 0/1 mask of them."""
+        out = []
+        for node in self.spec.nodes:
+            source = self.spec.nodes[self._index[node.inputs[0]]].active if node.inputs else None
+            for name in node.tensors:
+                if name in BUFFERS:
+                    continue
+                mask = torch.from_numpy(owner(self.connectivity, node, name, source) == k)
+                if mask.any():
+                    param = self.tensor(node.name, name)
+                    assert isinstance(param, nn.Parameter)
+                    out.append((param, mask.to(param.dtype).to(param.device)))
+        return out
 
     def params_at(self, k: int) -> int:
         """Learnable parameters the k-group sub-network uses (the corners it reads)."""
@@ -321,6 +446,9 @@ class GraphNet(DynamicNet):
         if not node.active or name == "index":
             return total if name != "index" else node.active[k - 1]
         rows = node.active[k - 1]
+        blocks = self._blocks(node, k) if name == "weight" and node.op in ("conv2d", "linear") else None
+        if blocks is not None:
+            return total // (shape[0] * shape[1]) * sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in blocks)
         if node.op in ("conv2d", "linear") and name == "weight" and len(shape) >= 2:
             source = self.spec.nodes[self._index[node.inputs[0]]]
             cols = source.active[k - 1] if int(node.attrs.get("groups", 1) or 1) == 1 else shape[1]  # type: ignore[arg-type]

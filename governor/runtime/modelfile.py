@@ -95,7 +95,8 @@ def describe_converted(net: GraphNet, *, classes: Sequence[str], info: TrainingI
                        accuracies: Sequence[float | None] | None = None) -> ModelMeta:
     """The metadata of a converted network (``governor convert``), its costs traced per k."""
     return ModelMeta(
-        format_version=2, arch=GRAPH_ARCH, widths=(), groups=net.groups, connectivity="slimmable",
+        format_version=2, arch=GRAPH_ARCH, widths=(), groups=net.groups,
+        connectivity=net.connectivity,  # type: ignore[arg-type]
         input_shape=net.input_shape,  # type: ignore[arg-type]
         input_mean=tuple(float(v) for v in net.input_mean.flatten()),
         input_std=tuple(float(v) for v in net.input_std.flatten()), classes=tuple(classes),

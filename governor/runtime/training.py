@@ -153,6 +153,28 @@ class _Stage:
             grad[lo:hi].add_(group.tensor.detach().view(-1)[lo:hi], alpha=self.weight_decay)
 
 
+class _OwnedStage:
+    """Stage k of a grouped or nested converted network: the entries group k owns train, nothing else.
+
+    Owned means first run at k (``governor.runtime.graphblocks.owner``): group k's rows of each weight
+    over the input groups they read, its biases, batch-norm affine and layer scales. Every other entry
+    gets a zero gradient, and Adam moves an element whose gradient has always been 0 by exactly 0, so
+    groups < k stay bit for bit; their batch-norm statistics are frozen by the network itself.
+    """
+
+    def __init__(self, net: GraphNet, k: int, weight_decay: float):
+        self.k, self.weight_decay = k, weight_decay
+        self.masks = net.owned_parameters(k)
+        self.params = [p for p, _ in self.masks]
+
+    def mask_gradients(self) -> None:
+        for p, mask in self.masks:
+            if p.grad is not None:
+                p.grad.mul_(mask)
+                if self.weight_decay and p.dim() > 1:  # weights only, as for the built-in networks
+                    p.grad.add_(p.detach() * mask, alpha=self.weight_decay)
+
+
 class _PrivateStage:
     """Stage k of a converted (slimmable) network: only row k-1 of the private batch-norm affine trains.
 
@@ -234,7 +256,7 @@ def _learning_rate(config: TrainConfig, epoch: int, batch: int, batches: int) ->
     return peak * 0.5 * (1 + math.cos(math.pi * (epoch * batches + batch) / (config.epochs * batches)))
 
 
-def _run_epoch(net: DynamicNet, stage: _Stage | _PrivateStage, opt: torch.optim.Optimizer, data: Dataset,
+def _run_epoch(net: DynamicNet, stage: _Stage | _OwnedStage | _PrivateStage, opt: torch.optim.Optimizer, data: Dataset,
                config: TrainConfig, rng: np.random.Generator, epoch: int,
                report: Callable[[int, int, float], None]) -> None:
     net.train()
@@ -261,9 +283,10 @@ def train_incremental(
 ) -> TrainedModel:
     """Train G stages (see module docstring); resume from ``checkpoint`` if it exists and matches.
 
-    ``net``: fine-tune this network instead of building a new one. A converted network (GraphNet)
-    trains stages 1..G-1 only, each its own batch-norm statistics and affine, so k = G stays the
-    original network bit for bit and a finished stage never changes again.
+    ``net``: fine-tune this network instead of building a new one. A slimmable converted network
+    (GraphNet) trains stages 1..G-1 only, each its own batch-norm statistics and affine, so k = G stays
+    the original network bit for bit; a grouped or nested one trains stages 1..G, each the entries its
+    group owns. Either way a finished stage never changes again.
 
     ``on_stage_end(net, k)`` is called after stage k; it may run the net (it is put back in training
     mode by the next stage) but must not change weights. ``threads`` sets torch's intra-op threads
@@ -283,7 +306,7 @@ def _train(
     on_stage_end: Callable[[DynamicNet, int], None] | None, given: DynamicNet | None = None,
 ) -> TrainedModel:
     net, rng = given if given is not None else new_net(config, split), np.random.default_rng(config.seed)
-    private = isinstance(net, GraphNet)
+    private = isinstance(net, GraphNet) and net.connectivity == "slimmable"
     flags = _freeze_shared(net) if private else {}
     try:
         return _stages(config, split, checkpoint, progress, on_stage_end, net, rng)
@@ -296,7 +319,8 @@ def _stages(
     config: TrainConfig, split: Split, checkpoint: Path | None, progress: Callable[[Progress], None] | None,
     on_stage_end: Callable[[DynamicNet, int], None] | None, net: DynamicNet, rng: np.random.Generator,
 ) -> TrainedModel:
-    last = config.groups - 1 if isinstance(net, GraphNet) else config.groups
+    slimmable = isinstance(net, GraphNet) and net.connectivity == "slimmable"
+    last = config.groups - 1 if slimmable else config.groups  # slimmable k = G is the original: it stays
     resume = _load_checkpoint(checkpoint, config, split, net, rng)
     stage0, epoch0, seconds = resume.get("stage", 1), resume.get("epoch", 0), resume.get("seconds", 0.0)
     outcomes = [StageOutcome(**o) for o in json.loads(resume.get("stages", "[]"))]
@@ -304,7 +328,11 @@ def _stages(
     for k in range(stage0, last + 1):
         resumed = k == stage0 and epoch0 > 0
         net.set_training_stage(k)
-        stage = _PrivateStage(net, k) if isinstance(net, GraphNet) else _Stage(net, k, config.weight_decay)
+        stage: _Stage | _OwnedStage | _PrivateStage
+        if isinstance(net, GraphNet):
+            stage = _PrivateStage(net, k) if slimmable else _OwnedStage(net, k, config.weight_decay)
+        else:
+            stage = _Stage(net, k, config.weight_decay)
         opt = torch.optim.Adam(stage.params, lr=config.lr)
         if resumed and "optimizer" in resume:
             opt.load_state_dict(resume["optimizer"])

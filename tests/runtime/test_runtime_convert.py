@@ -104,7 +104,7 @@ def test_unsupported_graphs_are_refused_naming_the_node(module, node, words):
 
 def test_bad_arguments_are_refused():
     with pytest.raises(ConversionError, match="connectivity"):
-        convert(Plain(), SHAPE, connectivity="grouped")
+        convert(Plain(), SHAPE, connectivity="dense")
     with pytest.raises(ConversionError, match="C,H,W"):
         convert(Plain(), (3, 8))
     with pytest.raises(ConversionError, match="groups must be >= 1"):

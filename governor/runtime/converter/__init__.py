@@ -19,7 +19,7 @@ from governor.runtime.graphnet import PRIVATE_BN, GraphNet
 
 __all__ = ["CONNECTIVITIES", "ConversionError", "convert"]
 
-CONNECTIVITIES = ("slimmable",)
+CONNECTIVITIES = ("slimmable", "grouped", "nested")
 
 
 def _permuted(node: RawNode, name: str, t: torch.Tensor, layout: Layout, source: str | None) -> torch.Tensor:
@@ -70,7 +70,9 @@ def _spec_and_tensors(nodes: list[RawNode], output: str, layout: Layout, groups:
 def convert(module: torch.nn.Module, input_shape: Sequence[int], *, groups: int = 4,
             connectivity: str = "slimmable", order: Order = "l1", mean: Sequence[float] | None = None,
             std: Sequence[float] | None = None, source: str = "python") -> GraphNet:
-    """A dynamic network of ``groups`` channel groups whose k = G sub-network computes ``module``.
+    """A dynamic network of ``groups`` channel groups whose k = G sub-network computes ``module``
+    (slimmable), or its grouped / nested form (``governor.runtime.graphblocks``), which runs fewer
+    blocks of each weight and must be fine-tuned (``governor train --from``) before it is useful.
 
     ``input_shape`` is (C, H, W) of one sample; ``mean``/``std`` (per input channel) are applied
     inside the network before the module's first layer (default: none, i.e. 0 and 1). ``order``
@@ -102,4 +104,9 @@ def convert(module: torch.nn.Module, input_shape: Sequence[int], *, groups: int 
     extra = [m for m in missing if not m.startswith("input_")]
     if extra or unexpected:
         raise ConversionError(f"internal: converted tensors do not match the graph ({extra[:3]}, {unexpected[:3]})")
+    if connectivity != "slimmable":
+        try:
+            net = net.with_connectivity(connectivity)
+        except ValueError as exc:
+            raise ConversionError(str(exc)) from exc
     return net.eval()
