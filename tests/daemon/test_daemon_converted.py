@@ -2,6 +2,7 @@
 what the model takes, with no accuracy claimed for a file that has measured none."""
 
 import numpy as np
+import pytest
 import torch
 from daemon_build import serving
 from governor_client import Client
@@ -14,17 +15,19 @@ from tests.runtime.convert_nets import coupled
 SHAPE = (3, 16, 16)
 
 
-def _converted(path, mean_std=IMAGENET):
+def _converted(path, mean_std=IMAGENET, connectivity="slimmable"):
     torch.manual_seed(0)
-    net = convert(coupled().eval(), SHAPE, groups=4, mean=mean_std[0], std=mean_std[1], source="app.nets:coupled")
+    net = convert(coupled().eval(), SHAPE, groups=4, mean=mean_std[0], std=mean_std[1], source="app.nets:coupled",
+                  connectivity=connectivity)
     info = TrainingInfo(dataset="converted:app.nets:coupled", train_samples=0, val_samples=0, epochs_per_stage=0,
                         batch_size=1, lr=0.0, weight_decay=0.0, seed=0, seconds=0.0)
     save_model(path, net, describe_converted(net, classes=[f"c{i}" for i in range(10)], info=info))
     return path
 
 
-def test_infer_on_a_converted_model_runs_the_chosen_k_and_reports_its_interface(tmp_path):
-    model = _converted(tmp_path / "coupled.dgm")
+@pytest.mark.parametrize("connectivity", ["slimmable", "nested"])
+def test_infer_on_a_converted_model_runs_the_chosen_k_and_reports_its_interface(tmp_path, connectivity):
+    model = _converted(tmp_path / "coupled.dgm", connectivity=connectivity)
     x = np.random.default_rng(1).random((2, *SHAPE), dtype=np.float32)
     with serving(tmp_path / "root", model) as (_d, pair, meta), \
             Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
