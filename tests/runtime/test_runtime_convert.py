@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from governor.core.modelgraph import OPS
 from governor.core.modelmeta import META_ENTRY, ModelFileError, TrainingInfo
 from governor.runtime.converter import ConversionError, convert
+from governor.runtime.converter.sources import check_equivalence
 from governor.runtime.graphnet import GraphNet
 from governor.runtime.modelfile import describe_converted, load_model, save_model
 from tests.runtime.convert_nets import ChannelMean, Plain, Sorting, coupled, randomise_batch_norm
@@ -155,3 +157,23 @@ def test_cached_corner_follows_weight_changes():
         net.tensor("side", "weight").mul_(2.0)
     assert not torch.equal(_run(net, x, 2), first)
     assert np.isfinite(first.numpy()).all()
+
+
+class ScaleOnTheLeft(nn.Module):
+    """``scale * x`` (ConvNeXt's layer scale) then a residual add: the product's axis is x's, not the scale's."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 1)
+        self.scale = nn.Parameter(torch.linspace(0.5, 2.0, 8).view(8, 1, 1))
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.head((self.scale * y + y).mean((2, 3)))
+
+
+def test_a_constant_on_the_left_of_a_product_keeps_the_tensor_channel_axis():
+    module = ScaleOnTheLeft().eval()
+    net = convert(module, (3, 16, 16), groups=2)
+    assert check_equivalence(module, net, (3, 16, 16)) < 1e-6

@@ -134,9 +134,7 @@ class _Analysis:
         elif op in _PER_CHANNEL or op == "permute":
             ids = self.same(node, ins[0])
         elif op in ("add", "mul"):
-            ids = self.elementwise(node)
-            self.axis[node.name] = self.axis[node.inputs[0]] if node.inputs[0] in self.ids else \
-                self.axis[node.inputs[1]]
+            ids, self.axis[node.name] = self.elementwise(node)
         elif op == "cat":
             if any(i is None for i in ins):
                 raise self.fail(node, "concatenates a tensor without a channel axis")
@@ -186,12 +184,15 @@ class _Analysis:
                     self.uf.union(int(members[0]), int(m))
         return ids
 
-    def elementwise(self, node: RawNode) -> np.ndarray:
+    def elementwise(self, node: RawNode) -> tuple[np.ndarray, int]:
+        """The ids and channel axis of an add or mul: those of its tensor operand, a constant's only if
+        both are constants (a layer scale on the left, ``scale * x``, has ids once it met x elsewhere)."""
         a, b = node.inputs
         known = [x for x in (a, b) if x in self.ids]
         if not known:
             raise self.fail(node, "combines two tensors without a channel axis")
-        base = known[0]
+        tensors = [x for x in known if self.by_name[x].op != "constant"]
+        base = (tensors or known)[0]
         ids, axis = self.ids[base], self.axis[base]
         assert axis is not None
         rank = len(self.by_name[base].shape)
@@ -202,7 +203,7 @@ class _Analysis:
                 self.couple(node, ids, self.ids[other], self.axis[other], axis)
             else:
                 self.constant_ids(node, self.by_name[other], ids, axis - rank)
-        return ids
+        return ids, axis
 
     def couple(self, node: RawNode, ids: np.ndarray, other: np.ndarray, other_axis: int | None, axis: int) -> None:
         if len(other) == 1 and len(ids) != 1:
