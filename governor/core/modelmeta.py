@@ -211,9 +211,13 @@ def layer_cost(
     in_hw: tuple[int, int] = (1, 1),
     bias: bool = False,
     conv_groups: int = 1,
+    out_hw: tuple[int, int] | None = None,
 ) -> LayerCost:
-    """Shape and cost of a layer at k active groups; channel counts are the active ones (all k groups)."""
-    out_hw = conv_out_hw(in_hw, kernel, stride, padding)
+    """Shape and cost of a layer at k active groups; channel counts are the active ones (all k groups).
+
+    ``out_hw`` (pixels), where the layer's stride, padding or dilation differ per axis (Inception's 1x7
+    convolutions pad (0, 3)): the output size it really has; ``stride`` and ``padding`` then only label it."""
+    out_hw = out_hw or conv_out_hw(in_hw, kernel, stride, padding)
     taps = kernel[0] * kernel[1]
     if connectivity == "dense":
         weights = out_channels * (in_channels // conv_groups) * taps

@@ -47,6 +47,14 @@ def _ints(value: object) -> tuple[int, ...]:
     return tuple(int(v) for v in value)
 
 
+def _conv_out_hw(node: GraphNode, in_hw: tuple[int, int], kernel: tuple[int, int]) -> tuple[int, int]:
+    """A convolution's output size per axis (floor mode), with its own stride, padding and dilation."""
+    stride, padding, dilation = (_ints(node.attrs[a]) for a in ("stride", "padding", "dilation"))
+    h, w = ((n + 2 * p - d * (kk - 1) - 1) // s + 1
+            for n, kk, s, p, d in zip(in_hw, kernel, stride, padding, dilation, strict=True))
+    return (h, w)
+
+
 class _Store(nn.Module):
     """The tensors of one node, as parameters (learnable) and buffers (statistics, indices)."""
 
@@ -372,11 +380,12 @@ class GraphNet(DynamicNet):
     def _record_conv(self, node: GraphNode, x: Tensor, weight: Tensor, groups: int, bias: bool) -> None:
         assert self._record is not None
         kh, kw = int(weight.shape[2]), int(weight.shape[3])
-        stride, padding = node.attrs["stride"], node.attrs["padding"]
+        stride, padding = _ints(node.attrs["stride"]), _ints(node.attrs["padding"])
+        in_hw = (int(x.shape[2]), int(x.shape[3]))
         cost = layer_cost(node.name, kind="conv", connectivity="dense", k=self.active_groups,
                           in_channels=int(x.shape[1]), out_channels=int(weight.shape[0]), kernel=(kh, kw),
-                          stride=int(stride[0]), padding=int(padding[0]),  # type: ignore[index]
-                          in_hw=(int(x.shape[2]), int(x.shape[3])), bias=bias, conv_groups=groups)
+                          stride=stride[0], padding=padding[0], in_hw=in_hw, bias=bias, conv_groups=groups,
+                          out_hw=_conv_out_hw(node, in_hw, (kh, kw)))
         self._record.append(cost)
 
     def _record_blocks(self, node: GraphNode, x: Tensor, blocks: list[Block], w: Tensor, bias: bool) -> None:
@@ -387,13 +396,14 @@ class GraphNet(DynamicNet):
         stride = int(_ints(node.attrs["stride"])[0]) if conv else 1
         padding = int(_ints(node.attrs["padding"])[0]) if conv else 0
         hw = (int(x.shape[2]), int(x.shape[3])) if conv else tuple(x.shape[1:-1]) if x.dim() == 4 else (1, 1)
+        out_hw = _conv_out_hw(node, hw, (kh, kw)) if conv else None  # type: ignore[arg-type]
         parts = [layer_cost(node.name, kind="conv" if conv else "linear", connectivity="dense", k=1,
                             in_channels=max(1, c1 - c0), out_channels=r1 - r0, kernel=(kh, kw), stride=stride,
-                            padding=padding, in_hw=hw, bias=bias)  # type: ignore[arg-type]
+                            padding=padding, in_hw=hw, bias=bias, out_hw=out_hw)  # type: ignore[arg-type]
                  for r0, r1, c0, c1 in blocks]
         whole = layer_cost(node.name, kind="conv" if conv else "linear", connectivity="dense", k=self.active_groups,
                            in_channels=int(x.shape[1 if conv else -1]), out_channels=blocks[-1][1], kernel=(kh, kw),
-                           stride=stride, padding=padding, in_hw=hw, bias=bias)  # type: ignore[arg-type]
+                           stride=stride, padding=padding, in_hw=hw, bias=bias, out_hw=out_hw)  # type: ignore[arg-type]
         self._record.append(whole.model_copy(update={
             "connectivity": self.connectivity, "macs": sum(p.macs for p in parts),
             "weight_bytes": sum(p.weight_bytes for p in parts)}))

@@ -29,7 +29,7 @@ def _converted(path, mean_std=IMAGENET, connectivity="slimmable"):
 def test_infer_on_a_converted_model_runs_the_chosen_k_and_reports_its_interface(tmp_path, connectivity):
     model = _converted(tmp_path / "coupled.dgm", connectivity=connectivity)
     x = np.random.default_rng(1).random((2, *SHAPE), dtype=np.float32)
-    with serving(tmp_path / "root", model) as (_d, pair, meta), \
+    with serving(tmp_path / "root", model) as (_d, pair, _meta), \
             Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
         hello = c.hello
         res = c.infer(x, deadline_ms=5000)
