@@ -175,6 +175,14 @@ class ModelMeta(_Frozen):
     def accuracy(self, k: int) -> float | None:
         return self.level(k).accuracy
 
+    def accuracy_rank(self, k: int) -> float:
+        """What the optimiser compares for k: the measured accuracy, or where the file has none (a
+        converted model before `governor train --from`) k/G, so "max_accuracy" prefers more groups. A
+        rank, never reported as an accuracy (replies say null) nor held against a floor (refused)."""
+        if self.accuracies_known:
+            return float(self.level(k).accuracy or 0.0)
+        return k / self.groups
+
     @property
     def accuracies_known(self) -> bool:
         """Whether every k has a measured validation accuracy (a converted file has none until fine-tuned)."""

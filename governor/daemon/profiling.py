@@ -291,7 +291,7 @@ def table_from_model(space: Space, model: ProfileModel, meta: ModelMeta,
     if not has_energy:
         energy = np.array([op.threads for op in ops]) * lat * CORE_MS_PROXY_MJ
     energy = np.maximum(energy, 1e-9)
-    accuracy = np.array([meta.accuracy(op.groups) or 0.0 for op in ops])
+    accuracy = np.array([meta.accuracy_rank(op.groups) for op in ops])
     table = DecisionTable(tuple(ops), lat, energy, accuracy, simulated=model.simulated)
     return MeasuredTable(table, has_energy, reps=0, idle_power_mw=idle_power_mw)
 

@@ -388,6 +388,10 @@ class Daemon:
         if msg.model is not None and msg.model != self.parts.model_name:
             raise p.ProtocolError("bad_request", f"model {msg.model!r} is not loaded; this daemon serves "
                                   f"{self.parts.model_name!r} (leave model unset)", request_id=msg.id)
+        if msg.budget.min_accuracy is not None and not self.parts.meta.accuracies_known:
+            raise p.ProtocolError("bad_request", f"model {self.parts.model_name!r} has no measured accuracies (a "
+                                  "converted model): leave min_accuracy out, or measure them with `governor train "
+                                  "--from MODEL --dataset ...` and serve that file", request_id=msg.id)
 
     # -- carrying out the machine's actions -------------------------------------------------------
     def _carry(self, actions: list[m.Action]) -> None:

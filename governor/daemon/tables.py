@@ -70,6 +70,6 @@ def measure_table(
     measured = all(j is not None for j in joules)
     # Never mix measured energy with the proxy in one table.
     energy = joules if measured else [p.threads * la * CORE_MS_PROXY_MJ for p, la in zip(points, lat, strict=True)]
-    accuracy = [meta.accuracy(p.groups) or 0.0 for p in points]
+    accuracy = [meta.accuracy_rank(p.groups) for p in points]
     table = DecisionTable(tuple(points), np.array(lat), np.array(energy), np.array(accuracy), simulated=simulated)
     return MeasuredTable(table, measured, reps)

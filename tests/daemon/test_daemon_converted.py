@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from daemon_build import serving
-from governor_client import Client
+from governor_client import Client, GovernorError
 
 from governor.core.modelmeta import IMAGENET, TrainingInfo
 from governor.runtime.converter import convert
@@ -54,3 +54,39 @@ def test_a_converted_model_without_normalisation_says_inputs_go_in_as_the_module
             Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
         (spec,) = c.hello.interface.inputs
     assert spec.value_range is None and "app.nets:coupled takes as its input" in spec.scale
+
+
+def test_without_accuracies_max_accuracy_takes_the_most_groups_and_a_floor_is_refused(tmp_path):
+    model = _converted(tmp_path / "coupled.dgm")
+    with serving(tmp_path / "root", model) as (_d, pair, _meta), \
+            Client(transport=pair.connect(), timeout_ms=20000, retries=0) as c:
+        largest = c.advise(deadline_ms=5000, objective="max_accuracy")  # it used to be k = 1: all "0 %"
+        with pytest.raises(GovernorError) as refused:
+            c.advise(deadline_ms=5000, min_accuracy=0.5)
+        still = c.advise(deadline_ms=5000)  # and it keeps serving
+    assert largest.point.k == 4 and largest.predicted.accuracy is None and 1 <= still.point.k <= 4
+    assert refused.value.code == "bad_request" and "no measured accuracies" in str(refused.value)
+
+
+def test_done_when_a_zoo_resnet18_with_weights_converted_at_224_is_served_and_k_g_is_the_module(tmp_path):
+    # issue 17: `governor convert PKG.MODULE:resnet18 --weights W.pt --input-shape 3,224,224 --groups 4
+    # --connectivity slimmable --out r18.dgm`, then `governor serve --model r18.dgm` answers infer
+    from governor.cli.main import main as governor
+    from governor.runtime.zoo.resnet import resnet18
+    from tests.runtime.convert_nets import randomise_batch_norm
+
+    torch.manual_seed(0)
+    module = randomise_batch_norm(resnet18())
+    torch.save(module.state_dict(), tmp_path / "W.pt")
+    out = tmp_path / "r18.dgm"
+    assert governor(["convert", "governor.runtime.zoo.resnet:resnet18", "--weights", str(tmp_path / "W.pt"),
+                     "--input-shape", "3,224,224", "--groups", "4", "--connectivity", "slimmable",
+                     "--out", str(out)]) == 0
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    with serving(tmp_path / "root", out) as (_d, pair, _meta), \
+            Client(transport=pair.connect(), timeout_ms=60000, retries=0) as c:
+        res = c.infer(x, deadline_ms=60000, objective="max_accuracy")
+    assert res.point.k == 4 and res.output.shape == (1, 1000)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    assert np.abs(res.output - expected).max() <= 1e-4 * np.abs(expected).max()
