@@ -433,7 +433,13 @@ def run(args: argparse.Namespace) -> int:
     checkpoint.unlink(missing_ok=True)
     est = describe_estimates(status.estimated_mape_pct, fitted.models, status.measured)
     label = " (SIMULATED measurements)" if provenance.simulated else ""
-    hint = f"; {_serve_hint(args, model, info['board'], out)}" if not args.source else ""
+    if args.source:
+        hint = ""
+    elif not space.domains and not simulated:  # the daemon measures its own table then (daemon/app.py)
+        hint = ("; this host has no DVFS domain the governor can set, so `governor serve` measures its own "
+                "table at start and does not load a profile; this one is for `governor predict`")
+    else:
+        hint = f"; {_serve_hint(args, model, info['board'], out)}"
     print(f"wrote {out}{label}{hint}")
     print(f"measured {status.measured} of {status.candidates} points; stopped: {status.stopped}; "
           f"estimated MAPE (mean error expected on unmeasured points): {est}")

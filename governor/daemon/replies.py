@@ -49,7 +49,8 @@ def model_interface(meta: ModelMeta, max_batch: int) -> p.ModelInterface:
     # the file holds float32: the shortest decimal with the same float32 (0.485, not 0.48500001430511475)
     mean = tuple(float(str(np.float32(v))) for v in meta.input_mean)
     std = tuple(float(str(np.float32(v))) for v in meta.input_std)
-    value_range = _RAW_RANGE.get(dataset.split(":")[0])
+    # "digits", "cifar10:DIR", or "digits (fine-tuned converted:...)" after `governor train --from`
+    value_range = _RAW_RANGE.get(dataset.split(":")[0].split(" ")[0])
     if dataset.startswith("converted:"):
         source = dataset.removeprefix("converted:")
         identity = all(v == 0 for v in mean) and all(v == 1 for v in std)

@@ -128,3 +128,14 @@ def test_serve_refuses_a_missing_profile_instead_of_measuring(model, run_dir, tm
     err = capsys.readouterr().err
     assert code == 2 and f"{missing}: no such profile" in err and f"--out {missing}" in err
     assert not missing.exists()
+
+
+def test_a_host_profile_does_not_promise_what_serve_refuses(model, tmp_path, capsys):
+    # serve on a host without DVFS (no cpufreq, as in a VM) measures its own table and refuses --profile;
+    # the hint said it would load it
+    (tmp_path / "root").mkdir()
+    out = tmp_path / "host.json"
+    assert main(["profile", str(model), "--board", "host", "--sysfs-root", str(tmp_path / "root"), "--max-points",
+                 "4", "--quiet", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert out.is_file() and "will load it" not in said and "does not load a profile" in said

@@ -90,3 +90,14 @@ def test_done_when_a_zoo_resnet18_with_weights_converted_at_224_is_served_and_k_
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     assert np.abs(res.output - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_a_fine_tuned_converted_model_reports_the_raw_range_of_its_training_data():
+    from governor.daemon.replies import model_interface
+
+    net = convert(coupled().eval(), SHAPE, groups=2)
+    info = TrainingInfo(dataset="digits (fine-tuned converted:app.nets:coupled)", train_samples=1, val_samples=1,
+                        epochs_per_stage=1, batch_size=1, lr=0.0, weight_decay=0.0, seed=0, seconds=0.0)
+    meta = describe_converted(net, classes=[str(i) for i in range(10)], info=info, accuracies=[0.5, 0.9])
+    (spec,) = model_interface(meta, max_batch=8).inputs
+    assert spec.value_range == (0.0, 16.0) and "0..16" in spec.scale
