@@ -30,7 +30,8 @@ With ``floor > 0`` a point dominated in (L, E) can still win, so the fronts are 
 meets, so nothing optimal is lost. The floor is bucketed (5 % steps) to keep that cache small.
 
 Hysteresis: when the previous choice is still feasible and within ``hysteresis`` (relative) of the
-best objective value, it is kept, so the board does not thrash between near-equal points. A
+best objective value, it is kept, so the board does not thrash between near-equal points (under
+``max_accuracy`` only among points of equal accuracy: accuracies are not noisy). A
 point whose setpoints differ from the ones in force pays ``switch_ms`` (DVFS transition time), and
 every point pays ``dispatch_ms``: what it costs to get from the decision to the end of the run
 besides the forward pass itself (deciding, setting the mapping, moving tensors), which the
@@ -295,6 +296,8 @@ def _best(
     best = int(np.argmin(value))
     if previous is None or not feasible[previous]:
         return best
+    if objective is Objective.MAX_ACCURACY and acc[previous] < acc[best]:
+        return best  # accuracy is measured once, not noisy: a better k is never given up to save a switch
     prev_value, best_value = value[previous], value[best]
     if prev_value - best_value <= hysteresis * abs(best_value):
         return previous
