@@ -42,3 +42,34 @@ def test_family_converts_exactly_and_every_k_runs(family):
         with torch.no_grad():
             assert nested(x).shape == (1, 10)
         assert sum(layer.macs for layer in nested.layer_costs(2)) < macs[1]
+
+
+def test_torchvision_sources_build_through_torchvision_models_where_it_imports(monkeypatch):
+    # torchvision does not import with this CPU torch: a stand-in torchvision.models holding the zoo's
+    # constructors is what `governor convert torchvision:NAME` finds on a machine where it does
+    import sys
+    import types
+
+    from governor.runtime.converter.sources import module_from_source
+
+    fake = types.ModuleType("torchvision")
+    fake.models = types.ModuleType("torchvision.models")  # type: ignore[attr-defined]
+    fake.models.mobilenet_v2 = MODELS["mobilenet_v2"]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    monkeypatch.setitem(sys.modules, "torchvision.models", fake.models)  # type: ignore[attr-defined]
+    module = module_from_source("torchvision:mobilenet_v2", {"num_classes": 7})
+    assert module.classifier[-1].out_features == 7
+    with pytest.raises(ValueError, match="has no model 'resnet9000'"):
+        module_from_source("torchvision:resnet9000")
+
+
+def test_without_torchvision_the_error_points_at_the_zoo(monkeypatch):
+    import sys
+
+    from governor.runtime.converter.sources import module_from_source
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import fails, as here
+    monkeypatch.setitem(sys.modules, "torchvision.models", None)
+    with pytest.raises(ValueError, match=r"governor\.runtime\.zoo"):
+        module_from_source("torchvision:resnet18")
+    assert module_from_source("governor.runtime.zoo:resnet18").fc.out_features == 1000

@@ -58,8 +58,8 @@ def _torchvision(name: str) -> Any:
     except Exception as exc:  # its compiled extension fails in many ways on a mismatched torch
         raise ConversionError(
             f"torchvision does not import here ({type(exc).__name__}: {str(exc)[:120]}); install the torchvision "
-            "build that matches your torch, or pass your own PKG.MODULE:CALLABLE (the zoo in "
-            "governor.runtime.zoo has the torchvision architectures, e.g. governor.runtime.zoo:resnet18)"
+            "build that matches your torch, or pass your own PKG.MODULE:CALLABLE: governor.runtime.zoo has "
+            "torchvision's architectures, state_dict-compatible, e.g. governor.runtime.zoo:resnet18"
         ) from exc
     factory = getattr(models, name, None)
     if not callable(factory) or name.startswith("_"):
