@@ -37,7 +37,10 @@ class Progress:
         return max(self.total - done, 0) * rate
 
     def line(self, done: int, candidates: int) -> str:
-        """``[####     ] 12/96 points (of 1230), ETA <= 230 s``."""
+        """``[####     ] 12/96 points (of 1230), ETA <= 230 s``; a budget above the candidates is capped
+        to them (a host's 8 points were shown as "4/48 points (of 8)")."""
+        if candidates < self.total:
+            self.total = candidates
         bar = "#" * int(_BAR * min(done, self.total) / max(self.total, 1))
         return f"[{bar:<{_BAR}}] {done}/{self.total} points (of {candidates}), ETA <= {self.eta_s(done):.0f} s"
 

@@ -54,3 +54,12 @@ def test_progress_eta_and_bar():
     assert progress.due() and not progress.due()
     now[0] += 5.0
     assert progress.due()
+
+
+def test_a_budget_above_the_candidates_counts_to_the_candidates():
+    from governor.daemon.progress import Progress
+
+    now = [0.0]
+    progress = Progress(48, clock=lambda: now[0])  # a host: 8 points, a budget of 48
+    now[0] += 4.0
+    assert progress.line(4, 8) == f"[{'#' * 15:<30}] 4/8 points (of 8), ETA <= 4 s"
