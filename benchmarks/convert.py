@@ -51,7 +51,7 @@ def _other_connectivities(module: nn.Module, shape: tuple[int, int, int], groups
             answers.append(f"{connectivity}: yes")
         except ConversionError as exc:
             answers.append(f"{connectivity}: no")
-            reasons.add(str(exc).split(";")[0])
+            reasons.add(str(exc).split(";")[0].split("is not possible: ")[-1])
     return "; ".join(answers) + (f" ({'; '.join(sorted(reasons))})" if reasons else "")
 
 
