@@ -79,6 +79,19 @@ def test_uncertainty_is_positive_and_reflects_held_out_error(fitted):
     assert 0 < p.memory_sd_mb < 0.2 * p.memory_mb and 0 < p.latency_sd_ms < 0.3 * p.latency_ms
 
 
+def test_a_profiled_network_at_a_new_batch_is_less_uncertain_than_a_network_never_profiled():
+    # the self-estimate was one error level for both, that of a configuration left out entirely, and
+    # 100 % of the real errors fell inside 2 sd (issue 19.4)
+    model = TrainingCostModel.fit(samples((8, 16, 32, 48), (2, 8, 32, 128)), n_estimators=100)
+    profiled, new = model.predict(net(16), 16), model.predict(net(24), 16)
+    assert p_rel(profiled.latency_sd_ms, profiled.latency_ms) < p_rel(new.latency_sd_ms, new.latency_ms)
+    assert p_rel(profiled.memory_sd_mb, profiled.memory_mb) < p_rel(new.memory_sd_mb, new.memory_mb)
+
+
+def p_rel(sd: float, mean: float) -> float:
+    return sd / mean
+
+
 def test_too_few_points_or_unknown_method_are_refused():
     with pytest.raises(ValueError, match="too few"):
         TrainingCostModel.fit(samples((8,), (2, 4)))
