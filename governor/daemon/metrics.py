@@ -27,7 +27,7 @@ __all__ = ["KINDS", "OUTCOMES", "Metrics", "MetricsError", "NullMetrics", "Prome
 
 log = logging.getLogger(__name__)
 
-KINDS = ("hello", "infer", "advise", "status", "profiles", "reload", "other")
+KINDS = ("hello", "infer", "advise", "status", "profiles", "reload", "acquire", "release", "other")
 OUTCOMES = ("met", "missed", "infeasible", "rejected", "error")
 INSTALL_HINT = 'pip install "dnn-governor[metrics]" (or: pip install prometheus-client)'
 _LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)

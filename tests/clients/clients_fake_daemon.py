@@ -60,6 +60,14 @@ def canned_reply(msg: p.Request, tensors: dict[str, np.ndarray], telemetry: str 
             simulated=True,
         )
         return reply, {f"doubled_{name}": array * 2 for name, array in tensors.items()}
+    if isinstance(msg, p.AcquireRequest):
+        return p.LeaseReply(id=msg.id, lease_id=f"L-{msg.id}", point=POINT,
+                            predicted=p.Estimate(latency_ms=PREDICTED_MS, energy_mj=40.0),
+                            expires_in_ms=msg.ttl_ms or 1000.0, budget_infeasible=False, simulated=True), {}
+    if isinstance(msg, p.ReleaseRequest):
+        measured = p.Estimate(latency_ms=msg.latency_ms, energy_mj=msg.energy_mj)
+        return p.ReleasedReply(id=msg.id, lease_id=msg.lease_id, measured=measured, budget_met=msg.outcome == "ok",
+                               total_ms=msg.latency_ms + 1.0, simulated=True), {}
     if isinstance(msg, p.StatusRequest):
         return p.StatusReply(id=msg.id, server="fake", board="jetson-tx2", simulated=True, uptime_s=1.0), {}
     if isinstance(msg, p.ProfilesRequest):

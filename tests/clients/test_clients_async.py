@@ -95,3 +95,19 @@ def test_clients_async_telemetry_subscription(ipc_dir):
     finally:
         pub.close()
         fake.stop()
+
+
+def test_clients_async_lease_context_manager_releases_ok_or_failed(daemon):
+    async def session():
+        async with AsyncClient(daemon.endpoint, **FAST) as client:
+            async with client.lease(deadline_ms=20, model="det") as lease:
+                lease.report(3.5)
+            with pytest.raises(RuntimeError):
+                async with client.lease(deadline_ms=20) as failing:
+                    raise RuntimeError("engine")
+            return lease, failing
+
+    lease, failing = run(session())
+    assert lease.k == POINT.k and lease.released.measured.latency_ms == 3.5 and lease.released.budget_met
+    assert failing.released is not None and not failing.released.budget_met
+    assert [r.msg.outcome for r in daemon.requests("release")] == ["ok", "failed"]

@@ -193,3 +193,36 @@ def zmq_pub(endpoint: str):
     sock.setsockopt(zmq.LINGER, 0)
     sock.bind(endpoint)
     return sock
+
+
+def test_clients_lease_sends_the_budget_and_releases_with_the_reported_latency(daemon):
+    with Client(daemon.endpoint, **FAST) as client:
+        lease = client.acquire(deadline_ms=20, model="det", expected_ms=[3.0, 5.0, 8.0], ttl_ms=250)
+        assert lease.k == POINT.k and lease.point == POINT and lease.expires_in_ms == 250
+        released = client.release(lease, 4.5, energy_mj=2.0)
+        assert lease.released == released and released.measured.latency_ms == 4.5 and released.budget_met
+        with client.lease(deadline_ms=20, model="det") as ctx:
+            ctx.report(6.0, energy_mj=1.5)
+        assert ctx.released.measured.latency_ms == 6.0 and ctx.released.measured.energy_mj == 1.5
+        with client.lease(deadline_ms=20) as timed:
+            time.sleep(0.01)
+        assert timed.released.measured.latency_ms >= 10.0  # nothing reported: the block's wall time
+        with pytest.raises(ZeroDivisionError), client.lease(deadline_ms=20) as failing:
+            failing.report(1 / 0)
+        assert failing.released is not None and not failing.released.budget_met
+    acquire = daemon.requests("acquire")[0].msg
+    assert acquire.budget.deadline_ms == 20 and acquire.model == "det" and acquire.expected_ms == (3.0, 5.0, 8.0)
+    assert acquire.ttl_ms == 250
+    outcomes = [(r.msg.lease_id, r.msg.latency_ms, r.msg.outcome) for r in daemon.requests("release")]
+    assert outcomes[0] == (lease.lease_id, 4.5, "ok") and outcomes[1] == (ctx.lease_id, 6.0, "ok")
+    assert outcomes[2][2] == "ok" and outcomes[3][0] == failing.lease_id and outcomes[3][2] == "failed"
+
+
+def test_clients_release_refuses_an_impossible_latency_before_sending(daemon):
+    with Client(daemon.endpoint, **FAST) as client:
+        lease = client.acquire(deadline_ms=20)
+        for latency in (float("nan"), -1.0, 0.0, float("inf")):
+            with pytest.raises(GovernorError) as err:
+                client.release(lease, latency)
+            assert err.value.code == "bad_request" and "latency_ms" in err.value.message
+    assert daemon.requests("release") == []

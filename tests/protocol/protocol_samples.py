@@ -31,6 +31,8 @@ REQUESTS: list[tuple[p.Request, dict[str, np.ndarray]]] = [
     (p.StatusRequest(id="c-4"), {}),
     (p.ProfilesRequest(), {}),
     (p.ReloadRequest(id="c-6"), {}),
+    (p.AcquireRequest(id="c-8", budget=BUDGET, model="resnet-gp", expected_ms=(4.5, 8.0), ttl_ms=250.0), {}),
+    (p.ReleaseRequest(id="c-9", lease_id="L3f2a9c", latency_ms=7.25, energy_mj=21.5, outcome="failed"), {}),
 ]
 
 REPLIES: list[tuple[p.Reply, dict[str, np.ndarray]]] = [
@@ -88,6 +90,16 @@ REPLIES: list[tuple[p.Reply, dict[str, np.ndarray]]] = [
     ),
     (p.ReloadReply(id="c-6", loaded=("resnet-gp",), message="1 profile"), {}),
     (p.ErrorReply(id="c-7", code="infeasible", message="relax the deadline to >= 14 ms"), {}),
+    (
+        p.LeaseReply(id="c-8", lease_id="L3f2a9c", point=POINT, predicted=PREDICTED, expires_in_ms=250.0,
+                     budget_infeasible=False, simulated=True),
+        {},
+    ),
+    (
+        p.ReleasedReply(id="c-9", lease_id="L3f2a9c", measured=MEASURED, budget_met=True, total_ms=9.5,
+                        simulated=False),
+        {},
+    ),
 ]
 
 TELEMETRY: list[p.Telemetry] = [

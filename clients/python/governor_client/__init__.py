@@ -10,7 +10,7 @@
 docs/protocol.md.
 """
 
-from governor_client._calls import Advice, InferResult
+from governor_client._calls import Advice, InferResult, Lease, Released
 from governor_client._errors import DaemonUnreachable, GovernorError
 from governor_client._transport import CurveKeys, Transport, default_endpoint
 from governor_client.aio import AsyncClient, AsyncSubscription
@@ -25,6 +25,8 @@ __all__ = [
     "DaemonUnreachable",
     "GovernorError",
     "InferResult",
+    "Lease",
+    "Released",
     "Subscription",
     "Transport",
     "default_endpoint",

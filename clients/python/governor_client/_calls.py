@@ -19,7 +19,8 @@ import numpy as np
 from governor.core import protocol as p
 from governor_client._errors import GovernorError
 
-__all__ = ["Advice", "Call", "Calls", "InferResult", "advise_call", "infer_call", "named_inputs", "plain_call"]
+__all__ = ["Advice", "Call", "Calls", "InferResult", "Lease", "Released", "acquire_call", "advise_call", "infer_call",
+           "named_inputs", "plain_call", "release_call"]
 
 R = TypeVar("R", bound=p.Reply)
 T = TypeVar("T")
@@ -71,6 +72,57 @@ class Advice:
 
     def to_dict(self) -> dict[str, Any]:
         return _fields(self)
+
+
+@dataclass(frozen=True)
+class Released:
+    """A lease released: what was measured (``latency_ms`` the application's; ``energy_mj`` the daemon's meter
+    over the lease where it has one, else the application's, else None), whether the budget was met, and
+    ``total_ms``, the daemon's time from the acquire's arrival to the release's, that ``budget_met`` compares
+    with the deadline."""
+
+    lease_id: str
+    measured: p.Estimate
+    budget_met: bool
+    total_ms: float
+    simulated: bool
+    request_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _fields(self)
+
+
+@dataclass
+class Lease:
+    """The board is the application's: run ``k`` groups on its own engine now (the daemon set the clocks of
+    ``point``), then release it with what it measured, within ``expires_in_ms``. In ``with client.lease(...)
+    as lease:``, :meth:`report` gives the latency to release with (else the block's wall time is used), and
+    ``released`` holds the daemon's answer after the block."""
+
+    lease_id: str
+    point: p.Point
+    predicted: p.Estimate
+    expires_in_ms: float
+    budget_infeasible: bool
+    simulated: bool
+    request_id: str = ""
+    released: Released | None = None
+    reported_ms: float | None = None
+    reported_energy_mj: float | None = None
+
+    @property
+    def k(self) -> int:
+        """The number of channel groups to run."""
+        return self.point.k
+
+    def report(self, latency_ms: float, energy_mj: float | None = None) -> None:
+        """What the run took (ms; mJ if the application measured it): sent when the ``with`` block ends."""
+        self.reported_ms, self.reported_energy_mj = float(latency_ms), energy_mj
+
+    def to_dict(self) -> dict[str, Any]:
+        out = _fields(self, exclude="released")
+        out["released"] = None if self.released is None else self.released.to_dict()
+        return out
 
 
 def _fields(result: object, exclude: str = "") -> dict[str, Any]:
@@ -167,6 +219,30 @@ def advise_call(**budget: Any) -> Call[Advice]:
     return Call(budgeted(p.AdviseRequest, **budget), None, _advice)
 
 
+def acquire_call(*, expected_ms: Sequence[float] | None = None, **budget: Any) -> Call[Lease]:
+    expected = None if expected_ms is None else tuple(float(v) for v in expected_ms)
+    return Call(budgeted(p.AcquireRequest, expected_ms=expected, **budget), None, _lease)
+
+
+def release_call(lease: Lease | str, latency_ms: float, energy_mj: float | None = None,
+                 ok: bool = True) -> Call[Released]:
+    lease_id = lease.lease_id if isinstance(lease, Lease) else lease
+    try:
+        request = p.build(p.ReleaseRequest, lease_id=lease_id, latency_ms=latency_ms, energy_mj=energy_mj,
+                          outcome="ok" if ok else "failed")
+    except p.ProtocolError as exc:
+        raise GovernorError.from_protocol(exc) from None
+
+    def result(reply: p.Reply, _: dict[str, np.ndarray]) -> Released:
+        r = expect(reply, p.ReleasedReply)
+        released = Released(r.lease_id, r.measured, r.budget_met, r.total_ms, r.simulated, r.id)
+        if isinstance(lease, Lease):
+            lease.released = released
+        return released
+
+    return Call(request, None, result)
+
+
 def plain_call(request: p.Request, reply_type: type[R]) -> Call[R]:
     return Call(request, None, lambda reply, _: expect(reply, reply_type))
 
@@ -182,6 +258,11 @@ def _infer_result(reply: p.Reply, arrays: dict[str, np.ndarray]) -> InferResult:
     r = expect(reply, p.InferReply)
     return InferResult(arrays, r.point, r.predicted, r.measured, r.budget_met, r.budget_infeasible, r.simulated, r.id,
                        r.total_ms)
+
+
+def _lease(reply: p.Reply, _: dict[str, np.ndarray]) -> Lease:
+    r = expect(reply, p.LeaseReply)
+    return Lease(r.lease_id, r.point, r.predicted, r.expires_in_ms, r.budget_infeasible, r.simulated, r.id)
 
 
 def _advice(reply: p.Reply, _: dict[str, np.ndarray]) -> Advice:

@@ -8,6 +8,8 @@ serves them; open several clients for concurrent requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TypeVar
 
@@ -16,10 +18,22 @@ import zmq
 import zmq.asyncio
 
 from governor.core import protocol as p
-from governor_client._calls import Advice, Call, Calls, InferResult, advise_call, infer_call, plain_call
+from governor_client._calls import (
+    Advice,
+    Call,
+    Calls,
+    InferResult,
+    Lease,
+    Released,
+    acquire_call,
+    advise_call,
+    infer_call,
+    plain_call,
+    release_call,
+)
 from governor_client._errors import GovernorError, check_endpoint, unreachable
 from governor_client._transport import AsyncZmqTransport, CurveKeys, default_endpoint, open_subscriber
-from governor_client.client import CLIENT_NAME
+from governor_client.client import CLIENT_NAME, _ran_ms
 
 __all__ = ["AsyncClient", "AsyncSubscription"]
 
@@ -105,6 +119,54 @@ class AsyncClient:
         """The operating point ``infer`` would choose for this budget, without running."""
         budget = {"deadline_ms": deadline_ms, "energy_mj": energy_mj, "min_accuracy": min_accuracy}
         return await self._call(advise_call(**budget, objective=objective, strict=strict, model=model))
+
+    async def acquire(
+        self,
+        *,
+        deadline_ms: float | None = None,
+        energy_mj: float | None = None,
+        min_accuracy: float | None = None,
+        objective: p.Objective | None = None,
+        strict: bool = False,
+        model: str | None = None,
+        expected_ms: Sequence[float] | None = None,
+        ttl_ms: float | None = None,
+    ) -> Lease:
+        """A lease (protocol 1.1); see :meth:`governor_client.Client.acquire`."""
+        budget = {"deadline_ms": deadline_ms, "energy_mj": energy_mj, "min_accuracy": min_accuracy}
+        return await self._call(acquire_call(**budget, objective=objective, strict=strict, model=model,
+                                             expected_ms=expected_ms, ttl_ms=ttl_ms))
+
+    async def release(self, lease: Lease | str, latency_ms: float, energy_mj: float | None = None,
+                      ok: bool = True) -> Released:
+        """Give the board back with what the run measured; see :meth:`governor_client.Client.release`."""
+        return await self._call(release_call(lease, latency_ms, energy_mj, ok))
+
+    @contextlib.asynccontextmanager
+    async def lease(
+        self,
+        *,
+        deadline_ms: float | None = None,
+        energy_mj: float | None = None,
+        min_accuracy: float | None = None,
+        objective: p.Objective | None = None,
+        strict: bool = False,
+        model: str | None = None,
+        expected_ms: Sequence[float] | None = None,
+        ttl_ms: float | None = None,
+    ) -> AsyncIterator[Lease]:
+        """``async with gov.lease(deadline_ms=20) as lease: ...``; see :meth:`governor_client.Client.lease`."""
+        lease = await self.acquire(deadline_ms=deadline_ms, energy_mj=energy_mj, min_accuracy=min_accuracy,
+                                   objective=objective, strict=strict, model=model, expected_ms=expected_ms,
+                                   ttl_ms=ttl_ms)
+        start = time.perf_counter()
+        try:
+            yield lease
+        except BaseException:
+            with contextlib.suppress(GovernorError):
+                await self.release(lease, _ran_ms(lease, start), lease.reported_energy_mj, ok=False)
+            raise
+        await self.release(lease, _ran_ms(lease, start), lease.reported_energy_mj)
 
     async def status(self) -> p.StatusReply:
         return await self._call(plain_call(p.StatusRequest(), p.StatusReply))

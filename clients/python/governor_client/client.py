@@ -9,6 +9,7 @@ client per thread (ZeroMQ sockets must stay on one thread).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
@@ -18,7 +19,19 @@ import zmq
 
 from governor import __version__
 from governor.core import protocol as p
-from governor_client._calls import Advice, Call, Calls, InferResult, advise_call, infer_call, plain_call
+from governor_client._calls import (
+    Advice,
+    Call,
+    Calls,
+    InferResult,
+    Lease,
+    Released,
+    acquire_call,
+    advise_call,
+    infer_call,
+    plain_call,
+    release_call,
+)
 from governor_client._errors import GovernorError, check_endpoint, unreachable
 from governor_client._transport import CurveKeys, Transport, ZmqTransport, default_endpoint, open_subscriber
 
@@ -111,6 +124,61 @@ class Client:
         budget = {"deadline_ms": deadline_ms, "energy_mj": energy_mj, "min_accuracy": min_accuracy}
         return self._call(advise_call(**budget, objective=objective, strict=strict, model=model))
 
+    def acquire(
+        self,
+        *,
+        deadline_ms: float | None = None,
+        energy_mj: float | None = None,
+        min_accuracy: float | None = None,
+        objective: p.Objective | None = None,
+        strict: bool = False,
+        model: str | None = None,
+        expected_ms: Sequence[float] | None = None,
+        ttl_ms: float | None = None,
+    ) -> Lease:
+        """A lease (protocol 1.1): the daemon chooses the point for the budget and sets its clocks; run
+        ``lease.k`` groups on your own engine, then :meth:`release` it with the latency you measured.
+        ``expected_ms``: your engine's latency per k = 1..G at the top clocks, if known; ``ttl_ms``: how long
+        the lease may live (the daemon's ``lease_ttl_ms`` by default). Prefer :meth:`lease`."""
+        budget = {"deadline_ms": deadline_ms, "energy_mj": energy_mj, "min_accuracy": min_accuracy}
+        return self._call(acquire_call(**budget, objective=objective, strict=strict, model=model,
+                                       expected_ms=expected_ms, ttl_ms=ttl_ms))
+
+    def release(self, lease: Lease | str, latency_ms: float, energy_mj: float | None = None,
+                ok: bool = True) -> Released:
+        """Give the board back with what the run measured (ms, and mJ if you measured it); ``ok=False``: the
+        run failed (nothing is learned from it)."""
+        return self._call(release_call(lease, latency_ms, energy_mj, ok))
+
+    @contextlib.contextmanager
+    def lease(
+        self,
+        *,
+        deadline_ms: float | None = None,
+        energy_mj: float | None = None,
+        min_accuracy: float | None = None,
+        objective: p.Objective | None = None,
+        strict: bool = False,
+        model: str | None = None,
+        expected_ms: Sequence[float] | None = None,
+        ttl_ms: float | None = None,
+    ) -> Iterator[Lease]:
+        """``with gov.lease(deadline_ms=20) as lease: run(engines[lease.k]); lease.report(ms)``.
+
+        On exit the lease is released with the reported latency (or the block's wall time when nothing was
+        reported); when the block raises, it is released as failed and the exception goes on. The reply is
+        in ``lease.released``."""
+        lease = self.acquire(deadline_ms=deadline_ms, energy_mj=energy_mj, min_accuracy=min_accuracy,
+                             objective=objective, strict=strict, model=model, expected_ms=expected_ms, ttl_ms=ttl_ms)
+        start = time.perf_counter()
+        try:
+            yield lease
+        except BaseException:
+            with contextlib.suppress(GovernorError):  # the block's own exception is what the caller must see
+                self.release(lease, _ran_ms(lease, start), lease.reported_energy_mj, ok=False)
+            raise
+        self.release(lease, _ran_ms(lease, start), lease.reported_energy_mj)
+
     def status(self) -> p.StatusReply:
         return self._call(plain_call(p.StatusRequest(), p.StatusReply))
 
@@ -155,6 +223,13 @@ class Client:
             if answer is not None:
                 return answer
         return None
+
+
+def _ran_ms(lease: Lease, start: float) -> float:
+    """The latency to release ``lease`` with: the reported one, else the block's wall time since ``start`` (ms)."""
+    if lease.reported_ms is not None:
+        return lease.reported_ms
+    return max((time.perf_counter() - start) * 1000.0, 1e-3)
 
 
 class Subscription:

@@ -16,21 +16,36 @@ Events and the actions they return (each a list, carried out in order by the dri
 =================  ==========================================================================
 event              actions
 =================  ==========================================================================
-``Request``        an ``infer``: queued (nothing), or ``Refuse`` (queue full, energy budget
-                   on a board without a power sensor); an ``advise``: ``Reply`` with the
-                   decision (``total_ms`` None), or ``Refuse`` (strict and infeasible)
-``Ready``          the driver has taken every message waiting at ``t``: for the EDF head,
+``Request``        an ``infer`` or a lease (``acquire``): queued (nothing), or ``Refuse`` (queue
+                   full, energy budget on a board without a power sensor, a lease's
+                   ``expected_ms`` not one per k); an ``advise``: ``Reply`` with the decision
+                   (``total_ms`` None), or ``Refuse`` (strict and infeasible)
+``Ready``          the driver has taken every message waiting at ``t``: nothing while a lease is
+                   outstanding (the board is the application's); else for the EDF head,
                    ``Apply`` (only when its setpoints differ from those in force, or a write
-                   failed) then ``Run``, or ``Refuse`` (strict and infeasible); with nothing
-                   queued, once the idle grace has passed, the idle policy: ``Apply`` of the
-                   lowest clocks (park) or ``Release`` (hand the clocks to the kernel governors)
+                   failed) then ``Run`` (an infer) or ``Grant`` (a lease: the application runs
+                   it), or ``Refuse`` (strict and infeasible); with nothing queued, once the
+                   idle grace has passed, the idle policy: ``Apply`` of the lowest clocks (park)
+                   or ``Release`` (hand the clocks to the kernel governors)
 ``Applied``        the read-back of an ``Apply``: ``Publish`` of the setpoints event
-``Outcome``        a ``Run`` finished: ``Reply`` (end-to-end time included); learning from it
-                   happens before the next event is handled, so the reply is not held back
-``Failed``         a ``Run`` raised: ``Refuse`` with code ``internal`` (nothing is learned)
+``Outcome``        a ``Run`` finished, or a lease was released with the application's latency:
+                   ``Reply`` (end-to-end time included); learning from it happens before the
+                   next event is handled, so the reply is not held back
+``Failed``         a ``Run`` raised: ``Refuse`` with code ``internal``; a lease released as
+                   failed: nothing. Nothing is learned either way
+``Expired``        a lease's time ran out before its release: nothing (nothing is learned; the
+                   idle policy follows as after any run)
 ``Tick``           an observation: ``Publish`` of it, and ``Release`` when parked clocks are
                    due back (parked long enough, or someone else now needs them)
 =================  ==========================================================================
+
+Leases: an application that owns its inference engine asks for a point (``Request`` with ``lease``);
+at its turn the machine sets the clocks and grants it, and the board is busy exactly as during a run
+of its own until the lease's ``Outcome`` (the application's measured latency, learned per (mapping,
+k) like any run), ``Failed`` or ``Expired``. ``expected_ms`` (the application's latency per k at the
+top clocks) scales the table's rows of each k for that lease, and its outcome is learned relative to
+that scaled prediction; the dispatch overhead is never learned from a lease (the time around the
+application's run is the application's).
 
 ``wake_at`` says when the machine next wants a ``Ready`` with nothing arrived (the idle grace), so
 the driver can bound its wait; ``pending`` is the queue's length.
@@ -55,8 +70,8 @@ from governor.core.decision.planner import Planner
 from governor.core.types import Observation, Setpoints
 
 __all__ = [
-    "Action", "Applied", "Apply", "BoardFacts", "Event", "Failed", "GovernorMachine", "MachineSettings", "Outcome",
-    "Publish", "Queued", "Ready", "Refuse", "Release", "Reply", "Request", "Run", "Tick",
+    "Action", "Applied", "Apply", "BoardFacts", "Event", "Expired", "Failed", "GovernorMachine", "Grant",
+    "MachineSettings", "Outcome", "Publish", "Queued", "Ready", "Refuse", "Release", "Reply", "Request", "Run", "Tick",
 ]
 
 IdleClocks = Literal["release", "lowest", "keep"]
@@ -98,13 +113,18 @@ class BoardFacts:
 # -- events ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Request:
-    """An ``infer`` (queued) or an ``advise`` (answered at once) that arrived at ``t`` (s)."""
+    """An ``infer`` or a lease (queued) or an ``advise`` (answered at once) that arrived at ``t`` (s).
+
+    ``lease``: the application runs it on its own engine (``Grant`` instead of ``Run``); ``expected_ms``: a
+    lease's own latency per k = 1..G at the top clocks (ms), or None (the table's)."""
 
     t: float
     key: Hashable  # the driver's name for it; every action about it carries it back
     budget: Demand
     strict: bool = False
     advise: bool = False
+    lease: bool = False
+    expected_ms: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -128,8 +148,8 @@ class Applied:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A ``Run`` ended at ``t`` (s): its measured latency (ms) and energy (mJ, None unmeasured);
-    ``simulated``: the latency is a simulator's (virtual), not the host's."""
+    """A ``Run`` ended, or a lease was released, at ``t`` (s): the measured latency (ms) and energy (mJ, None
+    unmeasured); ``simulated``: the latency is a simulator's (virtual), not the host's."""
 
     t: float
     key: Hashable
@@ -140,11 +160,20 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Failed:
-    """A ``Run`` (or its ``Apply``) raised at ``t`` (s); ``why`` says what happened."""
+    """A ``Run`` (or its ``Apply``) raised, or a lease was released as failed, at ``t`` (s); ``why`` says what
+    happened."""
 
     t: float
     key: Hashable
     why: str
+
+
+@dataclass(frozen=True)
+class Expired:
+    """Lease ``key`` was not released before its time ran out (``t``, s, the driver's clock)."""
+
+    t: float
+    key: Hashable
 
 
 @dataclass(frozen=True)
@@ -157,7 +186,7 @@ class Tick:
     power_mw: float | None = None
 
 
-Event = Request | Ready | Applied | Outcome | Failed | Tick
+Event = Request | Ready | Applied | Outcome | Failed | Expired | Tick
 
 
 # -- actions -----------------------------------------------------------------------------------------
@@ -172,6 +201,16 @@ class Apply:
 @dataclass(frozen=True)
 class Run:
     """Run request ``key`` at ``decision.point`` (its setpoints already applied)."""
+
+    key: Hashable
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Lease ``key`` may run now at ``decision.point`` (its setpoints already applied): the application runs
+    ``decision.point.groups`` groups on its own engine, and the board is busy until its ``Outcome``,
+    ``Failed`` or ``Expired``."""
 
     key: Hashable
     decision: Decision
@@ -214,7 +253,7 @@ class Publish:
     message: str = ""
 
 
-Action = Apply | Run | Reply | Refuse | Release | Publish
+Action = Apply | Run | Grant | Reply | Refuse | Release | Publish
 
 
 @dataclass(frozen=True)
@@ -225,6 +264,8 @@ class Queued:
     budget: Demand
     arrival_t: float
     strict: bool = False
+    lease: bool = False
+    expected_ms: tuple[float, ...] | None = None
 
     @property
     def due_t(self) -> float:
@@ -249,8 +290,10 @@ class GovernorMachine:
         )
         self._queue: list[tuple[float, int, Queued]] = []
         self._seq = itertools.count()
-        self._running: dict[Hashable, tuple[Queued, Decision, float]] = {}  # key -> (request, decision, decided t)
-        self._unlearned: list[tuple[Decision, Outcome, float]] = []  # outcomes replied to, learned next event
+        # key -> (request, decision, decided t, its latency scale: expected_ms over the table's, 1 without)
+        self._running: dict[Hashable, tuple[Queued, Decision, float, float]] = {}
+        self._unlearned: list[tuple[Decision, Outcome, float, bool, float]] = []  # replied to, learned next event
+        self._fastest: dict[int, float] | None = None  # k -> the table's fastest latency for it, ms
         self._busy_s: dict[str, float] = {}  # core-weighted seconds our runs kept each unit busy since the tick
         self._last_tick_t: float | None = None
         self._failed: dict[str, str] = {}  # domain -> why its last write failed (retried at the next run)
@@ -262,6 +305,11 @@ class GovernorMachine:
     def pending(self) -> int:
         """Requests queued (not yet run)."""
         return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        """A lease is outstanding: nothing else starts until its ``Outcome``, ``Failed`` or ``Expired``."""
+        return bool(self._running)
 
     def wake_at(self) -> float | None:
         """When the machine wants a ``Ready`` though nothing arrives (s), or None."""
@@ -303,6 +351,8 @@ class GovernorMachine:
             return self._tick(event)
         if isinstance(event, Failed):
             return self._failed_run(event)
+        if isinstance(event, Expired):
+            return self._expired(event)
         raise TypeError(f"not an event of the governor machine: {type(event).__name__}")
 
     def _request(self, r: Request) -> list[Action]:
@@ -315,18 +365,26 @@ class GovernorMachine:
             if decision.infeasible and r.strict:
                 return [_infeasible(r.key, decision)]
             return [Reply(r.key, decision)]
+        if r.expected_ms is not None and len(r.expected_ms) != len(self._fastest_ms()):
+            return [Refuse(r.key, "bad_request", f"expected_ms lists {len(r.expected_ms)} latencies but the model "
+                           f"has {len(self._fastest_ms())} groups: give one per k = 1..{len(self._fastest_ms())} "
+                           "(ms, at the top clocks), or leave it out")]
         if len(self._queue) >= self.settings.max_queue:
             return [Refuse(r.key, "unavailable", f"{self.settings.max_queue} requests are queued; retry shortly")]
-        q = Queued(r.key, r.budget, r.t, r.strict)
+        q = Queued(r.key, r.budget, r.t, r.strict, r.lease, r.expected_ms if r.lease else None)
         heapq.heappush(self._queue, (q.due_t, next(self._seq), q))
         return []
 
     def _ready(self, t: float) -> list[Action]:
+        if self._running:
+            return []  # a lease holds the board: the application is running
         if not self._queue:
             return self._idle(t) if self.idle_at is not None and t >= self.idle_at else []
         _due, _n, q = heapq.heappop(self._queue)
         behind = sorted(due for due, _, _ in self._queue if due != float("inf"))
-        decision = self.planner.decide(q.budget, now=t, arrival_t=q.arrival_t, remember=True, behind=behind)
+        scale = self._scale(q.expected_ms)
+        decision = self.planner.decide(q.budget, now=t, arrival_t=q.arrival_t, remember=True, behind=behind,
+                                       scale=scale)
         if decision.infeasible and q.strict:
             return [_infeasible(q.key, decision)]
         self._parked, self.idle_at = None, None  # a run pins again: nothing parked to hand back
@@ -335,9 +393,27 @@ class GovernorMachine:
         same = self.planner.current_setpoints == int(self.table.setpoint_id[decision.index])
         if setpoints.hz and (not same or self._failed):  # after a failed write, try again
             actions.append(Apply(setpoints, decision.index))
-        self._running[q.key] = (q, decision, t)
-        actions.append(Run(q.key, decision))
+        group_scale = 1.0 if scale is None else float(scale[int(self.table.group_of[decision.index])])
+        self._running[q.key] = (q, decision, t, group_scale)
+        actions.append(Grant(q.key, decision) if q.lease else Run(q.key, decision))
         return actions
+
+    def _fastest_ms(self) -> dict[int, float]:
+        """k -> the table's fastest latency with k groups (ms): what a lease's ``expected_ms`` is compared with."""
+        if self._fastest is None:
+            fastest: dict[int, float] = {}
+            for point, latency in zip(self.table.points, self.table.latency_ms, strict=True):
+                fastest[point.groups] = min(fastest.get(point.groups, float("inf")), float(latency))
+            self._fastest = dict(sorted(fastest.items()))
+        return self._fastest
+
+    def _scale(self, expected_ms: tuple[float, ...] | None) -> list[float] | None:
+        """Per table group, the application's latency over the table's for that group's k (None: the table's)."""
+        if expected_ms is None:
+            return None
+        fastest = self._fastest_ms()
+        ratio = {k: expected / max(fastest[k], 1e-9) for k, expected in zip(fastest, expected_ms, strict=True)}
+        return [ratio[k] for _unit, _threads, k in self.table.groups]
 
     def _applied(self, a: Applied) -> list[Action]:
         if a.apply.row is None:
@@ -354,10 +430,10 @@ class GovernorMachine:
         return [Publish("setpoints", message=message[:4000])]
 
     def _outcome(self, o: Outcome) -> list[Action]:
-        q, decision, decided_t = self._running.pop(o.key)
-        total_ms = ((decided_t - q.arrival_t) * 1000.0 + o.latency_ms) if o.simulated else (
+        q, decision, decided_t, scale = self._running.pop(o.key)
+        total_ms = ((decided_t - q.arrival_t) * 1000.0 + o.latency_ms) if o.simulated and not q.lease else (
             (o.t - q.arrival_t) * 1000.0)
-        self._unlearned.append((decision, o, decided_t))
+        self._unlearned.append((decision, o, decided_t, q.lease, scale))
         if not self._queue:
             # The idle policy runs a moment later, not now: a client that waits on each reply asks again
             # within a fraction of a millisecond, and parking (a few ms of writes on a simulated tree) would
@@ -366,19 +442,29 @@ class GovernorMachine:
         return [Reply(o.key, decision, total_ms, o)]
 
     def _failed_run(self, f: Failed) -> list[Action]:
-        self._running.pop(f.key, None)
+        running = self._running.pop(f.key, None)
         if not self._queue:
             self.idle_at = f.t + self.settings.idle_grace_s
+        if running is not None and running[0].lease:
+            return []  # the application's run failed: the driver answers its release; nothing is learned
         return [Refuse(f.key, "internal", f.why)]
+
+    def _expired(self, e: Expired) -> list[Action]:
+        if self._running.pop(e.key, None) is not None and not self._queue:
+            self.idle_at = e.t + self.settings.idle_grace_s  # the idle policy, as after any run
+        return []
 
     def _settle(self) -> None:
         """Learn from the outcomes already replied to (the client waited for the reply; learning need not)."""
-        for decision, o, decided_t in self._unlearned:
+        for decision, o, decided_t, lease, scale in self._unlearned:
             unit = decision.point.unit
             share = min(1.0, decision.point.threads / max(self.planner.unit_cores.get(unit, 1), 1))
             self._busy_s[unit] = self._busy_s.get(unit, 0.0) + o.latency_ms / 1000.0 * share
-            self.planner.feedback(decision, o.latency_ms)
-            if not o.simulated:  # a simulated run's time is virtual: the host's overhead is no part of it
+            # A lease that named its own latencies is learned relative to them: the residual stays the table's.
+            self.planner.feedback(decision, o.latency_ms / scale)
+            # A simulated run's time is virtual: the host's overhead is no part of it; the time around a
+            # lease's run is the application's (its messages, its engine), not this loop's dispatch.
+            if not o.simulated and not lease:
                 self.planner.dispatched((o.t - decided_t) * 1000.0 - o.latency_ms)
         self._unlearned.clear()
 

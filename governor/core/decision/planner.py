@@ -241,20 +241,21 @@ class Planner:
 
     def decide(
         self, budget: Demand, *, now: float | None = None, arrival_t: float | None = None, remember: bool = True,
-        behind: Sequence[float] = (),
+        behind: Sequence[float] = (), scale: Sequence[float] | None = None,
     ) -> Decision:
         """Choose a point; time waited since ``arrival_t`` (seconds) is taken off the deadline.
 
         ``behind``: the due times (s, ascending) of the requests queued behind this one, for pacing.
-        ``remember=False`` (advice only) leaves the hysteresis anchor where it was."""
+        ``remember=False`` (advice only) leaves the hysteresis anchor where it was. ``scale``: per table
+        group, a factor on top of the learned residuals for this decision alone (a lease's own latencies)."""
         asked_ms, waited_ms = budget.deadline_ms, 0.0
         if budget.deadline_ms is not None and now is not None and arrival_t is not None:
             waited_ms = max(0.0, (now - arrival_t) * 1000.0)
             budget = replace(budget, deadline_ms=max(budget.deadline_ms - waited_ms, NO_TIME_LEFT_MS))
         paced = self._paced(budget, now, behind)
-        decision = self._optimise(paced)
+        decision = self._optimise(paced, scale)
         if decision.infeasible and paced is not budget:
-            decision = self._optimise(budget)  # the queue's pace is out of reach: serve the head on its own
+            decision = self._optimise(budget, scale)  # the queue's pace is out of reach: serve the head on its own
         if decision.infeasible and waited_ms > 0.0:
             # The deadline the optimiser saw is what was left; say what was asked and where the rest went.
             decision = replace(decision, reason=f"{decision.reason} (the request asked for {asked_ms:g} ms and "
@@ -263,10 +264,11 @@ class Planner:
             self._previous = decision.index
         return decision
 
-    def _optimise(self, budget: Demand) -> Decision:
+    def _optimise(self, budget: Demand, scale: Sequence[float] | None = None) -> Decision:
+        multiplier = self.multiplier() if scale is None else self.multiplier() * np.asarray(scale, np.float64)
         return self.optimiser.decide(
             budget,
-            multiplier=self.multiplier(),
+            multiplier=multiplier,
             margin=self.residuals.margins(),
             caps_hz=self.caps_hz or None,
             current_setpoints=self._current_setpoints,

@@ -20,6 +20,7 @@ ErrorCode = Literal[
     "too_large",  # message bigger than the receiver's limit: send smaller tensors
     "infeasible",  # strict request whose budget cannot be met: relax the budget or drop strict
     "unavailable",  # daemon not ready (starting, reloading, no model): retry later
+    "expired",  # protocol 1.1: a lease released after it expired (the clocks went back): acquire again
     "internal",  # daemon bug: report it with the daemon's log
 ]
 

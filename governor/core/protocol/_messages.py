@@ -13,6 +13,7 @@ from pydantic import Field
 
 from governor.core.protocol._models import (
     MAX_DEADLINE_MS,
+    MAX_ENERGY_MJ,
     Budget,
     Celsius,
     DomainInfo,
@@ -28,9 +29,11 @@ from governor.core.protocol._models import (
 
 __all__ = [
     "DTYPES",
+    "MAX_LEASE_TTL_MS",
     "PROTOCOL_VERSION",
     "REPLY_TYPES",
     "REQUEST_TYPES",
+    "AcquireRequest",
     "AdviseReply",
     "AdviseRequest",
     "ErrorReply",
@@ -38,9 +41,12 @@ __all__ = [
     "HelloRequest",
     "InferReply",
     "InferRequest",
+    "LeaseReply",
     "Message",
     "ProfilesReply",
     "ProfilesRequest",
+    "ReleaseRequest",
+    "ReleasedReply",
     "ReloadReply",
     "ReloadRequest",
     "Reply",
@@ -54,8 +60,9 @@ __all__ = [
 PROTOCOL_VERSION = "1.1"  # MAJOR.MINOR; a minor bump only adds optional fields
 # 1.1 adds the model's interface (hello, profiles) and infer's end-to-end time. A daemon sends a 1.1 field
 # only in reply to a request that says 1.1 or later, so a 1.0 client, whose decoder refuses unknown fields,
-# keeps working.
-
+# keeps working. 1.1 also adds leases (``acquire``, ``release``): an application that runs its own engine
+# asks for a point, runs k groups at the clocks the daemon set, and reports what it measured.
+MAX_LEASE_TTL_MS = 60_000.0  # a lease lives at most a minute: the board is the daemon's again after it
 
 
 def speaks(version: str, minor: int) -> bool:
@@ -127,6 +134,28 @@ class AdviseRequest(_Budgeted):
     type: Literal["advise"] = "advise"
 
 
+class AcquireRequest(_Budgeted):
+    """Protocol 1.1: choose a point for the budget, set its clocks, and hand the application the k to run on
+    its own engine; the board is the application's until it sends ``release`` or the lease expires."""
+
+    type: Literal["acquire"] = "acquire"
+    expected_ms: tuple[Annotated[float, Field(gt=0, le=MAX_DEADLINE_MS)], ...] | None = Field(
+        default=None, min_length=1, max_length=4096,
+        description="the application's own latency per k = 1..G at the board's top clocks, ms; None = the table's")
+    ttl_ms: float | None = Field(default=None, gt=0, le=MAX_LEASE_TTL_MS, description=(
+        "how long the lease may live after it is granted, ms; None = the daemon's [daemon] lease_ttl_ms"))
+
+
+class ReleaseRequest(Request):
+    """Protocol 1.1: the application ran the k its lease named; what it measured (ms, mJ)."""
+
+    type: Literal["release"] = "release"
+    lease_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+    latency_ms: float = Field(gt=0, le=MAX_DEADLINE_MS, description="the application's run, as it measured it, ms")
+    energy_mj: float | None = Field(default=None, ge=0, le=MAX_ENERGY_MJ, description="its own reading, if any")
+    outcome: Literal["ok", "failed"] = "ok"
+
+
 class StatusRequest(Request):
     type: Literal["status"] = "status"
 
@@ -168,6 +197,31 @@ class InferReply(Reply):
         "protocol 1.1: from the request's arrival to its reply, ms: what budget_met compares with deadline_ms"))
     tensors: tuple[TensorSpec, ...] = ()
     carries_tensors: ClassVar[bool] = True
+
+
+class LeaseReply(Reply):
+    """Protocol 1.1: the lease granted; its setpoints are in force (applied and read back) when this is sent."""
+
+    type: Literal["lease"] = "lease"
+    lease_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+    point: Point
+    predicted: Estimate
+    expires_in_ms: float = Field(gt=0, le=MAX_LEASE_TTL_MS, description="from this reply until the lease expires")
+    budget_infeasible: bool
+    simulated: bool
+
+
+class ReleasedReply(Reply):
+    """Protocol 1.1: a lease released; what was measured and whether the budget was met."""
+
+    type: Literal["released"] = "released"
+    lease_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+    measured: Estimate = Field(description=(
+        "latency_ms: the application's; energy_mj: the daemon's over the lease where it has a power sensor, else "
+        "the application's, else None"))
+    budget_met: bool
+    total_ms: float = Field(ge=0, le=MAX_DEADLINE_MS, description="from the acquire's arrival to the release's, ms")
+    simulated: bool
 
 
 class AdviseReply(Reply):
@@ -218,9 +272,11 @@ class ErrorReply(Reply):
 
 REQUEST_TYPES: dict[str, type[Request]] = {
     cls.model_fields["type"].default: cls
-    for cls in (HelloRequest, InferRequest, AdviseRequest, StatusRequest, ProfilesRequest, ReloadRequest)
+    for cls in (HelloRequest, InferRequest, AdviseRequest, StatusRequest, ProfilesRequest, ReloadRequest,
+                AcquireRequest, ReleaseRequest)
 }
 REPLY_TYPES: dict[str, type[Reply]] = {
     cls.model_fields["type"].default: cls
-    for cls in (HelloReply, InferReply, AdviseReply, StatusReply, ProfilesReply, ReloadReply, ErrorReply)
+    for cls in (HelloReply, InferReply, AdviseReply, StatusReply, ProfilesReply, ReloadReply, LeaseReply,
+                ReleasedReply, ErrorReply)
 }
