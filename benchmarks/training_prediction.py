@@ -87,7 +87,7 @@ def accuracy(model: TrainingCostModel, samples: list[TrainingSample]) -> dict[st
     lat_cover = np.mean([abs(p.latency_ms - s.latency_ms) <= 2 * p.latency_sd_ms
                          for p, s in zip(predictions, samples, strict=True)])
     # ... and its scale: the rms of error / sd is 1 for a calibrated sd, below 1 for a cautious one (on 16
-    # points 100 % inside 2 sd is what a calibrated sd gives 44 % of the time: the coverage alone says little)
+    # points 100 % inside 2 sd is what a calibrated sd gives 47 % of the time: the coverage alone says little)
     mem_z = np.sqrt(np.mean([((p.memory_mb - s.memory_mb) / p.memory_sd_mb) ** 2
                              for p, s in zip(predictions, samples, strict=True)]))
     lat_z = np.sqrt(np.mean([((p.latency_ms - s.latency_ms) / p.latency_sd_ms) ** 2
