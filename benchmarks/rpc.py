@@ -22,8 +22,13 @@ taken one after the other compare its moods, interleaved blocks compare the serv
 Targets: (a) advise p50 <= 2 x echo p50, back to back and at the gap; (b) infer p50 minus exec
 p50 <= 1.5 x advise p50. Figures only: nothing here asserts a timing.
 
+``--light`` (issue 18.8, 18.9): the light daemon an application that owns its engine runs
+(``governor serve --engine external``): with a profile in place, the time from exec to the first
+answered ``hello``, its RSS, whether torch was mapped at all, and one lease (acquire + release)
+against two echo round trips, interleaved.
+
 Run: python benchmarks/rpc.py [--blocks 40] [--block 50] [--gap-ms 5] [--board sim:jetson-nano]
-     [--clients 2] [--seconds 5] [--idle-s 10] [--model FILE.dgm] [--skip-infer]
+     [--clients 2] [--seconds 5] [--idle-s 10] [--model FILE.dgm] [--skip-infer] [--light]
 """
 
 from __future__ import annotations
@@ -212,6 +217,55 @@ def throughput(endpoint: str, clients: int, seconds: float) -> float:
     return sum(counts) / (time.monotonic() - t0)
 
 
+def light_daemon(workdir: Path, model: Path, echo: str, rounds: int) -> None:
+    """The external-engine daemon: start-up after a profile exists, RSS, torch mapped or not, lease cost."""
+    profile = workdir / "light-profile.json"
+    subprocess.run([sys.executable, "-m", "governor", "profile", str(model), "--board", "host", "--out", str(profile),
+                    "--force", "--quiet"], check=True, capture_output=True)
+    endpoint = f"ipc://{workdir}/light.sock"
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "governor", "serve", "--engine", "external", "--model", str(model),
+                             "--profile", str(profile), "--endpoint", endpoint, "--state-file",
+                             str(workdir / "light-state.json")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                with Client(endpoint, timeout_ms=200, retries=0) as c:
+                    c.status()
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() - started > 60:
+                    raise SystemExit("the light daemon did not come up") from None
+                time.sleep(0.01)
+        up_s = time.monotonic() - started
+        time.sleep(1.0)
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        torch_mapped = "libtorch" in maps
+        print(f"light daemon (engine = external, profile present): first status answered {up_s:.2f} s after exec "
+              f"(target <= 1 s); RSS {rss_mb(proc.pid):.0f} MB (target <= 80 MB); torch mapped: {torch_mapped}")
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.connect(echo)
+        echo_call = raw_caller(sock, p.encode_request(_ADVISE))
+        with Client(endpoint, timeout_ms=5000, retries=0) as c:
+            def lease() -> None:
+                got = c.acquire(deadline_ms=50.0)
+                c.release(got, 1.0)
+
+            def two_echoes() -> None:
+                echo_call()
+                echo_call()
+
+            figures = interleaved({"two echoes": two_echoes, "acquire+release": lease}, rounds, 50, 0.0)
+        sock.close(0)
+        report("a lease (acquire then release, back to back) against two bare echo round trips:", figures)
+        e50, l50 = pct(figures["two echoes"])[0], pct(figures["acquire+release"])[0]
+        print(f"  acquire+release p50 - two echoes p50 = {l50 - e50:.0f} us (the daemon's own cost per lease, "
+              "the setpoint write included where clocks change)")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--blocks", type=int, default=40, help="rounds of blocks per gap (default 40)")
@@ -223,9 +277,16 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=10.0, help="idle CPU window (0 skips it)")
     ap.add_argument("--model", type=Path, help="a model file to serve instead of the bundled one (8x8 inputs)")
     ap.add_argument("--skip-infer", action="store_true", help="advise against echo only")
+    ap.add_argument("--light", action="store_true", help="only the light (engine = external) daemon's figures")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="governor-rpc-"))
     echo_proc, echo = start_echo(workdir)
+    if args.light:
+        try:
+            light_daemon(workdir, args.model or _bundled(), echo, max(args.blocks // 4, 2))
+        finally:
+            _stop_echo(echo, echo_proc)
+        return
     proc, endpoint = start(workdir, args.model, args.board)
     try:
         advise: dict[float, float] = {}
@@ -262,11 +323,21 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-        stop = zmq.Context.instance().socket(zmq.DEALER)
-        stop.connect(echo)
-        stop.send_multipart([b"", b"stop"])
-        echo_proc.join(10)
-        stop.close(0)
+        _stop_echo(echo, echo_proc)
+
+
+def _stop_echo(echo: str, echo_proc: mp.process.BaseProcess) -> None:
+    stop = zmq.Context.instance().socket(zmq.DEALER)
+    stop.connect(echo)
+    stop.send_multipart([b"", b"stop"])
+    echo_proc.join(10)
+    stop.close(0)
+
+
+def _bundled() -> Path:
+    from governor.runtime.bundled import ensure_default_model
+
+    return ensure_default_model(default_state_dir() / "models")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile-points", type=int, metavar="N",
                         help="first-start profiling budget when no profile exists (default: 24 per mapping)")
     parser.add_argument("--tick-hz", type=float, help="sensor sampling rate, Hz (default 10)")
+    parser.add_argument("--engine", choices=("internal", "external"),
+                        help="external: your application runs the model (leases only; no torch loaded; needs a "
+                             "profile); default internal")
     parser.add_argument("--dump-config", action="store_true", help="print the effective config as JSON and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(func=run)
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config).with_overrides(
             endpoint=args.endpoint, board=args.board, sysfs_root=args.sysfs_root, model=args.model,
             state_file=args.state_file, tick_hz=args.tick_hz, profile_points=args.profile_points,
-            profile=args.profile)
+            profile=args.profile, engine=args.engine)
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
     if args.dump_config:

@@ -153,8 +153,14 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         target = open_target(d.board, d.sysfs_root, clock="real",
                              scenario="demo" if d.board.startswith("sim:") else None, sensors=config.sensors.source)
         closers.append(target.close)
+        if d.engine == "external" and not d.model:
+            raise ValueError("engine = external needs --model MODEL.dgm: the file of the network your application "
+                             "runs (only its metadata is read; no torch is loaded)")
         if d.model:
             check_model_file(Path(d.model))
+        if d.engine == "external" and d.profile and not Path(d.profile).exists():
+            raise ValueError(f"{d.profile}: no such profile; with engine = external the daemon cannot measure one "
+                             f"itself: make it with `governor profile MODEL --board BOARD --out {d.profile}`")
         if d.profile:  # a named profile that is not there fails now, not after training the bundled model
             from governor.daemon.profiling import check_named_profile
 
@@ -187,12 +193,16 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
             log.info("%s", line)
         if held:
             save_baseline()
-        model_path = Path(d.model) if d.model else _bundled_model(say)
-        backend, meta = open_backend(target, model_path)
-        closers.append(backend.close)
-        state.touched = target.board  # profiling writes the clocks (and restores them itself when it ends)
-        table = _table(target, backend, meta, say, _profile_path(config, target, model_path), d.profile_points,
-                       model_name=_model_name(model_path), pinned=bool(d.profile))
+        if d.engine == "external":
+            model_path = Path(d.model)
+            backend, meta, table = _external(config, target, model_path, say)
+        else:
+            model_path = Path(d.model) if d.model else _bundled_model(say)
+            backend, meta = open_backend(target, model_path)
+            closers.append(backend.close)
+            state.touched = target.board  # profiling writes the clocks (and restores them itself when it ends)
+            table = _table(target, backend, meta, say, _profile_path(config, target, model_path), d.profile_points,
+                           model_name=_model_name(model_path), pinned=bool(d.profile))
         notifier = Notifier()
         daemon = assemble(
             target.spec, target.board, backend, meta, _model_name(model_path), table, server, machine_settings(config),
@@ -295,6 +305,27 @@ def open_backend(target: Target, model_path: Path) -> tuple[Backend, ModelMeta]:
     if any(u.kind == "gpu" for u in target.spec.units) and cuda_available():
         gpu = Executor(model_path, device="cuda", warmup_runs=0)
     return HostBackend(executor, target.spec, gpu_executor=gpu), meta
+
+
+def _external(config: Config, target: Target, model_path: Path,
+              say: Callable[[str], None]) -> tuple[Backend, ModelMeta, MeasuredTable]:
+    """The parts of a daemon whose application runs the model: its metadata and the profile, no torch.
+    With no engine of its own it cannot measure a table, so the profile must exist."""
+    from governor.daemon.backend import ExternalBackend
+    from governor.daemon.profiling import board_table
+
+    with model_path.open("rb") as f:
+        meta = read_model_meta(f)
+    profile = _profile_path(config, target, model_path)
+    if not profile.exists():
+        board = config.daemon.board if target.simulated else target.spec.name
+        raise ValueError(f"engine = external needs a profile of {model_path.name} on this board and none is at "
+                         f"{profile}: measure one with `governor profile {model_path} --board {board} --out "
+                         f"{profile}` (it runs the model in-process once)")
+    backend = ExternalBackend(target.spec)
+    table = board_table(target, backend, meta, say=say, cache=profile, model_name=_model_name(model_path),
+                        pinned=True)
+    return backend, meta, table
 
 
 def _profile_path(config: Config, target: Target, model_path: Path) -> Path:

@@ -47,6 +47,7 @@ def unit_cpus(spec: BoardSpec, unit: str, allowed: frozenset[int] | None = None)
 class Backend:
     simulated: bool = False
     unit_kinds: frozenset[str] = frozenset({"cpu"})  # kinds of compute unit this backend can really run on
+    runs_models: bool = True  # False: the application runs them (leases); infer is refused
 
     def run(self, batch: np.ndarray, point: OperatingPoint) -> RunOutcome:  # pragma: no cover - interface
         raise NotImplementedError
@@ -62,6 +63,19 @@ class Backend:
 
     def close(self) -> None:
         return None
+
+
+class ExternalBackend(Backend):
+    """No engine of our own (``[daemon] engine = "external"``): the application runs the model through
+    leases. Nothing here imports torch; ``run`` is never reached, because ``infer`` is refused first."""
+
+    runs_models = False
+
+    def __init__(self, spec: BoardSpec) -> None:
+        self.unit_kinds = frozenset(u.kind for u in spec.units)  # the application's engine may use any unit
+
+    def run(self, batch: np.ndarray, point: OperatingPoint) -> RunOutcome:
+        raise RuntimeError("this daemon runs no model (engine = external)")
 
 
 class HostBackend(Backend):

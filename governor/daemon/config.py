@@ -86,6 +86,9 @@ class DaemonSection(_Section):
         "under dense traffic (a message < 5 ms ago), poll the socket without sleeping for up to this many "
         "us before blocking; cuts round-trip latency, costs CPU only while busy; 0 = never"))
     watchdog: bool = True
+    engine: Literal["internal", "external"] = Field(default="internal", description=(
+        "internal: the daemon runs the model (infer) and may govern leases too; external: the application "
+        "owns the engine, the daemon serves leases and advise only, loads no torch, and needs a profile"))
     lease_ttl_ms: float = Field(default=1000.0, gt=0, le=60_000, description=(
         "how long a lease (acquire) lives when the request names no ttl_ms: unreleased by then, the board "
         "is the daemon's again"))

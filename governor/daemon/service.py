@@ -411,6 +411,10 @@ class Daemon:
 
     def _infer(self, msg: p.InferRequest, tensors: dict[str, np.ndarray], identity: Any) -> None:
         self._check_model(msg)
+        if not self.parts.backend.runs_models:
+            raise p.ProtocolError("bad_request", "this daemon runs no model (engine = external): your application "
+                                  "runs it; ask for a lease (acquire, then release with the latency you "
+                                  "measured) or for advice", request_id=msg.id)
         batch = self._input(msg, tensors)
         key = self._next_key
         refused = [a for a in self.machine.handle(m.Request(self._arrival_t, key, self._budget(msg.budget),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import least_squares, nnls
 
 from governor.core.perf.features import CandidateSpec, FloatArray, kron_columns
 
@@ -43,6 +42,8 @@ def n_params(spec: CandidateSpec, n_domains: int, kmax: int) -> int:
 
 
 def _solve(a: FloatArray, b: FloatArray, nonneg: bool) -> FloatArray:
+    from scipy.optimize import nnls  # here, not at import: a daemon serving a profile only evaluates (40 MB)
+
     norms = np.linalg.norm(a, axis=0)
     norms[norms == 0] = 1.0
     a_aug = np.vstack([a, np.diag(np.sqrt(_RIDGE) * norms)])
@@ -122,6 +123,8 @@ def _saturated_starts(g: FloatArray, kcols: FloatArray, y: FloatArray, robust: b
 
 def _fit_saturated(g: FloatArray, kcols: FloatArray, y: FloatArray, robust: bool,
                    start: FloatArray | None) -> FloatArray:
+    from scipy.optimize import least_squares
+
     d, nb = g.shape[1], kcols.shape[1]
     starts = [start] if start is not None else _saturated_starts(g, kcols, y, robust)
     lower = np.concatenate([np.zeros(nb * (2 * d + 1)), [_P_BOUNDS[0]]])
