@@ -83,6 +83,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profiles", metavar="DIR",
                         help="write DIR/models/<MODEL>/<board>.json instead (serve it with `governor serve --profile`)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--external", metavar="NAME",
+                        help="your application runs the model on its own engine: open a profiling session it drives "
+                             "through the client library (Client.profile_session) and write the profile under NAME "
+                             "(what `governor serve --engine external --model NAME.dgm` looks for); MODEL is still "
+                             "the model file, for its groups and layer costs")
+    parser.add_argument("--endpoint", metavar="ENDPOINT",
+                        help="with --external: where the session listens (default ipc://<runtime dir>/"
+                             "governor-profile.sock)")
+    parser.add_argument("--wait-s", type=float, default=300.0, metavar="S",
+                        help="with --external: how long to wait for the application at each step (default 300)")
     parser.add_argument("--training", action="store_true",
                         help="profile on-device training steps (memory and latency per k and batch) instead")
     from governor.cli.training_profile import register_training_args
@@ -189,7 +199,8 @@ def _open_board(args: argparse.Namespace) -> Opened:
         raise CliError(str(exc)) from exc
     baselines: list[Any] = []
     try:
-        backend, meta = open_backend(target, model)
+        backend, meta = _external_backend(args, target, model) if args.external is not None else \
+            open_backend(target, model)
         _check_model_groups(args, meta)
         # As serve does: rail-gating off only after its baseline is taken, so a rail-gated GPU is profiled
         # too; the domain that joins is saved before anything writes its clock.
@@ -216,6 +227,49 @@ def _open_board(args: argparse.Namespace) -> Opened:
     info = {"board": label, "source": ("sim:" if target.simulated else "board:") + target.spec.name,
             "simulated": str(target.simulated)}
     return _BoardMeasurement(source, target, backend, baselines, lock), space, info, meta
+
+
+def _external_backend(args: argparse.Namespace, target: Any, model: Path) -> tuple[Any, ModelMeta]:
+    """The session an application drives (``--external``): the model file's metadata only, no torch."""
+    from governor.core.modelmeta import read_model_meta
+    from governor.daemon.config import default_runtime_dir
+    from governor.daemon.profile_session import SessionBackend
+    from governor.transport.zmq_server import TransportError, ZmqServerEnd
+
+    with model.open("rb") as f:
+        meta = read_model_meta(f)
+    endpoint = args.endpoint or f"ipc://{default_runtime_dir() / 'governor-profile.sock'}"
+    try:
+        server = ZmqServerEnd(endpoint)
+    except TransportError as exc:
+        raise CliError(f"--endpoint {endpoint}: {exc}") from exc
+    label = profile_label(target.spec.name, target.simulated)
+    print(f"profiling session for {args.external} on {endpoint}: start your application now "
+          "(Client(endpoint).profile_session(), docs/protocol.md section 10b)", flush=True)
+    backend = SessionBackend(server, target.spec, label, wait_s=args.wait_s)
+    backend.max_points = args.max_points
+    return _Session(backend, server), meta
+
+
+class _Session:
+    """The session backend and its socket: closed with the board source."""
+
+    def __init__(self, backend: Any, server: Any) -> None:
+        self.backend, self.server = backend, server
+        self.unit_kinds = backend.unit_kinds
+        self.simulated = False
+
+    def run(self, batch: Any, point: Any) -> Any:
+        return self.backend.run(batch, point)
+
+    def power_mw(self) -> float | None:
+        return None
+
+    def close(self) -> None:
+        try:
+            self.backend.finish()
+        finally:
+            self.server.close()
 
 
 def _hold_board(args: argparse.Namespace) -> Any:
@@ -268,6 +322,9 @@ def _serve_hint(args: argparse.Namespace, model: str, board: str, out: Path) -> 
     """How the daemon picks the profile up: on its own from the default place, else with --profile."""
     from governor.daemon.config import default_profile_path
 
+    if args.external is not None:
+        return (f"`governor serve --engine external --model {shlex.quote(args.model)} --board "
+                f"{shlex.quote(args.board)} --profile {shlex.quote(str(out))}` serves it as {model!r}")
     cmd = f"governor serve --model {shlex.quote(args.model)} --board {shlex.quote(args.board)}"
     if args.sysfs_root != "/":
         cmd += f" --sysfs-root {shlex.quote(args.sysfs_root)}"
@@ -391,7 +448,9 @@ def run(args: argparse.Namespace) -> int:
         return run_training(args)
     if args.max_points < 2 or not 0 < args.target_mape < 100:
         raise CliError("--max-points must be >= 2 and --target-mape a percentage in (0, 100)")
-    model = _model_name(args.model)
+    if args.external is not None and (args.source or not args.board):
+        raise CliError("--external measures on a board: give --board NAME|auto|sim:NAME (not --source)")
+    model = _model_name(args.external if args.external is not None else args.model)
     source, space, info, meta = _open_source(args)
     try:
         ks = _to_predict(args, meta, space)
@@ -435,7 +494,7 @@ def run(args: argparse.Namespace) -> int:
     label = " (SIMULATED measurements)" if provenance.simulated else ""
     if args.source:
         hint = ""
-    elif not space.domains and not simulated:  # the daemon measures its own table then (daemon/app.py)
+    elif not space.domains and not simulated and args.external is None:  # serve measures its own table then
         hint = ("; this host has no DVFS domain the governor can set, so `governor serve` measures its own "
                 "table at start and does not load a profile; this one is for `governor predict`")
     else:

@@ -195,17 +195,18 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
             save_baseline()
         if d.engine == "external":
             model_path = Path(d.model)
-            backend, meta, table = _external(config, target, model_path, say)
+            backend, meta, table, served_name = _external(config, target, model_path, say)
         else:
             model_path = Path(d.model) if d.model else _bundled_model(say)
+            served_name = _model_name(model_path)
             backend, meta = open_backend(target, model_path)
             closers.append(backend.close)
             state.touched = target.board  # profiling writes the clocks (and restores them itself when it ends)
             table = _table(target, backend, meta, say, _profile_path(config, target, model_path), d.profile_points,
-                           model_name=_model_name(model_path), pinned=bool(d.profile))
+                           model_name=served_name, pinned=bool(d.profile))
         notifier = Notifier()
         daemon = assemble(
-            target.spec, target.board, backend, meta, _model_name(model_path), table, server, machine_settings(config),
+            target.spec, target.board, backend, meta, served_name, table, server, machine_settings(config),
             cpu_count=os.cpu_count() or 1, tick_hz=d.tick_hz, max_bytes=d.max_message_bytes, telemetry=server.publish,
             lease_ttl_ms=d.lease_ttl_ms,
             telemetry_wanted=server.wants,
@@ -308,9 +309,12 @@ def open_backend(target: Target, model_path: Path) -> tuple[Backend, ModelMeta]:
 
 
 def _external(config: Config, target: Target, model_path: Path,
-              say: Callable[[str], None]) -> tuple[Backend, ModelMeta, MeasuredTable]:
-    """The parts of a daemon whose application runs the model: its metadata and the profile, no torch.
-    With no engine of its own it cannot measure a table, so the profile must exist."""
+              say: Callable[[str], None]) -> tuple[Backend, ModelMeta, MeasuredTable, str]:
+    """The parts of a daemon whose application runs the model: its metadata and the profile, no torch,
+    and the name it serves the model under: the profile's (`governor profile --external NAME`). With no
+    engine of its own it cannot measure a table, so the profile must exist."""
+    import json
+
     from governor.daemon.backend import ExternalBackend
     from governor.daemon.profiling import board_table
 
@@ -323,9 +327,12 @@ def _external(config: Config, target: Target, model_path: Path,
                          f"{profile}: measure one with `governor profile {model_path} --board {board} --out "
                          f"{profile}` (it runs the model in-process once)")
     backend = ExternalBackend(target.spec)
-    table = board_table(target, backend, meta, say=say, cache=profile, model_name=_model_name(model_path),
-                        pinned=True)
-    return backend, meta, table
+    try:
+        name = str(json.loads(profile.read_text()).get("model") or _model_name(model_path))
+    except (OSError, ValueError, AttributeError):
+        name = _model_name(model_path)  # board_table says what is wrong with the file
+    table = board_table(target, backend, meta, say=say, cache=profile, model_name=name, pinned=True)
+    return backend, meta, table, name
 
 
 def _profile_path(config: Config, target: Target, model_path: Path) -> Path:

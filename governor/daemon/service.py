@@ -475,6 +475,11 @@ class Daemon:
         self._releasing[lease.machine_key] = _Releasing(lease, msg, identity, self._key, energy)
         self._carry(self.machine.handle(m.Outcome(now, lease.machine_key, msg.latency_ms, energy)))
 
+    def _profile_next(self, msg: p.ProfileNextRequest, _t: dict[str, np.ndarray], _identity: Any) -> None:
+        raise p.ProtocolError("bad_request", "profile_next is for a profiling session (`governor profile MODEL "
+                              "--external NAME`), not for the daemon: connect to the endpoint that command "
+                              "prints", request_id=msg.id)
+
     def _lease_energy(self, lease: _Lease, msg: p.ReleaseRequest) -> float | None:
         """The run's energy (mJ): the board's mean power while the lease was outstanding times the run's
         latency, from the meter the table's energy came from; else the application's own reading."""
@@ -738,6 +743,7 @@ _HANDLERS: dict[str, Callable[..., None]] = {
     "infer": Daemon._infer,
     "acquire": Daemon._acquire,
     "release": Daemon._release,
+    "profile_next": Daemon._profile_next,
 }
 
 

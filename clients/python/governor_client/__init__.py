@@ -10,7 +10,7 @@
 docs/protocol.md.
 """
 
-from governor_client._calls import Advice, InferResult, Lease, Released
+from governor_client._calls import Advice, InferResult, Lease, ProfileTask, Released
 from governor_client._errors import DaemonUnreachable, GovernorError
 from governor_client._transport import CurveKeys, Transport, default_endpoint
 from governor_client.aio import AsyncClient, AsyncSubscription
@@ -26,6 +26,7 @@ __all__ = [
     "GovernorError",
     "InferResult",
     "Lease",
+    "ProfileTask",
     "Released",
     "Subscription",
     "Transport",

@@ -19,8 +19,8 @@ import numpy as np
 from governor.core import protocol as p
 from governor_client._errors import GovernorError
 
-__all__ = ["Advice", "Call", "Calls", "InferResult", "Lease", "Released", "acquire_call", "advise_call", "infer_call",
-           "named_inputs", "plain_call", "release_call"]
+__all__ = ["Advice", "Call", "Calls", "InferResult", "Lease", "ProfileTask", "Released", "acquire_call", "advise_call",
+           "infer_call", "named_inputs", "plain_call", "profile_next_call", "release_call"]
 
 R = TypeVar("R", bound=p.Reply)
 T = TypeVar("T")
@@ -239,6 +239,49 @@ def release_call(lease: Lease | str, latency_ms: float, energy_mj: float | None 
         if isinstance(lease, Lease):
             lease.released = released
         return released
+
+    return Call(request, None, result)
+
+
+@dataclass
+class ProfileTask:
+    """One run a profiling session (`governor profile --external`) asks for: run ``k`` groups once on your
+    engine (``point``'s setpoints are in force) and :meth:`report` the time it took (ms)."""
+
+    point: p.Point
+    runs: int
+    points: int
+    max_points: int
+    latency_ms: float | None = None
+    failed: bool = False
+
+    @property
+    def k(self) -> int:
+        return self.point.k
+
+    def report(self, latency_ms: float) -> None:
+        self.latency_ms = float(latency_ms)
+
+    def fail(self) -> None:
+        """The run did not complete: the session stops, the board is put back, nothing is written."""
+        self.failed = True
+
+
+def profile_next_call(previous: ProfileTask | None) -> Call[ProfileTask | None]:
+    """Report ``previous`` (None the first time) and get the next task, or None when the profile is done."""
+    if previous is not None and previous.latency_ms is None and not previous.failed:
+        raise GovernorError("bad_request", f"report the run of k = {previous.k} first: task.report(latency_ms)")
+    try:
+        request = p.build(p.ProfileNextRequest, latency_ms=None if previous is None else previous.latency_ms,
+                          failed=bool(previous and previous.failed))
+    except p.ProtocolError as exc:
+        raise GovernorError.from_protocol(exc) from None
+
+    def result(reply: p.Reply, _: dict[str, np.ndarray]) -> ProfileTask | None:
+        r = expect(reply, p.ProfileTaskReply)
+        if r.done or r.point is None:
+            return None
+        return ProfileTask(r.point, r.runs, r.points, r.max_points)
 
     return Call(request, None, result)
 

@@ -25,11 +25,13 @@ from governor_client._calls import (
     Calls,
     InferResult,
     Lease,
+    ProfileTask,
     Released,
     acquire_call,
     advise_call,
     infer_call,
     plain_call,
+    profile_next_call,
     release_call,
 )
 from governor_client._errors import GovernorError, check_endpoint, unreachable
@@ -149,6 +151,20 @@ class Client:
         """Give the board back with what the run measured (ms, and mJ if you measured it); ``ok=False``: the
         run failed (nothing is learned from it)."""
         return self._call(release_call(lease, latency_ms, energy_mj, ok))
+
+    def profile_session(self) -> Iterator[ProfileTask]:
+        """Drive a profiling session (`governor profile MODEL --external NAME`, this client connected to the
+        endpoint it prints): ``for task in gov.profile_session(): task.report(run(engines[task.k]))``. Each task
+        is one run at the point it names (its setpoints are in force); the profiler chooses the points and
+        stops on its error bound. A task not reported ends the session with an error; ``task.fail()`` stops it.
+        Between tasks the profiler may wait for the board to cool: give the client a long ``timeout_ms``."""
+        task = self._call(profile_next_call(None))
+        while task is not None:
+            yield task
+            if task.failed:
+                self._call(profile_next_call(task))
+                return
+            task = self._call(profile_next_call(task))
 
     @contextlib.contextmanager
     def lease(

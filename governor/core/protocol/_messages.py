@@ -43,6 +43,8 @@ __all__ = [
     "InferRequest",
     "LeaseReply",
     "Message",
+    "ProfileNextRequest",
+    "ProfileTaskReply",
     "ProfilesReply",
     "ProfilesRequest",
     "ReleaseRequest",
@@ -156,6 +158,16 @@ class ReleaseRequest(Request):
     outcome: Literal["ok", "failed"] = "ok"
 
 
+class ProfileNextRequest(Request):
+    """Protocol 1.1, to `governor profile --external`: the application is ready for the next point.
+    ``latency_ms`` is its run of the point the previous ``profile_task`` named (None the first time);
+    ``failed``: that run did not complete."""
+
+    type: Literal["profile_next"] = "profile_next"
+    latency_ms: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_MS)
+    failed: bool = False
+
+
 class StatusRequest(Request):
     type: Literal["status"] = "status"
 
@@ -224,6 +236,19 @@ class ReleasedReply(Reply):
     simulated: bool
 
 
+class ProfileTaskReply(Reply):
+    """Protocol 1.1, from `governor profile --external`: run ``point.k`` groups once on your engine (its
+    setpoints are in force) and send the time with the next ``profile_next``; ``done``: the profile is
+    complete (``point`` is None)."""
+
+    type: Literal["profile_task"] = "profile_task"
+    done: bool
+    point: Point | None = None
+    runs: int = Field(ge=0, description="runs reported so far in this session")
+    points: int = Field(ge=0, description="operating points measured so far")
+    max_points: int = Field(ge=0, description="at most this many points are measured")
+
+
 class AdviseReply(Reply):
     type: Literal["advise"] = "advise"
     point: Point
@@ -273,10 +298,10 @@ class ErrorReply(Reply):
 REQUEST_TYPES: dict[str, type[Request]] = {
     cls.model_fields["type"].default: cls
     for cls in (HelloRequest, InferRequest, AdviseRequest, StatusRequest, ProfilesRequest, ReloadRequest,
-                AcquireRequest, ReleaseRequest)
+                AcquireRequest, ReleaseRequest, ProfileNextRequest)
 }
 REPLY_TYPES: dict[str, type[Reply]] = {
     cls.model_fields["type"].default: cls
     for cls in (HelloReply, InferReply, AdviseReply, StatusReply, ProfilesReply, ReloadReply, LeaseReply,
-                ReleasedReply, ErrorReply)
+                ReleasedReply, ProfileTaskReply, ErrorReply)
 }
