@@ -33,6 +33,9 @@ REQUESTS: list[tuple[p.Request, dict[str, np.ndarray]]] = [
     (p.ReloadRequest(id="c-6"), {}),
     (p.AcquireRequest(id="c-8", budget=BUDGET, model="resnet-gp", expected_ms=(4.5, 8.0), ttl_ms=250.0), {}),
     (p.ReleaseRequest(id="c-9", lease_id="L3f2a9c", latency_ms=7.25, energy_mj=21.5, outcome="failed"), {}),
+    (p.ProfileNextRequest(id="c-10"), {}),
+    (p.ProfileNextRequest(id="c-11", latency_ms=3.5), {}),
+    (p.ProfileNextRequest(id="c-12", failed=True), {}),
 ]
 
 REPLIES: list[tuple[p.Reply, dict[str, np.ndarray]]] = [
@@ -100,6 +103,8 @@ REPLIES: list[tuple[p.Reply, dict[str, np.ndarray]]] = [
                         simulated=False),
         {},
     ),
+    (p.ProfileTaskReply(id="c-10", done=False, point=POINT, runs=0, points=1, max_points=48), {}),
+    (p.ProfileTaskReply(id="c-11", done=True, runs=40, points=12, max_points=48), {}),
 ]
 
 TELEMETRY: list[p.Telemetry] = [
