@@ -1,0 +1,93 @@
+"""An application that owns its inference engine (ONNX Runtime, one session per k) and lets
+`governor serve` govern the board around it through leases (docs/protocol.md section 10a).
+
+    governor convert mynets:build --input-shape 3,64,64 --out my.dgm     # or governor train ...
+    governor serve --model my.dgm                                        # or --engine external --profile P
+    python clients/examples/onnxruntime_app.py --model my.dgm --endpoint ipc:///run/governor/governor.sock
+
+At start it writes the per-k ONNX files (`governor export`) unless they are there, opens one
+onnxruntime session per k and measures each k's latency here (its ``expected_ms``). Then, per frame
+of a steady stream: ``acquire`` a lease for the frame's deadline, run the k the daemon chose on
+its engine, ``release`` with the time it took. It prints how many deadlines were met, which k were
+chosen, and how far the daemon's predicted latency was from the measured one in the first and the
+last quarter of the run (the daemon learns the engine from the releases).
+
+The same loop with TensorRT engines on a Jetson is in docs/jetson.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from governor_client import Client, GovernorError
+
+
+def sessions(model: Path, onnx_dir: Path, groups: int) -> dict[int, ort.InferenceSession]:
+    """One CPU session per k, from `governor export MODEL --onnx DIR` (run here if the files are missing)."""
+    files = {k: onnx_dir / f"{model.stem}_k{k}.onnx" for k in range(1, groups + 1)}
+    if not all(f.exists() for f in files.values()):
+        subprocess.run([sys.executable, "-m", "governor", "export", str(model), "--onnx", str(onnx_dir)], check=True,
+                       stdout=subprocess.DEVNULL)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return {k: ort.InferenceSession(str(f), options, providers=["CPUExecutionProvider"]) for k, f in files.items()}
+
+
+def run_ms(session: ort.InferenceSession, frame: np.ndarray) -> float:
+    start = time.perf_counter()
+    session.run(None, {session.get_inputs()[0].name: frame})
+    return (time.perf_counter() - start) * 1000.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--endpoint", help="the daemon's endpoint (default: the client library's)")
+    ap.add_argument("--model", type=Path, required=True, help="the model file the daemon serves")
+    ap.add_argument("--onnx-dir", type=Path, help="per-k ONNX files (default: MODEL's directory / onnx)")
+    ap.add_argument("--requests", type=int, default=200, help="frames to run")
+    ap.add_argument("--period-ms", type=float, default=20.0, help="one frame every this many ms")
+    ap.add_argument("--deadline-ms", type=float, default=15.0, help="each frame's deadline")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    try:
+        with Client(args.endpoint, timeout_ms=10000) as gov:
+            shape = tuple(gov.hello.interface.inputs[0].shape)  # type: ignore[union-attr]
+            groups = gov.profiles().profiles[0].groups
+            engines = sessions(args.model, args.onnx_dir or args.model.parent / "onnx", groups)
+            rng = np.random.default_rng(args.seed)
+            frame = rng.random((1, *shape), dtype=np.float32)
+            expected = [statistics.median(run_ms(engines[k], frame) for _ in range(20)) for k in range(1, groups + 1)]
+            print("measured here, ms per k: " + " / ".join(f"{v:.2f}" for v in expected))
+            met, chosen, errors = 0, [], []
+            for _ in range(args.requests):
+                started = time.perf_counter()
+                frame = rng.random((1, *shape), dtype=np.float32)
+                with gov.lease(deadline_ms=args.deadline_ms, expected_ms=expected) as lease:
+                    latency = run_ms(engines[lease.k], frame)
+                    lease.report(latency)
+                assert lease.released is not None
+                met += lease.released.budget_met
+                chosen.append(lease.k)
+                errors.append(abs(lease.predicted.latency_ms - latency) / latency)
+                time.sleep(max(0.0, args.period_ms / 1000.0 - (time.perf_counter() - started)))
+    except GovernorError as exc:  # DaemonUnreachable is one
+        print(f"onnxruntime_app: {exc}", file=sys.stderr)
+        return 2
+    quarter = max(len(errors) // 4, 1)
+    ks = {k: chosen.count(k) for k in sorted(set(chosen))}
+    first, last = (100 * statistics.fmean(part) for part in (errors[:quarter], errors[-quarter:]))
+    print(f"{len(chosen)} leases released; deadlines met {met}/{len(chosen)} ({100 * met / len(chosen):.1f} %); "
+          f"k chosen {ks}; predicted vs measured latency, mean relative error: first quarter {first:.0f} %, "
+          f"last quarter {last:.0f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
