@@ -121,7 +121,8 @@ class OraclePlanner(Planner):
             self.caps_hz = dict(self.true_caps())  # the simulator's thermal caps, not inferred from read-backs
 
     def decide(self, budget: Demand, *, now: float | None = None, arrival_t: float | None = None,
-               remember: bool = True, behind: Sequence[float] = (), scale: Sequence[float] | None = None) -> Decision:
+               remember: bool = True, behind: Sequence[float] = (), scale: Sequence[float] | None = None,
+               lease: bool = False) -> Decision:
         assert self.truth is not None
         t0 = self.last_t if now is None else now
         key = self.truth.active_sets(t0, t0 + (budget.deadline_ms or 0.0) / 1000.0)

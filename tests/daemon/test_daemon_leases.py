@@ -71,7 +71,9 @@ def test_released_latencies_teach_the_daemon_like_its_own_runs(daemon):
         c.release(last, faster, ok=False)
     group = int(table.group_of[row])
     assert float(d.machine.planner.multiplier()[group]) < 0.5
-    assert last.predicted.latency_ms < 0.3 * first.predicted.latency_ms
+    # the prediction is the run plus the time around a lease (grant to release), learned apart
+    around = d.machine.planner.lease_dispatch_ms
+    assert 0 < around < 50 and last.predicted.latency_ms - around < 0.3 * first.predicted.latency_ms
 
 
 def test_the_lease_context_manager_releases_with_the_reported_or_the_measured_time(daemon):

@@ -44,8 +44,9 @@ at its turn the machine sets the clocks and grants it, and the board is busy exa
 of its own until the lease's ``Outcome`` (the application's measured latency, learned per (mapping,
 k) like any run), ``Failed`` or ``Expired``. ``expected_ms`` (the application's latency per k at the
 top clocks) scales the table's rows of each k for that lease, and its outcome is learned relative to
-that scaled prediction; the dispatch overhead is never learned from a lease (the time around the
-application's run is the application's).
+that scaled prediction. The time around a lease's run (grant to release, minus the run: its two
+messages and the application's own work) is learned apart from this loop's dispatch overhead, and
+later leases pay it, since their deadline runs to the release.
 
 ``wake_at`` says when the machine next wants a ``Ready`` with nothing arrived (the idle grace), so
 the driver can bound its wait; ``pending`` is the queue's length.
@@ -384,7 +385,7 @@ class GovernorMachine:
         behind = sorted(due for due, _, _ in self._queue if due != float("inf"))
         scale = self._scale(q.expected_ms)
         decision = self.planner.decide(q.budget, now=t, arrival_t=q.arrival_t, remember=True, behind=behind,
-                                       scale=scale)
+                                       scale=scale, lease=q.lease)
         if decision.infeasible and q.strict:
             return [_infeasible(q.key, decision)]
         self._parked, self.idle_at = None, None  # a run pins again: nothing parked to hand back
@@ -462,10 +463,12 @@ class GovernorMachine:
             self._busy_s[unit] = self._busy_s.get(unit, 0.0) + o.latency_ms / 1000.0 * share
             # A lease that named its own latencies is learned relative to them: the residual stays the table's.
             self.planner.feedback(decision, o.latency_ms / scale)
-            # A simulated run's time is virtual: the host's overhead is no part of it; the time around a
-            # lease's run is the application's (its messages, its engine), not this loop's dispatch.
-            if not o.simulated and not lease:
-                self.planner.dispatched((o.t - decided_t) * 1000.0 - o.latency_ms)
+            # A simulated run's time is virtual: the host's overhead is no part of it. The time around a
+            # lease's run (its grant and release messages, the application's own work) is learned apart:
+            # the deadline runs to the release, but this loop's dispatch is not in it.
+            if not o.simulated:
+                overhead_ms = (o.t - decided_t) * 1000.0 - o.latency_ms
+                (self.planner.lease_dispatched if lease else self.planner.dispatched)(overhead_ms)
         self._unlearned.clear()
 
     def _tick(self, tick: Tick) -> list[Action]:
