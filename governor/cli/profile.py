@@ -248,28 +248,7 @@ def _external_backend(args: argparse.Namespace, target: Any, model: Path) -> tup
           "(Client(endpoint).profile_session(), docs/protocol.md section 10b)", flush=True)
     backend = SessionBackend(server, target.spec, label, wait_s=args.wait_s)
     backend.max_points = args.max_points
-    return _Session(backend, server), meta
-
-
-class _Session:
-    """The session backend and its socket: closed with the board source."""
-
-    def __init__(self, backend: Any, server: Any) -> None:
-        self.backend, self.server = backend, server
-        self.unit_kinds = backend.unit_kinds
-        self.simulated = False
-
-    def run(self, batch: Any, point: Any) -> Any:
-        return self.backend.run(batch, point)
-
-    def power_mw(self) -> float | None:
-        return None
-
-    def close(self) -> None:
-        try:
-            self.backend.finish()
-        finally:
-            self.server.close()
+    return backend, meta
 
 
 def _hold_board(args: argparse.Namespace) -> Any:

@@ -31,7 +31,7 @@ from governor import __version__
 from governor.core import protocol as p
 from governor.core.board import BoardSpec
 from governor.core.types import OperatingPoint
-from governor.daemon.backend import Backend, RunOutcome
+from governor.daemon.backend import ExternalBackend, RunOutcome
 
 __all__ = ["SessionBackend", "SessionError"]
 
@@ -40,15 +40,13 @@ class SessionError(RuntimeError):
     """The application went away, or said its run failed; profiling stops and the board is put back."""
 
 
-class SessionBackend(Backend):
-    """The backend of an external profiling session; ``server`` is a bound ``ZmqServerEnd``."""
-
-    runs_models = False
+class SessionBackend(ExternalBackend):
+    """The backend of an external profiling session; ``server`` is a bound ``ZmqServerEnd``, closed with it."""
 
     def __init__(self, server: Any, spec: BoardSpec, board_label: str, *, wait_s: float = 300.0,
                  say: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(spec)
         self.server, self.board_label, self.wait_s, self.say, self.clock = server, board_label, wait_s, say, clock
-        self.unit_kinds = frozenset(u.kind for u in spec.units)  # the application's engine may use any unit
         self._waiting: tuple[Any, p.ProfileNextRequest] | None = None
         self._answered: dict[str, list[p.Frame]] = {}  # request id -> the reply it got (resends)
         self._last: OperatingPoint | None = None
@@ -71,6 +69,13 @@ class SessionBackend(Backend):
                                "the board is back as it was found and nothing was written")
         self.runs += 1
         return RunOutcome(np.zeros((0,), np.float32), float(report.latency_ms), None, False)
+
+    def close(self) -> None:
+        """Tell the waiting application that the profile is complete, then close the socket."""
+        try:
+            self.finish()
+        finally:
+            self.server.close()
 
     def finish(self) -> None:
         """Tell the waiting application that the profile is complete."""
