@@ -159,8 +159,12 @@ class GraphNet(DynamicNet):
             return None
         if node.op == "conv2d" and conv_groups(node) != 1:
             return None  # depthwise / grouped: each convolution group is within one channel group already
-        source = self.spec.nodes[self._index[node.inputs[0]]].active
+        source = self._source_active(node)
         return weight_blocks(self.connectivity, node.active, source, k) if is_grouped(source) else None
+
+    def _source_active(self, node: GraphNode) -> tuple[int, ...]:
+        """The channel prefixes per k of the node's first input (the axis its weight reads)."""
+        return self.spec.nodes[self._index[node.inputs[0]]].active
 
     def _active(self, name: str, k: int) -> int:
         return self.spec.nodes[self._index[name]].active[k - 1]
@@ -221,8 +225,8 @@ class GraphNet(DynamicNet):
 
     def _run_blocks(self, node: GraphNode, x: Tensor, blocks: list[Block], layer: Callable[[Tensor, Block], Tensor],
                     w: Tensor, bias: bool) -> Tensor:
-        # the stored weight keeps every block (unused ones too), so slimmable semantics stay checkable
-        """One layer call per output group on the input groups it reads, concatenated on the channel axis."""
+        """One layer call per output group on the input groups it reads, concatenated on the channel axis
+        (the stored weight keeps every block, unused ones too, so its slimmable form stays checkable)."""
         axis = 1 if node.op == "conv2d" else -1
         outs = []
         for b in blocks:
@@ -427,7 +431,7 @@ class GraphNet(DynamicNet):
         """Every learnable tensor with entries group k owns (first runs at k), with a 0/1 mask of them."""
         out = []
         for node in self.spec.nodes:
-            source = self.spec.nodes[self._index[node.inputs[0]]].active if node.inputs else None
+            source = self._source_active(node) if node.inputs else None
             for name in node.tensors:
                 if name in BUFFERS:
                     continue
