@@ -346,6 +346,69 @@ def mutated(rng: random.Random, t: Target) -> Case:
     return Case("mutated", [bytes(f) for f in frames], None)
 
 
+def _hostile_latencies(rng: random.Random) -> Any:
+    """A latency list that a stream report must refuse: a bad value in it, too many, or not a list."""
+    choice = rng.randrange(4)
+    if choice == 0:
+        good = [rng.uniform(0.1, 50.0) for _ in range(rng.randint(0, 5))]
+        good.insert(rng.randint(0, len(good)), rng.choice([0, -1.0, 3_600_000.001, 1e308, "5", None, True, []]))
+        return good
+    if choice == 1:
+        return [1.0] * (p.MAX_BATCH_FRAMES + rng.randint(1, 10))
+    return rng.choice([5.0, "fast", {}, None, [[1.0]]])
+
+
+def leases_streams(rng: random.Random, t: Target) -> Case:
+    """Lease and stream messages (protocol 1.1, 1.2) that must be refused: releases, reports and closes of
+    ids this daemon never gave out, and acquires and stream opens with one hostile field. None of them may
+    hold the board: a valid stream open is allowed (it holds clocks only, and ends when it goes silent)."""
+    kind = rng.choice(["release", "stream_report", "stream_close", "acquire", "stream_open"])
+    rid = t.next_id()
+    unknown_id = rng.choice([f"L{rng.getrandbits(96):024x}", f"S{rng.getrandbits(96):024x}", "x"])
+    head: dict[str, Any]
+    if kind == "release":
+        head = _head(kind, rid, lease_id=unknown_id, latency_ms=rng.choice([3.0, *HOSTILE_NUMBERS]))
+        if rng.random() < 0.3:
+            head["lease_id"] = rng.choice(["", "bad id!", "x" * 65, 5, None])
+        return Case("leases_streams", [_dumps(head)], frozenset({"bad_request"}), rid)
+    if kind in ("stream_report", "stream_close"):
+        head = _head(kind, rid, stream_id=unknown_id)
+        if kind == "stream_report":
+            head["seq"] = rng.choice([0, 1, -1, 2**31 + 1, 0.5, "0", None])
+            head["latencies_ms"] = _hostile_latencies(rng) if rng.random() < 0.6 else [2.0, 3.0]
+            if rng.random() < 0.3:
+                head["failed"] = rng.choice([1, -1, p.MAX_BATCH_FRAMES + 1, "1", None])
+        if rng.random() < 0.2:
+            head["stream_id"] = rng.choice(["", "bad id!", "x" * 65, 5, None])
+        return Case("leases_streams", [_dumps(head)], frozenset({"bad_request"}), rid)
+    head = _head(kind, rid, budget=_budget(rng))
+    if kind == "acquire":  # only ever refused: a granted lease would hold the board for its ttl
+        key = rng.choice(["expected_ms", "ttl_ms"])
+        head[key] = rng.choice([[], [0.0], [-1.0], [1.0] * 4097, "5", {}, [None]] if key == "expected_ms" else
+                               [0, -1.0, 60_000.001, 1e308, "5", []])
+        return Case("leases_streams", [_dumps(head)], frozenset({"bad_request"}), rid)
+    head["period_ms"] = rng.choice([33.0, 10 ** rng.uniform(-2, 3), *HOSTILE_NUMBERS])
+    if rng.random() < 0.3:
+        head["ttl_ms"] = rng.choice([500.0, 0, -1.0, 60_000.001, "5"])
+    if rng.random() < 0.3:
+        head["expected_ms"] = rng.choice([[1.0], [0.0], [], "5", [1.0] * 4097])
+    valid = _stream_open_valid(head)
+    # a valid open: a stream (or infeasible when strict; unavailable when 16 streams are open already);
+    # expected_ms of the wrong length is the daemon's bad_request
+    expect = frozenset({"ok", "unavailable", "bad_request"}) if valid else frozenset({"bad_request"})
+    return Case("leases_streams", [_dumps(head)], expect, rid, "stream")
+
+
+def _stream_open_valid(head: dict[str, Any]) -> bool:
+    period, ttl, expected = head["period_ms"], head.get("ttl_ms", 1.0), head.get("expected_ms", [1.0])
+
+    def number(v: Any, top: float) -> bool:
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and 0 < v <= top
+
+    return (number(period, p.MAX_DEADLINE_MS) and number(ttl, 60_000.0) and isinstance(expected, list)
+            and 1 <= len(expected) <= 4096 and all(number(v, p.MAX_DEADLINE_MS) for v in expected))
+
+
 CATEGORIES: dict[str, Callable[[random.Random, Target], Case]] = {
     "control": control,
     "malformed": malformed,
@@ -359,4 +422,5 @@ CATEGORIES: dict[str, Callable[[random.Random, Target], Case]] = {
     "id_collision": id_collision,
     "big_batch": big_batch,
     "mutated": mutated,
+    "leases_streams": leases_streams,
 }

@@ -208,7 +208,7 @@ def build_app(config: Config, *, say: Callable[[str], None] = print) -> App:
         daemon = assemble(
             target.spec, target.board, backend, meta, served_name, table, server, machine_settings(config),
             cpu_count=os.cpu_count() or 1, tick_hz=d.tick_hz, max_bytes=d.max_message_bytes, telemetry=server.publish,
-            lease_ttl_ms=d.lease_ttl_ms,
+            lease_ttl_ms=d.lease_ttl_ms, stream_ttl_ms=d.stream_ttl_ms,
             telemetry_wanted=server.wants,
             telemetry_endpoint=telemetry, simulated=target.simulated, watchdog=notifier.watchdog,
             watchdog_interval_s=notifier.watchdog_interval_s if d.watchdog else 0.0,

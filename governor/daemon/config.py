@@ -92,6 +92,9 @@ class DaemonSection(_Section):
     lease_ttl_ms: float = Field(default=1000.0, gt=0, le=60_000, description=(
         "how long a lease (acquire) lives when the request names no ttl_ms: unreleased by then, the board "
         "is the daemon's again"))
+    stream_ttl_ms: float = Field(default=2000.0, gt=0, le=60_000, description=(
+        "how long a stream (stream_open) may go without a stream_report when the request names no ttl_ms: "
+        "silent that long, it ends and its clocks go back to the idle policy"))
 
     @field_validator("endpoint", "telemetry_endpoint")
     @classmethod

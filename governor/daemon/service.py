@@ -65,6 +65,7 @@ from governor.daemon.replies import (
     wire_observation,
 )
 from governor.daemon.requests import RequestKey, RequestMemory, request_key
+from governor.daemon.streams import StreamDesk
 from governor.daemon.tables import MeasuredTable
 
 __all__ = ["BoardIO", "Daemon", "DaemonParts", "ServerIO", "assemble", "board_facts"]
@@ -145,6 +146,7 @@ class DaemonParts:
     metrics: Metrics = field(default_factory=NullMetrics)
     unavailable: tuple[str, ...] = ()
     lease_ttl_ms: float = 1000.0  # a lease's life when its acquire names none ([daemon] lease_ttl_ms)
+    stream_ttl_ms: float = 2000.0  # a stream ends after this long without a report ([daemon] stream_ttl_ms)
 
 
 def assemble(spec: BoardSpec, board: BoardIO, backend: Backend, meta: ModelMeta, model_name: str,
@@ -227,12 +229,14 @@ class Daemon:
     _ended: OrderedDict[str, tuple[str, float]] = field(default_factory=OrderedDict, init=False)  # id -> how, ms
     _releasing: dict[int, _Releasing] = field(default_factory=dict, init=False)  # a release the machine answers
     _last_power_mw: float | None = field(default=None, init=False)
+    streams: StreamDesk = field(init=False)  # open streams (protocol 1.2), built with the loop
 
     def __post_init__(self) -> None:
         self.machine = self.parts.machine
         self._release_hz = _limits_in_force(self.parts.board)
         self._started = self.parts.clock()
         self._polled_at = self._started
+        self.streams = StreamDesk(self, self.parts.stream_ttl_ms)
 
     # -- the loop -------------------------------------------------------------------------------
     def step(self) -> None:
@@ -243,6 +247,7 @@ class Daemon:
         wake = self._next_tick if wake is None else min(self._next_tick, wake)
         if self._leases:
             wake = min(wake, min(lease.expires_t for lease in self._leases.values()))
+        wake = min(wake, self.streams.next_expiry)
         # A lease holds the board: what is queued waits for its release, so the loop waits for messages.
         wait_ms = 0 if self.machine.pending and not self.machine.busy else max(
             0, math.ceil((wake - self.parts.clock()) * 1000))
@@ -253,7 +258,7 @@ class Daemon:
     def ready(self, now: float | None = None) -> None:
         """Tell the machine the loop is free (at ``now``, daemon clock s; default: the clock) and carry
         out what it says: the next run, or the idle policy once due."""
-        self._carry(self.machine.handle(m.Ready(self.parts.clock() if now is None else now)))
+        self.carry(self.machine.handle(m.Ready(self.parts.clock() if now is None else now)))
 
     def reset_learning(self) -> None:
         """Forget what was learned at run time (SIGHUP, the ``reload`` request)."""
@@ -290,14 +295,16 @@ class Daemon:
         """End every lease whose time is up at ``now`` (daemon clock, s): the machine frees the board."""
         for lease in [lease for lease in self._leases.values() if lease.expires_t <= now]:
             self._expire(lease, now)
+        self.streams.expire(now)
 
     def _expire(self, lease: _Lease, now: float) -> None:
         del self._leases[lease.lease_id]
-        self._ended_as(lease.lease_id, "expired", lease.ttl_s * 1000.0)
+        self.ended_as(lease.lease_id, "expired", lease.ttl_s * 1000.0)
         log.info("lease %s expired after %.0f ms without a release", lease.lease_id, lease.ttl_s * 1000.0)
-        self._carry(self.machine.handle(m.Expired(max(now, lease.expires_t), lease.machine_key)))
+        self.carry(self.machine.handle(m.Expired(max(now, lease.expires_t), lease.machine_key)))
 
-    def _ended_as(self, lease_id: str, how: str, ms: float) -> None:
+    def ended_as(self, lease_id: str, how: str, ms: float) -> None:
+        """Remember how lease or stream ``lease_id`` ended (``released``, ``expired``, ``closed``), to say so."""
         self._ended[lease_id] = (how, ms)
         while len(self._ended) > _ENDED_LEASES:
             self._ended.popitem(last=False)
@@ -306,7 +313,7 @@ class Daemon:
         obs = self.parts.board.sample()
         power = self.parts.backend.power_mw()
         self._record_power(power if power is not None else obs.total_power_mw)
-        self._carry(self.machine.handle(m.Tick(now, obs, power)))
+        self.carry(self.machine.handle(m.Tick(now, obs, power)))
         self._next_tick = now + 1.0 / self.parts.tick_hz
         if self.parts.watchdog_interval_s and now >= self._next_watchdog:
             self.parts.watchdog()
@@ -319,29 +326,29 @@ class Daemon:
         try:
             msg, tensors = p.decode_request(frames, max_bytes=self.parts.max_bytes, memo=self._memo)
         except p.ProtocolError as exc:
-            self._send(identity, exc.to_reply())
+            self.send(identity, exc.to_reply())
             return
         except Exception as exc:  # the decoder promises ProtocolError only; a slip must not stop the daemon
             log.exception("the decoder raised %s", type(exc).__name__)
-            self._send(identity, p.ErrorReply(code="internal", message=f"cannot decode the request: "
+            self.send(identity, p.ErrorReply(code="internal", message=f"cannot decode the request: "
                                               f"{type(exc).__name__}: {str(exc)[:500]}; see the daemon's log"))
             return
-        self._key = request_key(msg.id, frames) if msg.type in ("infer", "acquire", "release") else None
+        self._key = request_key(msg.id, frames) if msg.type in _REMEMBERED else None
         if self._answer_resend(self._key, identity):
             return
         try:
             handler = _HANDLERS[msg.type]
             handler(self, msg, tensors, identity)
-            if msg.type not in ("infer", "acquire"):  # counted when answered (queued now)
+            if msg.type not in ("infer", "acquire", "stream_open"):  # counted when answered (queued now)
                 self._count(msg.type, "met")
         except p.ProtocolError as exc:
             self._count(msg.type, "infeasible" if exc.code == "infeasible" else "rejected")
             # A full queue is "retry shortly": the same request sent again later must be tried again.
-            self._send(identity, exc.to_reply(), key=None if exc.code == "unavailable" else self._key)
+            self.send(identity, exc.to_reply(), key=None if exc.code == "unavailable" else self._key)
         except Exception as exc:  # a bug must cost one reply, never the daemon
             self._count(msg.type, "error")
             log.exception("internal error while handling %s", msg.type)
-            self._send(identity, p.ErrorReply(id=msg.id, code="internal",
+            self.send(identity, p.ErrorReply(id=msg.id, code="internal",
                                               message=f"{type(exc).__name__}: {str(exc)[:500]}; see the daemon's log"))
 
     def _answer_resend(self, key: RequestKey | None, identity: Any) -> bool:
@@ -356,7 +363,7 @@ class Daemon:
 
     def _hello(self, msg: p.HelloRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
         newer = p.speaks(msg.v, 1)  # 1.1 fields only to a peer that reads them (a 1.0 decoder refuses them)
-        self._send(identity, p.HelloReply(
+        self.send(identity, p.HelloReply(
             id=msg.id, server=f"dnn-governor {__version__}", board=self.parts.spec.name,
             simulated=self.parts.simulated, telemetry_endpoint=self.parts.telemetry_endpoint,
             max_bytes=self.parts.max_bytes, model=self.parts.model_name if newer else None,
@@ -371,7 +378,7 @@ class Daemon:
 
     def _status(self, msg: p.StatusRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
         obs = self.last_wire
-        self._send(identity, p.StatusReply(
+        self.send(identity, p.StatusReply(
             id=msg.id, server=f"dnn-governor {__version__}", board=self.parts.spec.name,
             simulated=self.parts.simulated, uptime_s=max(0.0, self.parts.clock() - self._started),
             model=self.parts.model_name, point=self.last_point, domains=domains_info(obs),
@@ -387,19 +394,19 @@ class Daemon:
             points=len(self.parts.table.table), simulated=self.parts.simulated,
             accuracy=accuracy if all(a is not None for a in accuracy) else (),  # type: ignore[arg-type]
             interface=self.interface if p.speaks(msg.v, 1) else None)
-        self._send(identity, p.ProfilesReply(id=msg.id, profiles=(info,), active=self.parts.model_name))
+        self.send(identity, p.ProfilesReply(id=msg.id, profiles=(info,), active=self.parts.model_name))
 
     def _reload(self, msg: p.ReloadRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
         self.reset_learning()
-        self._send(identity, p.ReloadReply(
+        self.send(identity, p.ReloadReply(
             id=msg.id, loaded=(),
             message=f"nothing was re-read from disk: the run-time corrections learned for {self.parts.model_name} "
                     "(latency residuals, margins, co-runner shares) were reset; restart the daemon (systemctl "
                     "restart governor) to load a new model or profile"))
 
     def _advise(self, msg: p.AdviseRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
-        self._check_model(msg)
-        actions = self.machine.handle(m.Request(self.parts.clock(), msg.id, self._budget(msg.budget), msg.strict,
+        self.check_model(msg)
+        actions = self.machine.handle(m.Request(self.parts.clock(), msg.id, self.demand(msg.budget), msg.strict,
                                                 advise=True))
         for action in actions:
             if isinstance(action, m.Refuse):
@@ -410,14 +417,14 @@ class Daemon:
                     simulated=self.parts.simulated, accuracy_known=self.parts.meta.accuracies_known))
 
     def _infer(self, msg: p.InferRequest, tensors: dict[str, np.ndarray], identity: Any) -> None:
-        self._check_model(msg)
+        self.check_model(msg)
         if not self.parts.backend.runs_models:
             raise p.ProtocolError("bad_request", "this daemon runs no model (engine = external): your application "
                                   "runs it; ask for a lease (acquire, then release with the latency you "
                                   "measured) or for advice", request_id=msg.id)
         batch = self._input(msg, tensors)
         key = self._next_key
-        refused = [a for a in self.machine.handle(m.Request(self._arrival_t, key, self._budget(msg.budget),
+        refused = [a for a in self.machine.handle(m.Request(self._arrival_t, key, self.demand(msg.budget),
                                                             msg.strict)) if isinstance(a, m.Refuse)]
         if refused:
             raise p.ProtocolError(refused[0].code, refused[0].message, request_id=msg.id)
@@ -426,10 +433,10 @@ class Daemon:
         self._requests.queued(self._key, identity)
 
     def _acquire(self, msg: p.AcquireRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
-        self._check_model(msg)
+        self.check_model(msg)
         key = self._next_key
         ttl_ms = msg.ttl_ms if msg.ttl_ms is not None else self.parts.lease_ttl_ms
-        refused = [a for a in self.machine.handle(m.Request(self._arrival_t, key, self._budget(msg.budget), msg.strict,
+        refused = [a for a in self.machine.handle(m.Request(self._arrival_t, key, self.demand(msg.budget), msg.strict,
                                                             lease=True, expected_ms=msg.expected_ms))
                    if isinstance(a, m.Refuse)]
         if refused:
@@ -465,15 +472,15 @@ class Daemon:
                                   request_id=msg.id)
         now = max(self._arrival_t, lease.granted_t)  # an arrival stamp errs early: never before the grant
         del self._leases[msg.lease_id]
-        self._ended_as(msg.lease_id, "released", (now - lease.granted_t) * 1000.0)
+        self.ended_as(msg.lease_id, "released", (now - lease.granted_t) * 1000.0)
         energy = self._lease_energy(lease, msg)
         if msg.outcome == "failed":
-            self._carry(self.machine.handle(m.Failed(now, lease.machine_key, "the application's run failed")))
+            self.carry(self.machine.handle(m.Failed(now, lease.machine_key, "the application's run failed")))
             self._reply_released(_Releasing(lease, msg, identity, self._key, energy), (now - lease.arrival_t) * 1000.0,
                                  ok=False)
             return
         self._releasing[lease.machine_key] = _Releasing(lease, msg, identity, self._key, energy)
-        self._carry(self.machine.handle(m.Outcome(now, lease.machine_key, msg.latency_ms, energy)))
+        self.carry(self.machine.handle(m.Outcome(now, lease.machine_key, msg.latency_ms, energy)))
 
     def _profile_next(self, msg: p.ProfileNextRequest, _t: dict[str, np.ndarray], _identity: Any) -> None:
         raise p.ProtocolError("bad_request", "profile_next is for a profiling session (`governor profile MODEL "
@@ -495,7 +502,7 @@ class Daemon:
         for lease in self._leases.values():
             lease.power_mw.append(power_mw)
 
-    def _budget(self, budget: p.Budget) -> Demand:
+    def demand(self, budget: p.Budget) -> Demand:
         return to_demand(budget, self.machine.settings.objective)
 
     def _input(self, msg: p.InferRequest, tensors: dict[str, np.ndarray]) -> np.ndarray:
@@ -532,7 +539,7 @@ class Daemon:
         per_input = max((level.activation_bytes for level in self.parts.meta.levels), default=0)
         return max(1, _MAX_BATCH_ACTIVATION_BYTES // max(per_input, 1))
 
-    def _check_model(self, msg: p.InferRequest | p.AdviseRequest | p.AcquireRequest) -> None:
+    def check_model(self, msg: p.InferRequest | p.AdviseRequest | p.AcquireRequest | p.StreamOpenRequest) -> None:
         if msg.model is not None and msg.model != self.parts.model_name:
             raise p.ProtocolError("bad_request", f"model {msg.model!r} is not loaded; this daemon serves "
                                   f"{self.parts.model_name!r} (leave model unset)", request_id=msg.id)
@@ -542,7 +549,7 @@ class Daemon:
                                   "--from MODEL --dataset ...` and serve that file", request_id=msg.id)
 
     # -- carrying out the machine's actions -------------------------------------------------------
-    def _carry(self, actions: list[m.Action]) -> None:
+    def carry(self, actions: list[m.Action]) -> None:
         for action in actions:
             if isinstance(action, m.Apply):
                 self._apply(action)
@@ -550,6 +557,8 @@ class Daemon:
                 self._run(action)
             elif isinstance(action, m.Grant):
                 self._grant(action)
+            elif isinstance(action, m.Push):
+                self.streams.push(action)
             elif isinstance(action, m.Reply):
                 if int(action.key) in self._releasing:  # type: ignore[call-overload]
                     releasing = self._releasing.pop(int(action.key))  # type: ignore[call-overload]
@@ -573,7 +582,7 @@ class Daemon:
         else:
             errors = dict(getattr(applied, "errors", {}))  # the drivers' Applied names what failed
         done = self.parts.clock()
-        self._carry(self.machine.handle(m.Applied(done, action, {n: r.cur_hz for n, r in applied.items()},
+        self.carry(self.machine.handle(m.Applied(done, action, {n: r.cur_hz for n, r in applied.items()},
                                                   (done - writing) * 1000.0, errors)))
 
     def _run(self, action: m.Run) -> None:
@@ -582,13 +591,13 @@ class Daemon:
             outcome = self.parts.backend.run(queued.batch, action.decision.point)
         except Exception as exc:
             log.exception("inference failed")
-            self._carry(self.machine.handle(m.Failed(self.parts.clock(), action.key,
+            self.carry(self.machine.handle(m.Failed(self.parts.clock(), action.key,
                                                      f"inference failed: {exc}; see the daemon's log")))
             return
         ran = self.parts.clock()
         self._outcomes[action.key] = outcome
         self.served += 1
-        self._carry(self.machine.handle(m.Outcome(ran, action.key, outcome.latency_ms, outcome.energy_mj,
+        self.carry(self.machine.handle(m.Outcome(ran, action.key, outcome.latency_ms, outcome.energy_mj,
                                                   outcome.simulated)))
 
     def _grant(self, action: m.Grant) -> None:
@@ -622,7 +631,7 @@ class Daemon:
         measured = p.Estimate(latency_ms=msg.latency_ms, energy_mj=r.energy_mj, accuracy=accuracy)
         met_budget = ok and met(budget, total_ms, r.energy_mj, decision.accuracy)
         total = min(max(total_ms, 0.0), p.MAX_DEADLINE_MS)
-        self._send(r.identity, p.ReleasedReply(id=msg.id, lease_id=msg.lease_id, measured=measured,
+        self.send(r.identity, p.ReleasedReply(id=msg.id, lease_id=msg.lease_id, measured=measured,
                                                budget_met=met_budget, total_ms=total, simulated=self.parts.simulated),
                    key=r.key)
         if not ok:
@@ -639,6 +648,8 @@ class Daemon:
                                     r.energy_mj)
 
     def _refuse(self, action: m.Refuse) -> None:
+        if self.streams.refuse(action):
+            return
         lease = self._pending_leases.pop(int(action.key), None)  # type: ignore[call-overload]
         if lease is not None:  # a strict lease no point meets
             self._count("acquire", "infeasible" if action.code == "infeasible" else "rejected")
@@ -708,7 +719,31 @@ class Daemon:
                                     predicted.energy_mj, outcome.energy_mj)
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _send(self, identity: Any, reply: p.Reply, tensors: dict[str, np.ndarray] | None = None,
+    def new_key(self) -> int:
+        """A fresh machine key for a queued request (our own counter, not the client's id)."""
+        self._next_key += 1
+        return self._next_key - 1
+
+    @property
+    def arrival_t(self) -> float:
+        """When the message being handled arrived (daemon clock, s)."""
+        return self._arrival_t
+
+    @property
+    def request_key(self) -> RequestKey | None:
+        """How resends of the message being handled are recognised (None: not remembered)."""
+        return self._key
+
+    @property
+    def requests(self) -> RequestMemory:
+        return self._requests
+
+    @property
+    def ended(self) -> Mapping[str, tuple[str, float]]:
+        """Lease and stream ids that ended: id -> (how, ms)."""
+        return self._ended
+
+    def send(self, identity: Any, reply: p.Reply, tensors: dict[str, np.ndarray] | None = None,
               key: RequestKey | None = None) -> None:
         frames = p.encode_reply(reply, tensors)
         self.parts.server.send(identity, frames)
@@ -744,7 +779,11 @@ _HANDLERS: dict[str, Callable[..., None]] = {
     "acquire": Daemon._acquire,
     "release": Daemon._release,
     "profile_next": Daemon._profile_next,
+    "stream_open": lambda d, msg, _t, identity: d.streams.open(msg, identity),
+    "stream_report": lambda d, msg, _t, identity: d.streams.report(msg, identity),
+    "stream_close": lambda d, msg, _t, identity: d.streams.close(msg, identity),
 }
+_REMEMBERED = frozenset({"infer", "acquire", "release", "stream_open", "stream_close"})  # resends answered once
 
 
 def _limits_in_force(board: BoardIO) -> dict[str, tuple[int, int]]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -122,7 +123,8 @@ class OraclePlanner(Planner):
 
     def decide(self, budget: Demand, *, now: float | None = None, arrival_t: float | None = None,
                remember: bool = True, behind: Sequence[float] = (), scale: Sequence[float] | None = None,
-               lease: bool = False) -> Decision:
+               lease: bool = False, stream: bool = False, pin: int | None = None,
+               previous: int | Literal["shared"] | None = "shared") -> Decision:
         assert self.truth is not None
         t0 = self.last_t if now is None else now
         key = self.truth.active_sets(t0, t0 + (budget.deadline_ms or 0.0) / 1000.0)
@@ -134,7 +136,8 @@ class OraclePlanner(Planner):
             self._optimisers[key] = Optimiser(true, hysteresis=self.optimiser.hysteresis,
                                               switch_ms=self.optimiser.switch_ms)
         self.optimiser = self._optimisers[key]
-        return super().decide(budget, now=now, arrival_t=arrival_t, remember=remember, behind=behind, scale=scale)
+        return super().decide(budget, now=now, arrival_t=arrival_t, remember=remember, behind=behind, scale=scale,
+                              stream=stream, pin=pin, previous=previous)
 
     def multiplier(self) -> FloatArray:
         return self.residuals.multiplier()

@@ -36,6 +36,12 @@ REQUESTS: list[tuple[p.Request, dict[str, np.ndarray]]] = [
     (p.ProfileNextRequest(id="c-10"), {}),
     (p.ProfileNextRequest(id="c-11", latency_ms=3.5), {}),
     (p.ProfileNextRequest(id="c-12", failed=True), {}),
+    (p.StreamOpenRequest(id="c-13", budget=BUDGET, model="resnet-gp", period_ms=33.3, expected_ms=(4.5, 8.0),
+                         ttl_ms=2000.0), {}),
+    (p.StreamOpenRequest(id="c-14", period_ms=10.0), {}),
+    (p.StreamReportRequest(id="c-15", stream_id="S9a1b", seq=3, latencies_ms=(7.25, 7.5, 6.875), failed=1), {}),
+    (p.StreamReportRequest(id="c-16", stream_id="S9a1b", seq=0), {}),
+    (p.StreamCloseRequest(id="c-17", stream_id="S9a1b"), {}),
 ]
 
 REPLIES: list[tuple[p.Reply, dict[str, np.ndarray]]] = [
@@ -105,6 +111,13 @@ REPLIES: list[tuple[p.Reply, dict[str, np.ndarray]]] = [
     ),
     (p.ProfileTaskReply(id="c-10", done=False, point=POINT, runs=0, points=1, max_points=48), {}),
     (p.ProfileTaskReply(id="c-11", done=True, runs=40, points=12, max_points=48), {}),
+    (
+        p.StreamReply(id="c-13", stream_id="S9a1b", seq=0, point=POINT, predicted=PREDICTED, period_ms=33.3,
+                      expires_in_ms=2000.0, budget_infeasible=False, simulated=True),
+        {},
+    ),
+    (p.StreamClosedReply(id="c-17", stream_id="S9a1b", frames=300, met=298, failed=1, mean_latency_ms=7.5), {}),
+    (p.StreamClosedReply(id="c-18", stream_id="S9a1b", frames=0, met=0, failed=0), {}),
 ]
 
 TELEMETRY: list[p.Telemetry] = [

@@ -12,6 +12,7 @@ docs/protocol.md.
 
 from governor_client._calls import Advice, InferResult, Lease, ProfileTask, Released
 from governor_client._errors import DaemonUnreachable, GovernorError
+from governor_client._stream import Stream, StreamSummary
 from governor_client._transport import CurveKeys, Transport, default_endpoint
 from governor_client.aio import AsyncClient, AsyncSubscription
 from governor_client.client import Client, Subscription
@@ -28,6 +29,8 @@ __all__ = [
     "Lease",
     "ProfileTask",
     "Released",
+    "Stream",
+    "StreamSummary",
     "Subscription",
     "Transport",
     "default_endpoint",

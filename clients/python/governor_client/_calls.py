@@ -20,7 +20,7 @@ from governor.core import protocol as p
 from governor_client._errors import GovernorError
 
 __all__ = ["Advice", "Call", "Calls", "InferResult", "Lease", "ProfileTask", "Released", "acquire_call", "advise_call",
-           "infer_call", "named_inputs", "plain_call", "profile_next_call", "release_call"]
+           "infer_call", "named_inputs", "plain_call", "profile_next_call", "release_call", "stream_open_call"]
 
 R = TypeVar("R", bound=p.Reply)
 T = TypeVar("T")
@@ -189,13 +189,17 @@ class Calls:
         except p.ProtocolError as exc:
             raise GovernorError.from_protocol(exc) from None
 
-    def match(self, frames: Sequence[p.Frame], request_id: str) -> tuple[p.Reply, dict[str, np.ndarray]] | None:
-        """The reply to ``request_id``; None for a stale reply; raises for an error reply."""
+    def match(self, frames: Sequence[p.Frame], request_id: str,
+              other: Callable[[p.Reply], None] | None = None) -> tuple[p.Reply, dict[str, np.ndarray]] | None:
+        """The reply to ``request_id``; None for a stale reply or one for ``other`` (a stream's push, or the
+        answer to a report, handed to it); raises for an error reply."""
         try:
             reply, arrays = p.decode_reply(frames, max_bytes=self.max_bytes, memo=self._memo)
         except p.ProtocolError as exc:
             raise GovernorError(exc.code, f"the daemon's reply was refused: {exc.message}") from None
         if reply.id not in (request_id, ""):
+            if other is not None:
+                other(reply)
             return None
         if isinstance(reply, p.ErrorReply):
             raise GovernorError(reply.code, reply.message, request_id=request_id)
@@ -222,6 +226,13 @@ def advise_call(**budget: Any) -> Call[Advice]:
 def acquire_call(*, expected_ms: Sequence[float] | None = None, **budget: Any) -> Call[Lease]:
     expected = None if expected_ms is None else tuple(float(v) for v in expected_ms)
     return Call(budgeted(p.AcquireRequest, expected_ms=expected, **budget), None, _lease)
+
+
+def stream_open_call(*, period_ms: float, expected_ms: Sequence[float] | None = None, ttl_ms: float | None = None,
+                     **budget: Any) -> Call[p.StreamReply]:
+    expected = None if expected_ms is None else tuple(float(v) for v in expected_ms)
+    return Call(budgeted(p.StreamOpenRequest, period_ms=period_ms, expected_ms=expected, ttl_ms=ttl_ms, **budget),
+                None, lambda reply, _: expect(reply, p.StreamReply))
 
 
 def release_call(lease: Lease | str, latency_ms: float, energy_mj: float | None = None,

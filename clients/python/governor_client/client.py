@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -33,12 +34,15 @@ from governor_client._calls import (
     plain_call,
     profile_next_call,
     release_call,
+    stream_open_call,
 )
 from governor_client._errors import GovernorError, check_endpoint, unreachable
+from governor_client._stream import Stream, StreamSummary
 from governor_client._transport import CurveKeys, Transport, ZmqTransport, default_endpoint, open_subscriber
 
 __all__ = ["Client", "Subscription"]
 
+_REPORTS_KEPT = 64  # a report's error reply is matched to its stream for the last this many reports
 T = TypeVar("T")
 CLIENT_NAME = f"governor-client/{__version__}"
 
@@ -73,6 +77,8 @@ class Client:
         self._context = context
         self._curve = curve
         self._calls = Calls(max_bytes=max_bytes)
+        self._streams: dict[str, Stream] = {}  # open streams, by id: pushes and report errors go to them
+        self._reports: OrderedDict[str, Stream] = OrderedDict()  # recent report ids -> their stream
 
     def __enter__(self) -> Client:
         self.connect()
@@ -91,6 +97,11 @@ class Client:
         return self.hello
 
     def close(self) -> None:
+        for stream in list(self._streams.values()):  # end them now rather than at their expiry; nothing waits
+            with contextlib.suppress(GovernorError):
+                stream.flush()
+                self._send_only(p.StreamCloseRequest(stream_id=stream.stream_id))
+        self._streams.clear()
         if self._transport is not None and not self._injected:
             self._transport.close()
             self._transport = None
@@ -195,6 +206,35 @@ class Client:
             raise
         self.release(lease, _ran_ms(lease, start), lease.reported_energy_mj)
 
+    def stream(
+        self,
+        *,
+        period_ms: float,
+        deadline_ms: float | None = None,
+        energy_mj: float | None = None,
+        min_accuracy: float | None = None,
+        objective: p.Objective | None = None,
+        strict: bool = False,
+        model: str | None = None,
+        expected_ms: Sequence[float] | None = None,
+        ttl_ms: float | None = None,
+        batch: int = 16,
+    ) -> Stream:
+        """A stream (protocol 1.2): a frame every ``period_ms``, each within the budget (no deadline: the
+        period). ``with gov.stream(period_ms=33) as s: ... run(engines[s.k]); s.report(ms)``: reading ``s.k``
+        and reporting cost microseconds (no round trip); the daemon pushes a new point when it changes
+        it. ``expected_ms``: your engine's latency per k at the top clocks; ``ttl_ms``: how long the stream
+        may go without a report (the daemon's ``stream_ttl_ms`` by default); ``batch``: frames per report."""
+        if self.hello is not None and not p.speaks(self.hello.v, 2):
+            raise GovernorError("bad_request", f"the daemon speaks protocol {self.hello.v}: streams need 1.2 or later "
+                                "(upgrade the daemon), or use leases")
+        budget = {"deadline_ms": deadline_ms, "energy_mj": energy_mj, "min_accuracy": min_accuracy}
+        reply = self._call(stream_open_call(period_ms=period_ms, expected_ms=expected_ms, ttl_ms=ttl_ms, **budget,
+                                            objective=objective, strict=strict, model=model))
+        stream = Stream(self, reply, batch=batch)
+        self._streams[stream.stream_id] = stream
+        return stream
+
     def status(self) -> p.StatusReply:
         return self._call(plain_call(p.StatusRequest(), p.StatusReply))
 
@@ -235,10 +275,47 @@ class Client:
             frames = self._transport.recv(max(1, round(left_ms)))
             if frames is None:
                 return None
-            answer = self._calls.match(frames, request_id)
+            answer = self._calls.match(frames, request_id, self._route)
             if answer is not None:
                 return answer
         return None
+
+    # -- streams --------------------------------------------------------------------------------
+    def _route(self, reply: p.Reply) -> None:
+        """A message no call waits for: a stream's new point, or the daemon's answer to a stream report."""
+        if isinstance(reply, p.StreamReply):
+            stream = self._streams.get(reply.stream_id)
+            if stream is not None:
+                stream._pushed(reply)
+        elif isinstance(reply, p.ErrorReply) and reply.id in self._reports:
+            self._reports[reply.id]._refused(GovernorError(reply.code, reply.message, request_id=reply.id))
+
+    def _pump(self) -> None:
+        if self._transport is None:
+            return
+        while (frames := self._transport.recv(0)) is not None:
+            with contextlib.suppress(GovernorError):  # an undecodable stray is dropped, as _await drops it
+                self._calls.match(frames, "\0", self._route)  # no call waits: everything is routed
+
+    def _send_report(self, stream: Stream, request: p.StreamReportRequest) -> None:
+        self._reports[self._send_only(request)] = stream
+        while len(self._reports) > _REPORTS_KEPT:
+            self._reports.popitem(last=False)
+
+    def _send_only(self, request: p.Request) -> str:
+        """Send without waiting for a reply (a stream's report); returns its id."""
+        self.connect()
+        assert self._transport is not None
+        request_id, frames = self._calls.encode(request)
+        self._transport.send(frames)
+        return request_id
+
+    def _close_stream(self, stream: Stream) -> StreamSummary:
+        try:
+            closed = self._call(plain_call(p.StreamCloseRequest(stream_id=stream.stream_id), p.StreamClosedReply))
+        finally:
+            self._streams.pop(stream.stream_id, None)
+        return StreamSummary(closed.stream_id, closed.frames, closed.met, closed.failed, closed.mean_latency_ms)
 
 
 def _ran_ms(lease: Lease, start: float) -> float:

@@ -63,19 +63,22 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from governor.core.decision.optimiser import Decision, DecisionTable, Demand, Objective, Optimiser
 from governor.core.decision.planner import Planner
+from governor.core.decision.streams import StreamState, plan
 from governor.core.types import Observation, Setpoints
 
 __all__ = [
     "Action", "Applied", "Apply", "BoardFacts", "Event", "Expired", "Failed", "GovernorMachine", "Grant",
-    "MachineSettings", "Outcome", "Publish", "Queued", "Ready", "Refuse", "Release", "Reply", "Request", "Run", "Tick",
+    "MachineSettings", "Outcome", "Publish", "Push", "Queued", "Ready", "Refuse", "Release", "Reply", "Reported",
+    "Request", "Run", "StreamClosed", "Tick",
 ]
 
 IdleClocks = Literal["release", "lowest", "keep"]
+MAX_STREAMS = 16  # streams open at once: each is a standing claim on the clocks
 RefuseCode = Literal["infeasible", "unavailable", "bad_request", "internal"]  # the protocol's error codes used here
 
 
@@ -117,7 +120,9 @@ class Request:
     """An ``infer`` or a lease (queued) or an ``advise`` (answered at once) that arrived at ``t`` (s).
 
     ``lease``: the application runs it on its own engine (``Grant`` instead of ``Run``); ``expected_ms``: a
-    lease's own latency per k = 1..G at the top clocks (ms), or None (the table's)."""
+    lease's (or stream's) own latency per k = 1..G at the top clocks (ms), or None (the table's);
+    ``stream``: open a stream (``budget`` per frame, a frame every ``period_ms``): at its turn its point is
+    chosen and set, and ``Push`` answers it."""
 
     t: float
     key: Hashable  # the driver's name for it; every action about it carries it back
@@ -126,6 +131,8 @@ class Request:
     advise: bool = False
     lease: bool = False
     expected_ms: tuple[float, ...] | None = None
+    stream: bool = False
+    period_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +194,27 @@ class Tick:
     power_mw: float | None = None
 
 
-Event = Request | Ready | Applied | Outcome | Failed | Expired | Tick
+@dataclass(frozen=True)
+class Reported:
+    """Stream ``key``'s application ran frames at its point number ``seq`` (a ``Push``'s): their latencies
+    (ms, as it measured them around its engine) and how many failed, reported at ``t`` (s)."""
+
+    t: float
+    key: Hashable
+    seq: int
+    latencies_ms: tuple[float, ...]
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class StreamClosed:
+    """Stream ``key`` ended at ``t`` (s): closed by its application (a stream that went silent is ``Expired``)."""
+
+    t: float
+    key: Hashable
+
+
+Event = Request | Ready | Applied | Outcome | Failed | Expired | Tick | Reported | StreamClosed
 
 
 # -- actions -----------------------------------------------------------------------------------------
@@ -254,7 +281,18 @@ class Publish:
     message: str = ""
 
 
-Action = Apply | Run | Grant | Reply | Refuse | Release | Publish
+@dataclass(frozen=True)
+class Push:
+    """Stream ``key``'s point is now ``decision.point`` (its setpoints already applied), point number ``seq``;
+    ``opened``: the first, which answers the stream's ``Request``."""
+
+    key: Hashable
+    decision: Decision
+    seq: int
+    opened: bool = False
+
+
+Action = Apply | Run | Grant | Reply | Refuse | Release | Publish | Push
 
 
 @dataclass(frozen=True)
@@ -267,6 +305,8 @@ class Queued:
     strict: bool = False
     lease: bool = False
     expected_ms: tuple[float, ...] | None = None
+    stream: bool = False
+    period_ms: float | None = None
 
     @property
     def due_t(self) -> float:
@@ -300,6 +340,10 @@ class GovernorMachine:
         self._failed: dict[str, str] = {}  # domain -> why its last write failed (retried at the next run)
         self.idle_at: float | None = None  # when the idle policy runs, s
         self._parked: tuple[float, tuple[str, ...]] | None = None  # (until s, domains) parked at their lowest
+        self._streams: dict[Hashable, StreamState] = {}  # open streams, in the order they opened
+        self._stream_setpoints: int | None = None  # the table.setpoint_id the streams hold (None: no stream)
+        self._replan_due = False  # a stream reported or closed: its point is chosen again at the next Ready
+        self._unlearned_frames: list[tuple[Decision, float, float]] = []  # (point, latency ms, its scale)
 
     # -- what the driver may ask ----------------------------------------------------------------
     @property
@@ -324,6 +368,11 @@ class GovernorMachine:
     def not_set(self) -> Mapping[str, str]:
         """Domains whose last write failed, with why (until a write succeeds)."""
         return dict(self._failed)
+
+    @property
+    def streams(self) -> Mapping[Hashable, StreamState]:
+        """The open streams by key (read only: for status and tests)."""
+        return dict(self._streams)
 
     def queued(self) -> list[Queued]:
         """The queue in EDF order (for status and tests)."""
@@ -354,6 +403,10 @@ class GovernorMachine:
             return self._failed_run(event)
         if isinstance(event, Expired):
             return self._expired(event)
+        if isinstance(event, Reported):
+            return self._reported(event)
+        if isinstance(event, StreamClosed):
+            return self._stream_ended(event.t, event.key)
         raise TypeError(f"not an event of the governor machine: {type(event).__name__}")
 
     def _request(self, r: Request) -> list[Action]:
@@ -362,7 +415,7 @@ class GovernorMachine:
                            "read, so an energy budget cannot be honoured; drop energy_mj (or add a power source "
                            "to the board catalogue)")]
         if r.advise:
-            decision = self.planner.decide(r.budget, now=r.t, remember=False)
+            decision = self.planner.decide(r.budget, now=r.t, remember=False, pin=self._stream_setpoints)
             if decision.infeasible and r.strict:
                 return [_infeasible(r.key, decision)]
             return [Reply(r.key, decision)]
@@ -372,24 +425,32 @@ class GovernorMachine:
                            "(ms, at the top clocks), or leave it out")]
         if len(self._queue) >= self.settings.max_queue:
             return [Refuse(r.key, "unavailable", f"{self.settings.max_queue} requests are queued; retry shortly")]
-        q = Queued(r.key, r.budget, r.t, r.strict, r.lease, r.expected_ms if r.lease else None)
+        if r.stream and len(self._streams) + sum(q.stream for _, _, q in self._queue) >= MAX_STREAMS:
+            return [Refuse(r.key, "unavailable", f"{MAX_STREAMS} streams are open, as many as the daemon holds "
+                           "at once; close one (or run frames through leases)")]
+        q = Queued(r.key, r.budget, r.t, r.strict, r.lease, r.expected_ms if r.lease or r.stream else None,
+                   r.stream, r.period_ms)
         heapq.heappush(self._queue, (q.due_t, next(self._seq), q))
         return []
 
     def _ready(self, t: float) -> list[Action]:
         if self._running:
             return []  # a lease holds the board: the application is running
+        actions: list[Action] = self._replan() if self._replan_due else []
         if not self._queue:
+            if actions:
+                return actions
             return self._idle(t) if self.idle_at is not None and t >= self.idle_at else []
         _due, _n, q = heapq.heappop(self._queue)
+        if q.stream:
+            return actions + self._open_stream(q)
         behind = sorted(due for due, _, _ in self._queue if due != float("inf"))
         scale = self._scale(q.expected_ms)
         decision = self.planner.decide(q.budget, now=t, arrival_t=q.arrival_t, remember=True, behind=behind,
-                                       scale=scale, lease=q.lease)
+                                       scale=scale, lease=q.lease, pin=self._stream_setpoints)
         if decision.infeasible and q.strict:
-            return [_infeasible(q.key, decision)]
+            return [*actions, _infeasible(q.key, decision)]
         self._parked, self.idle_at = None, None  # a run pins again: nothing parked to hand back
-        actions: list[Action] = []
         setpoints = decision.point.setpoints
         same = self.planner.current_setpoints == int(self.table.setpoint_id[decision.index])
         if setpoints.hz and (not same or self._failed):  # after a failed write, try again
@@ -398,6 +459,76 @@ class GovernorMachine:
         self._running[q.key] = (q, decision, t, group_scale)
         actions.append(Grant(q.key, decision) if q.lease else Run(q.key, decision))
         return actions
+
+    # -- streams ----------------------------------------------------------------------------------
+    def _open_stream(self, q: Queued) -> list[Action]:
+        """A stream's turn: choose its point together with the open streams' (:func:`streams.plan`), set the
+        clocks, and answer it. Its frames come later, so the time it waited is not taken off its budget."""
+        budget = q.budget
+        if budget.deadline_ms is None and q.period_ms:  # a frame that outlasts the period holds the next one up
+            budget = replace(budget, deadline_ms=q.period_ms)
+        scale = self._scale(q.expected_ms)
+        provisional = self.planner.decide(budget, remember=False, scale=scale, stream=True, previous=None)
+        if provisional.infeasible and q.strict:
+            return [_infeasible(q.key, provisional)]
+        opened = StreamState(q.key, budget, q.period_ms or 0.0, scale, provisional)
+        self._streams[q.key] = opened
+        self._parked, self.idle_at = None, None  # the stream holds the clocks from now on
+        actions = self._replan(opening=q.key)
+        actions.append(Push(q.key, opened.decision, opened.seq, opened=True))
+        return actions
+
+    def _replan(self, opening: Hashable | None = None) -> list[Action]:
+        """Choose every open stream's point again; ``Apply`` when the shared clocks change (or a write failed),
+        ``Push`` to each stream whose point changed."""
+        self._replan_due = False
+        if not self._streams:
+            return []
+        streams = list(self._streams.values())
+        shared, decisions = plan(streams, self.table, self._stream_decision)
+        self._stream_setpoints = shared
+        actions: list[Action] = []
+        if shared != self.planner.current_setpoints or self._failed:
+            row = next(d.index for d in decisions.values() if int(self.table.setpoint_id[d.index]) == shared)
+            actions.append(Apply(self.table.points[row].setpoints, row))
+        for stream in streams:
+            if stream.key == opening:
+                stream.decision = decisions[stream.key]  # its first point: nothing was pushed before it
+                stream.points = {stream.seq: stream.decision}
+            elif stream.move_to(decisions[stream.key]):
+                actions.append(Push(stream.key, stream.decision, stream.seq))
+        return actions
+
+    def _stream_decision(self, stream: StreamState, pin: int | None) -> Decision:
+        return self.planner.decide(stream.budget, remember=False, scale=stream.scale, stream=True, pin=pin,
+                                   previous=stream.decision.index)
+
+    def _reported(self, r: Reported) -> list[Action]:
+        stream = self._streams.get(r.key)
+        if stream is None:
+            return []
+        decision = stream.points.get(r.seq)  # None: a point too old to know; the frames are counted only
+        deadline = stream.budget.deadline_ms
+        for latency in r.latencies_ms:
+            stream.frames += 1
+            stream.latency_sum_ms += latency
+            stream.met += deadline is None or latency <= deadline
+            if decision is not None:
+                self._unlearned_frames.append((decision, latency, stream.group_scale(self.table, decision.index)))
+        stream.failed += r.failed
+        self._replan_due = self._replan_due or (decision is not None and bool(r.latencies_ms))
+        return []
+
+    def _stream_ended(self, t: float, key: Hashable) -> list[Action]:
+        if self._streams.pop(key, None) is None:
+            return []
+        if self._streams:
+            self._replan_due = True  # the others may need lower clocks now
+            return []
+        self._stream_setpoints = None
+        if not self._queue and not self._running:
+            self.idle_at = t + self.settings.idle_grace_s  # the idle policy, as after any run
+        return []
 
     def _fastest_ms(self) -> dict[int, float]:
         """k -> the table's fastest latency with k groups (ms): what a lease's ``expected_ms`` is compared with."""
@@ -451,6 +582,8 @@ class GovernorMachine:
         return [Refuse(f.key, "internal", f.why)]
 
     def _expired(self, e: Expired) -> list[Action]:
+        if e.key in self._streams:
+            return self._stream_ended(e.t, e.key)
         if self._running.pop(e.key, None) is not None and not self._queue:
             self.idle_at = e.t + self.settings.idle_grace_s  # the idle policy, as after any run
         return []
@@ -458,9 +591,7 @@ class GovernorMachine:
     def _settle(self) -> None:
         """Learn from the outcomes already replied to (the client waited for the reply; learning need not)."""
         for decision, o, decided_t, lease, scale in self._unlearned:
-            unit = decision.point.unit
-            share = min(1.0, decision.point.threads / max(self.planner.unit_cores.get(unit, 1), 1))
-            self._busy_s[unit] = self._busy_s.get(unit, 0.0) + o.latency_ms / 1000.0 * share
+            self._count_busy(decision, o.latency_ms)
             # A lease that named its own latencies is learned relative to them: the residual stays the table's.
             self.planner.feedback(decision, o.latency_ms / scale)
             # A simulated run's time is virtual: the host's overhead is no part of it. The time around a
@@ -470,6 +601,16 @@ class GovernorMachine:
                 overhead_ms = (o.t - decided_t) * 1000.0 - o.latency_ms
                 (self.planner.lease_dispatched if lease else self.planner.dispatched)(overhead_ms)
         self._unlearned.clear()
+        for decision, latency_ms, scale in self._unlearned_frames:  # a stream's frames: the application's runs
+            self._count_busy(decision, latency_ms)
+            self.planner.feedback(decision, latency_ms / scale)
+        self._unlearned_frames.clear()
+
+    def _count_busy(self, decision: Decision, latency_ms: float) -> None:
+        """A run of ours (or an application's under our point) kept its unit busy: not others' load."""
+        unit = decision.point.unit
+        share = min(1.0, decision.point.threads / max(self.planner.unit_cores.get(unit, 1), 1))
+        self._busy_s[unit] = self._busy_s.get(unit, 0.0) + latency_ms / 1000.0 * share
 
     def _tick(self, tick: Tick) -> list[Action]:
         t = tick.t
@@ -493,7 +634,7 @@ class GovernorMachine:
         start (it follows other processes' load and drops when the board is idle); ``lowest`` parks it."""
         self.idle_at = None
         mode = self.settings.idle_clocks
-        if mode == "keep" or self.planner.current_setpoints is None:
+        if mode == "keep" or self.planner.current_setpoints is None or self._streams:  # streams hold the clocks
             return []
         pinned = tuple(self.planner.pinned_hz)
         park = mode == "release" and self.settings.park_s > 0 and self.planner.others_quiet()

@@ -183,15 +183,16 @@ class Optimiser:
     _fronts: dict[tuple[object, ...], _Candidates] = field(default_factory=dict, repr=False)
 
     def candidates(self, caps_hz: Mapping[str, int] | None = None, floor_mw: float = 0.0,
-                   contention: Contention | None = None) -> IntArray:
-        """Rows worth considering when clocks are capped at ``caps_hz`` (e.g. thermal capping)."""
-        return self._gathered(caps_hz, floor_mw, contention).rows
+                   contention: Contention | None = None, pin_setpoints: int | None = None) -> IntArray:
+        """Rows worth considering when clocks are capped at ``caps_hz`` (e.g. thermal capping) and, with
+        ``pin_setpoints`` (a ``table.setpoint_id``), only the rows of those setpoints."""
+        return self._gathered(caps_hz, floor_mw, contention, pin_setpoints).rows
 
     def _gathered(self, caps_hz: Mapping[str, int] | None, floor_mw: float = 0.0,
-                  contention: Contention | None = None) -> _Candidates:
+                  contention: Contention | None = None, pin_setpoints: int | None = None) -> _Candidates:
         key = tuple(sorted(caps_hz.items())) if caps_hz else ()
         floor = bucket_floor(floor_mw)
-        state = (key, floor, None if contention is None else contention[0])
+        state = (key, floor, None if contention is None else contention[0], pin_setpoints)
         if state not in self._fronts:
             if len(self._fronts) >= _MAX_FRONTS:  # caps and floors drift; keep the newest few
                 del self._fronts[next(iter(self._fronts))]
@@ -201,6 +202,9 @@ class Optimiser:
                     [all(sp.get(d, 0) <= cap for d, cap in key) for sp in self.table.setpoints], dtype=bool
                 )
                 allowed = ok_sp[self.table.setpoint_id]
+            if pin_setpoints is not None:
+                pinned = self.table.setpoint_id == pin_setpoints
+                allowed = pinned if allowed is None else allowed & pinned
             scale = None if contention is None else contention[1]
             rows = self.table.pareto_rows(allowed, floor, scale)
             t = self.table
@@ -223,13 +227,17 @@ class Optimiser:
         previous: int | None = None,
         floor_mw: float = 0.0,
         contention: Contention | None = None,
+        pin_setpoints: int | None = None,
+        dispatch_ms: float | None = None,
     ) -> Decision:
         """Choose a row. ``multiplier`` is per group (``table.groups`` order); ``margin`` is relative
         (0.1 = predictions inflated by 10 %), one for all or one per group; ``current_setpoints`` is a
         ``table.setpoint_id`` value;
         ``floor_mw`` is the board's idle power while we are not running (see the module doc);
-        ``contention`` is (key, per-row latency multiplier over the whole table), the key naming that state."""
-        c = self._gathered(caps_hz, floor_mw, contention)
+        ``contention`` is (key, per-row latency multiplier over the whole table), the key naming that state;
+        ``pin_setpoints``: choose only among the rows of these setpoints (a ``table.setpoint_id``: the clocks
+        a stream holds); ``dispatch_ms``: the time around this run instead of ``self.dispatch_ms`` (ms)."""
+        c = self._gathered(caps_hz, floor_mw, contention, pin_setpoints)
         rows = c.rows
         if rows.size == 0:
             raise ValueError("no operating point is allowed under the current clock caps")
@@ -239,7 +247,7 @@ class Optimiser:
             scale: FloatArray | float = grow
         else:
             scale = np.asarray(multiplier, dtype=np.float64)[c.group] * grow
-        lat = c.lat * scale + self.dispatch_ms
+        lat = c.lat * scale + (self.dispatch_ms if dispatch_ms is None else dispatch_ms)
         if self.switch_ms and current_setpoints is not None:
             lat = lat + (c.setpoint != current_setpoints) * self.switch_ms
         energy = c.energy * scale

@@ -38,6 +38,7 @@ import math
 from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -245,28 +246,29 @@ class Planner:
     def decide(
         self, budget: Demand, *, now: float | None = None, arrival_t: float | None = None, remember: bool = True,
         behind: Sequence[float] = (), scale: Sequence[float] | None = None, lease: bool = False,
+        stream: bool = False, pin: int | None = None, previous: int | Literal["shared"] | None = "shared",
     ) -> Decision:
         """Choose a point; time waited since ``arrival_t`` (seconds) is taken off the deadline.
 
         ``behind``: the due times (s, ascending) of the requests queued behind this one, for pacing.
         ``remember=False`` (advice only) leaves the hysteresis anchor where it was. ``scale``: per table
         group, a factor on top of the learned residuals for this decision alone (a lease's own latencies).
-        ``lease``: the run is the application's, so the time around it is a lease's (:meth:`lease_dispatched`)."""
-        if lease:
-            own, self.optimiser.dispatch_ms = self.optimiser.dispatch_ms, self.lease_dispatch_ms
-            try:
-                return self.decide(budget, now=now, arrival_t=arrival_t, remember=remember, behind=behind,
-                                   scale=scale)
-            finally:
-                self.optimiser.dispatch_ms = own
+        ``lease``: the run is the application's, so the time around it is a lease's (:meth:`lease_dispatched`);
+        ``stream``: a stream's frame, timed by the application around its engine alone (nothing around it).
+        ``pin``: choose among the rows of these setpoints only (a ``table.setpoint_id``: the clocks streams
+        hold), unless clock caps leave none of them. ``previous``: the hysteresis anchor (a table row, or
+        None) instead of the shared one (a stream keeps its own)."""
+        dispatch_ms = 0.0 if stream else self.lease_dispatch_ms if lease else None
+        anchor = self._previous if previous == "shared" else previous
         asked_ms, waited_ms = budget.deadline_ms, 0.0
         if budget.deadline_ms is not None and now is not None and arrival_t is not None:
             waited_ms = max(0.0, (now - arrival_t) * 1000.0)
             budget = replace(budget, deadline_ms=max(budget.deadline_ms - waited_ms, NO_TIME_LEFT_MS))
         paced = self._paced(budget, now, behind)
-        decision = self._optimise(paced, scale)
+        decision = self._optimise(paced, scale, pin, anchor, dispatch_ms)
         if decision.infeasible and paced is not budget:
-            decision = self._optimise(budget, scale)  # the queue's pace is out of reach: serve the head on its own
+            # the queue's pace is out of reach: serve the head on its own
+            decision = self._optimise(budget, scale, pin, anchor, dispatch_ms)
         if decision.infeasible and waited_ms > 0.0:
             # The deadline the optimiser saw is what was left; say what was asked and where the rest went.
             decision = replace(decision, reason=f"{decision.reason} (the request asked for {asked_ms:g} ms and "
@@ -275,18 +277,27 @@ class Planner:
             self._previous = decision.index
         return decision
 
-    def _optimise(self, budget: Demand, scale: Sequence[float] | None = None) -> Decision:
+    def _optimise(self, budget: Demand, scale: Sequence[float] | None = None, pin: int | None = None,
+                  previous: int | None = None, dispatch_ms: float | None = None) -> Decision:
         multiplier = self.multiplier() if scale is None else self.multiplier() * np.asarray(scale, np.float64)
-        return self.optimiser.decide(
-            budget,
-            multiplier=multiplier,
-            margin=self.residuals.margins(),
-            caps_hz=self.caps_hz or None,
-            current_setpoints=self._current_setpoints,
-            previous=self._previous,
-            floor_mw=self.idle_floor_mw if self.charge_idle else 0.0,
-            contention=self.contention(),
-        )
+        try:
+            return self.optimiser.decide(
+                budget,
+                multiplier=multiplier,
+                margin=self.residuals.margins(),
+                caps_hz=self.caps_hz or None,
+                current_setpoints=self._current_setpoints,
+                previous=previous,
+                floor_mw=self.idle_floor_mw if self.charge_idle else 0.0,
+                contention=self.contention(),
+                pin_setpoints=pin,
+                dispatch_ms=dispatch_ms,
+            )
+        except ValueError:
+            if pin is None:
+                raise
+            # A thermal cap leaves none of the pinned rows: the caps win over the streams' clocks.
+            return self._optimise(budget, scale, None, previous, dispatch_ms)
 
     def _paced(self, budget: Demand, now: float | None, behind: Sequence[float]) -> Demand:
         """``budget`` with its deadline tightened so the requests queued behind it can keep theirs."""

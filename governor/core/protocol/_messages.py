@@ -29,6 +29,7 @@ from governor.core.protocol._models import (
 
 __all__ = [
     "DTYPES",
+    "MAX_BATCH_FRAMES",
     "MAX_LEASE_TTL_MS",
     "PROTOCOL_VERSION",
     "REPLY_TYPES",
@@ -55,16 +56,24 @@ __all__ = [
     "Request",
     "StatusReply",
     "StatusRequest",
+    "StreamCloseRequest",
+    "StreamClosedReply",
+    "StreamOpenRequest",
+    "StreamReply",
+    "StreamReportRequest",
     "TensorSpec",
     "speaks",
 ]
 
-PROTOCOL_VERSION = "1.1"  # MAJOR.MINOR; a minor bump only adds optional fields
+PROTOCOL_VERSION = "1.2"  # MAJOR.MINOR; a minor bump only adds optional fields and new message types
 # 1.1 adds the model's interface (hello, profiles) and infer's end-to-end time. A daemon sends a 1.1 field
 # only in reply to a request that says 1.1 or later, so a 1.0 client, whose decoder refuses unknown fields,
 # keeps working. 1.1 also adds leases (``acquire``, ``release``): an application that runs its own engine
 # asks for a point, runs k groups at the clocks the daemon set, and reports what it measured.
+# 1.2 adds streams (``stream_open``, ``stream_report``, ``stream_close``; the daemon pushes ``stream``): an
+# application with a steady frame rate holds a point that the daemon replaces when it changes.
 MAX_LEASE_TTL_MS = 60_000.0  # a lease lives at most a minute: the board is the daemon's again after it
+MAX_BATCH_FRAMES = 4096  # frames one stream_report may carry
 
 
 def speaks(version: str, minor: int) -> bool:
@@ -158,6 +167,44 @@ class ReleaseRequest(Request):
     outcome: Literal["ok", "failed"] = "ok"
 
 
+StreamId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+
+
+class StreamOpenRequest(_Budgeted):
+    """Protocol 1.2: a stream of frames, one every ``period_ms``, each within the budget (no deadline: the
+    period). The daemon answers with a ``stream`` reply once its setpoints are applied, and sends another
+    ``stream`` whenever it changes the point; the application reports frames with ``stream_report``."""
+
+    type: Literal["stream_open"] = "stream_open"
+    period_ms: float = Field(gt=0, le=MAX_DEADLINE_MS, description="the time between frames, ms")
+    expected_ms: tuple[Annotated[float, Field(gt=0, le=MAX_DEADLINE_MS)], ...] | None = Field(
+        default=None, min_length=1, max_length=4096,
+        description="the application's own latency per k = 1..G at the board's top clocks, ms; None = the table's")
+    ttl_ms: float | None = Field(default=None, gt=0, le=MAX_LEASE_TTL_MS, description=(
+        "the stream ends when no stream_report arrives for this long, ms; None = the daemon's [daemon] "
+        "stream_ttl_ms"))
+
+
+class StreamReportRequest(Request):
+    """Protocol 1.2: frames the application ran at point ``seq`` of its stream (their latencies, ms, as it
+    measured them around its engine) and how many failed. Not answered unless it is wrong (an error reply);
+    an empty report only keeps the stream alive."""
+
+    type: Literal["stream_report"] = "stream_report"
+    stream_id: StreamId
+    seq: int = Field(ge=0, le=2**31, description="the stream reply's seq the frames ran at")
+    latencies_ms: tuple[Annotated[float, Field(gt=0, le=MAX_DEADLINE_MS)], ...] = Field(
+        default=(), max_length=MAX_BATCH_FRAMES)
+    failed: int = Field(default=0, ge=0, le=MAX_BATCH_FRAMES, description="frames that did not complete")
+
+
+class StreamCloseRequest(Request):
+    """Protocol 1.2: the stream ends; the clocks go back to the idle policy once no stream holds them."""
+
+    type: Literal["stream_close"] = "stream_close"
+    stream_id: StreamId
+
+
 class ProfileNextRequest(Request):
     """Protocol 1.1, to `governor profile --external`: the application is ready for the next point.
     ``latency_ms`` is its run of the point the previous ``profile_task`` named (None the first time);
@@ -236,6 +283,32 @@ class ReleasedReply(Reply):
     simulated: bool
 
 
+class StreamReply(Reply):
+    """Protocol 1.2: the point a stream runs at from now on (its setpoints are in force when this is sent):
+    the reply to ``stream_open`` (``id`` its id), and pushed again whenever the point changes."""
+
+    type: Literal["stream"] = "stream"
+    stream_id: StreamId
+    seq: int = Field(ge=0, le=2**31, description="this point's number in the stream; reports name it")
+    point: Point
+    predicted: Estimate
+    period_ms: float = Field(gt=0, le=MAX_DEADLINE_MS)
+    expires_in_ms: float = Field(gt=0, le=MAX_LEASE_TTL_MS, description="report at least this often, ms")
+    budget_infeasible: bool
+    simulated: bool
+
+
+class StreamClosedReply(Reply):
+    """Protocol 1.2: a stream closed: the frames reported over its life."""
+
+    type: Literal["stream_closed"] = "stream_closed"
+    stream_id: StreamId
+    frames: int = Field(ge=0, description="frames reported with a latency")
+    met: int = Field(ge=0, description="of those, within the deadline per frame")
+    failed: int = Field(ge=0, description="frames reported as failed")
+    mean_latency_ms: float | None = Field(default=None, ge=0, le=MAX_DEADLINE_MS)
+
+
 class ProfileTaskReply(Reply):
     """Protocol 1.1, from `governor profile --external`: run ``point.k`` groups once on your engine (its
     setpoints are in force) and send the time with the next ``profile_next``; ``done``: the profile is
@@ -298,10 +371,11 @@ class ErrorReply(Reply):
 REQUEST_TYPES: dict[str, type[Request]] = {
     cls.model_fields["type"].default: cls
     for cls in (HelloRequest, InferRequest, AdviseRequest, StatusRequest, ProfilesRequest, ReloadRequest,
-                AcquireRequest, ReleaseRequest, ProfileNextRequest)
+                AcquireRequest, ReleaseRequest, ProfileNextRequest, StreamOpenRequest, StreamReportRequest,
+                StreamCloseRequest)
 }
 REPLY_TYPES: dict[str, type[Reply]] = {
     cls.model_fields["type"].default: cls
     for cls in (HelloReply, InferReply, AdviseReply, StatusReply, ProfilesReply, ReloadReply, LeaseReply,
-                ReleasedReply, ProfileTaskReply, ErrorReply)
+                ReleasedReply, ProfileTaskReply, StreamReply, StreamClosedReply, ErrorReply)
 }
