@@ -25,7 +25,9 @@ p50 <= 1.5 x advise p50. Figures only: nothing here asserts a timing.
 ``--light`` (issue 18.8, 18.9): the light daemon an application that owns its engine runs
 (``governor serve --engine external``): with a profile in place, the time from exec to the first
 answered ``hello``, its RSS, whether torch was mapped at all, and one lease (acquire + release)
-against two echo round trips, interleaved.
+against two echo round trips, interleaved; then a stream's cost per frame in the application (reading
+the current k and reporting the frame, batches sent every 16 frames) against an advise per frame, 5 ms
+apart.
 
 Run: python benchmarks/rpc.py [--blocks 40] [--block 50] [--gap-ms 5] [--board sim:jetson-nano]
      [--clients 2] [--seconds 5] [--idle-s 10] [--model FILE.dgm] [--skip-infer] [--light]
@@ -261,9 +263,32 @@ def light_daemon(workdir: Path, model: Path, echo: str, rounds: int) -> None:
         e50, l50 = pct(figures["two echoes"])[0], pct(figures["acquire+release"])[0]
         print(f"  acquire+release p50 - two echoes p50 = {l50 - e50:.0f} us (the daemon's own cost per lease, "
               "the setpoint write included where clocks change)")
+        for gap_ms in (0.0, 5.0):
+            stream_frames(endpoint, rounds, gap_ms)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def stream_frames(endpoint: str, rounds: int, gap_ms: float = 5.0) -> None:
+    """Issue 18.7/18.9: what one frame of a stream costs the application (read the current k, report the
+    frame; every 16th frame sends the batch), against asking the daemon per frame with advise, interleaved,
+    with ``gap_ms`` between frames as a camera pipeline has them."""
+    with Client(endpoint, timeout_ms=5000, retries=0) as c, c.stream(period_ms=33.0, deadline_ms=30.0) as s:
+        def frame() -> None:
+            _k = s.k
+            s.report(1.0)
+
+        def advise() -> None:
+            c.advise(deadline_ms=30.0)
+
+        figures = interleaved({"stream frame": frame, "advise": advise}, rounds, 48, gap_ms / 1e3)
+    label = "back to back" if not gap_ms else f"{gap_ms:g} ms apart"
+    report(f"per frame in the application, {label}: a stream's k and report against an advise round trip:", figures)
+    mean = float(np.mean(figures["stream frame"]))
+    counted = s.closed.frames if s.closed else 0
+    print(f"  stream frame mean {mean:.1f} us, batches included (target <= 20 us); the daemon counted {counted} "
+          f"frames of the {len(figures['stream frame']) + rounds} reported")
 
 
 def main() -> None:

@@ -189,17 +189,13 @@ class Calls:
         except p.ProtocolError as exc:
             raise GovernorError.from_protocol(exc) from None
 
-    def match(self, frames: Sequence[p.Frame], request_id: str,
-              other: Callable[[p.Reply], None] | None = None) -> tuple[p.Reply, dict[str, np.ndarray]] | None:
-        """The reply to ``request_id``; None for a stale reply or one for ``other`` (a stream's push, or the
-        answer to a report, handed to it); raises for an error reply."""
+    def match(self, frames: Sequence[p.Frame], request_id: str) -> tuple[p.Reply, dict[str, np.ndarray]] | None:
+        """The reply to ``request_id``; None for a stale reply; raises for an error reply."""
         try:
             reply, arrays = p.decode_reply(frames, max_bytes=self.max_bytes, memo=self._memo)
         except p.ProtocolError as exc:
             raise GovernorError(exc.code, f"the daemon's reply was refused: {exc.message}") from None
         if reply.id not in (request_id, ""):
-            if other is not None:
-                other(reply)
             return None
         if isinstance(reply, p.ErrorReply):
             raise GovernorError(reply.code, reply.message, request_id=request_id)

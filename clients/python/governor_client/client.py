@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -37,12 +36,11 @@ from governor_client._calls import (
     stream_open_call,
 )
 from governor_client._errors import GovernorError, check_endpoint, unreachable
-from governor_client._stream import Stream, StreamSummary
+from governor_client._stream import Stream
 from governor_client._transport import CurveKeys, Transport, ZmqTransport, default_endpoint, open_subscriber
 
 __all__ = ["Client", "Subscription"]
 
-_REPORTS_KEPT = 64  # a report's error reply is matched to its stream for the last this many reports
 T = TypeVar("T")
 CLIENT_NAME = f"governor-client/{__version__}"
 
@@ -50,7 +48,8 @@ CLIENT_NAME = f"governor-client/{__version__}"
 class Client:
     """A connection to the governor daemon at ``endpoint`` (default: :func:`default_endpoint`).
 
-    ``transport`` replaces ZeroMQ (tests pass ``governor.transport.inproc`` ends). The version
+    ``transport`` replaces ZeroMQ (tests pass ``governor.transport.inproc`` ends); ``transport_factory``
+    makes such a connection (a stream opens one of its own; without ``transport`` the client's too). The version
     handshake (a ``hello``) runs on :meth:`connect`, on entering the ``with`` block, or before the
     first call; its reply is kept in :attr:`hello`.
     """
@@ -65,6 +64,7 @@ class Client:
         context: zmq.Context[Any] | None = None,
         curve: CurveKeys | None = None,
         max_bytes: int = p.MAX_MESSAGE_BYTES,
+        transport_factory: Callable[[], Transport] | None = None,
     ) -> None:
         if timeout_ms <= 0 or retries < 0:
             raise ValueError("timeout_ms must be > 0 and retries >= 0")
@@ -77,8 +77,8 @@ class Client:
         self._context = context
         self._curve = curve
         self._calls = Calls(max_bytes=max_bytes)
-        self._streams: dict[str, Stream] = {}  # open streams, by id: pushes and report errors go to them
-        self._reports: OrderedDict[str, Stream] = OrderedDict()  # recent report ids -> their stream
+        self._transport_factory = transport_factory
+        self._streams: list[Stream] = []  # opened here: closed with the client
 
     def __enter__(self) -> Client:
         self.connect()
@@ -90,17 +90,22 @@ class Client:
     def connect(self) -> p.HelloReply:
         """Open the connection and check versions; returns the daemon's hello."""
         if self._transport is None:
-            check_endpoint(self.endpoint)
-            self._transport = ZmqTransport(self.endpoint, context=self._context, curve=self._curve)
+            self._transport = self._new_transport()
         if self.hello is None:
             self.hello = self._run(plain_call(p.HelloRequest(client=CLIENT_NAME), p.HelloReply))
         return self.hello
 
+    def _new_transport(self) -> Transport:
+        if self._transport_factory is not None:
+            return self._transport_factory()
+        check_endpoint(self.endpoint)
+        return ZmqTransport(self.endpoint, context=self._context, curve=self._curve)
+
     def close(self) -> None:
-        for stream in list(self._streams.values()):  # end them now rather than at their expiry; nothing waits
-            with contextlib.suppress(GovernorError):
-                stream.flush()
-                self._send_only(p.StreamCloseRequest(stream_id=stream.stream_id))
+        for stream in self._streams:  # end them now rather than at their expiry
+            if stream.closed is None:
+                with contextlib.suppress(GovernorError):
+                    stream.close()
         self._streams.clear()
         if self._transport is not None and not self._injected:
             self._transport.close()
@@ -219,20 +224,27 @@ class Client:
         expected_ms: Sequence[float] | None = None,
         ttl_ms: float | None = None,
         batch: int = 16,
+        flush_ms: float | None = None,
     ) -> Stream:
         """A stream (protocol 1.2): a frame every ``period_ms``, each within the budget (no deadline: the
         period). ``with gov.stream(period_ms=33) as s: ... run(engines[s.k]); s.report(ms)``: reading ``s.k``
         and reporting cost microseconds (no round trip); the daemon pushes a new point when it changes
         it. ``expected_ms``: your engine's latency per k at the top clocks; ``ttl_ms``: how long the stream
-        may go without a report (the daemon's ``stream_ttl_ms`` by default); ``batch``: frames per report."""
+        may go without a report (the daemon's ``stream_ttl_ms`` by default); ``batch``: frames per report;
+        ``flush_ms``: the longest a reported frame waits to be sent (default: a quarter of the ttl, <= 250 ms).
+        The stream talks to the daemon over a connection of its own, from a thread of its own."""
         if self.hello is not None and not p.speaks(self.hello.v, 2):
             raise GovernorError("bad_request", f"the daemon speaks protocol {self.hello.v}: streams need 1.2 or later "
                                 "(upgrade the daemon), or use leases")
         budget = {"deadline_ms": deadline_ms, "energy_mj": energy_mj, "min_accuracy": min_accuracy}
         reply = self._call(stream_open_call(period_ms=period_ms, expected_ms=expected_ms, ttl_ms=ttl_ms, **budget,
                                             objective=objective, strict=strict, model=model))
-        stream = Stream(self, reply, batch=batch)
-        self._streams[stream.stream_id] = stream
+        if self._injected and self._transport_factory is None:
+            raise GovernorError("bad_request", "a stream opens a connection of its own: give the client a "
+                                "transport_factory as well as its transport")
+        stream = Stream(reply, connect=self._new_transport, prefix=self._calls.prefix, batch=batch,
+                        flush_ms=flush_ms, timeout_ms=self.timeout_ms, max_bytes=self._calls.max_bytes)
+        self._streams = [s for s in self._streams if s.closed is None] + [stream]
         return stream
 
     def status(self) -> p.StatusReply:
@@ -275,47 +287,10 @@ class Client:
             frames = self._transport.recv(max(1, round(left_ms)))
             if frames is None:
                 return None
-            answer = self._calls.match(frames, request_id, self._route)
+            answer = self._calls.match(frames, request_id)
             if answer is not None:
                 return answer
         return None
-
-    # -- streams --------------------------------------------------------------------------------
-    def _route(self, reply: p.Reply) -> None:
-        """A message no call waits for: a stream's new point, or the daemon's answer to a stream report."""
-        if isinstance(reply, p.StreamReply):
-            stream = self._streams.get(reply.stream_id)
-            if stream is not None:
-                stream._pushed(reply)
-        elif isinstance(reply, p.ErrorReply) and reply.id in self._reports:
-            self._reports[reply.id]._refused(GovernorError(reply.code, reply.message, request_id=reply.id))
-
-    def _pump(self) -> None:
-        if self._transport is None:
-            return
-        while (frames := self._transport.recv(0)) is not None:
-            with contextlib.suppress(GovernorError):  # an undecodable stray is dropped, as _await drops it
-                self._calls.match(frames, "\0", self._route)  # no call waits: everything is routed
-
-    def _send_report(self, stream: Stream, request: p.StreamReportRequest) -> None:
-        self._reports[self._send_only(request)] = stream
-        while len(self._reports) > _REPORTS_KEPT:
-            self._reports.popitem(last=False)
-
-    def _send_only(self, request: p.Request) -> str:
-        """Send without waiting for a reply (a stream's report); returns its id."""
-        self.connect()
-        assert self._transport is not None
-        request_id, frames = self._calls.encode(request)
-        self._transport.send(frames)
-        return request_id
-
-    def _close_stream(self, stream: Stream) -> StreamSummary:
-        try:
-            closed = self._call(plain_call(p.StreamCloseRequest(stream_id=stream.stream_id), p.StreamClosedReply))
-        finally:
-            self._streams.pop(stream.stream_id, None)
-        return StreamSummary(closed.stream_id, closed.frames, closed.met, closed.failed, closed.mean_latency_ms)
 
 
 def _ran_ms(lease: Lease, start: float) -> float:
