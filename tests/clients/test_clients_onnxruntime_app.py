@@ -30,22 +30,27 @@ def converted(tmp_path_factory):
     return work / "app.dgm"
 
 
-def test_the_example_runs_its_engine_under_leases_and_meets_the_deadlines(converted):
+@pytest.fixture(scope="module")
+def endpoint(converted):
+    """A real `governor serve` of the converted model on this host, for the module's tests."""
     with tempfile.TemporaryDirectory(prefix="gort-", dir="/tmp") as d:  # ipc paths must stay short
-        endpoint = f"ipc://{d}/g.sock"
         daemon = subprocess.Popen([sys.executable, "-m", "governor", "serve", "--model", str(converted), "--endpoint",
-                                   endpoint, "--state-file", f"{d}/state.json"],
+                                   f"ipc://{d}/g.sock", "--state-file", f"{d}/state.json"],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             deadline = time.monotonic() + 120
             while not Path(d, "g.sock").exists():
                 assert daemon.poll() is None and time.monotonic() < deadline, daemon.stdout.read()
                 time.sleep(0.1)
-            done = _run(str(APP), "--model", str(converted), "--endpoint", endpoint, "--requests", "40",
-                        "--period-ms", "5", "--deadline-ms", "200")
+            yield f"ipc://{d}/g.sock"
         finally:
             daemon.terminate()
             daemon.wait(30)
+
+
+def test_the_example_runs_its_engine_under_leases_and_meets_the_deadlines(converted, endpoint):
+    done = _run(str(APP), "--model", str(converted), "--endpoint", endpoint, "--requests", "40",
+                "--period-ms", "5", "--deadline-ms", "200")
     assert done.returncode == 0, done.stderr
     assert (converted.parent / "onnx" / "app_k1.onnx").exists()  # it exported the engines itself
     summary = done.stdout.strip().splitlines()[-1]
@@ -56,6 +61,39 @@ def test_the_example_runs_its_engine_under_leases_and_meets_the_deadlines(conver
     assert released == accepted == 40 and met >= 0.95 * 40, summary
     assert set(chosen) <= {1, 2} and sum(chosen.values()) == 40, summary  # k in 1..G, G = 2
     assert "mean |predicted - end-to-end| latency" in summary
+
+
+def test_the_example_streams_its_frames_and_the_daemon_counts_them_all(converted, endpoint):
+    done = _run(str(APP), "--model", str(converted), "--endpoint", endpoint, "--requests", "60",
+                "--period-ms", "5", "--deadline-ms", "200", "--stream")
+    assert done.returncode == 0, done.stderr
+    summary = done.stdout.strip().splitlines()[-1]
+    found = re.match(r"(\d+) frames streamed; deadlines met (\d+)/(\d+) .*; k chosen (\{[^}]*\}); points pushed "
+                     r"(\d+); mean latency ([0-9.]+) ms", summary)
+    assert found, summary
+    frames, met = int(found[1]), int(found[2])
+    chosen = ast.literal_eval(found[4])
+    assert frames == 60 and met >= 0.95 * 60, summary  # every frame reached the daemon, in batches
+    assert set(chosen) <= {1, 2} and sum(chosen.values()) == 60 and 0 < float(found[6]) < 200, summary
+
+
+def test_an_asyncio_application_streams_too(endpoint):
+    import asyncio
+
+    from governor_client import AsyncClient
+
+    async def pipeline():
+        async with AsyncClient(endpoint, timeout_ms=10000) as gov, gov.stream(period_ms=5.0, deadline_ms=200.0,
+                                                                               batch=8) as s:
+            for _ in range(20):
+                assert 1 <= s.k <= 2
+                s.report(1.5)
+                await asyncio.sleep(0.005)
+        return s
+
+    s = asyncio.run(asyncio.wait_for(pipeline(), 60))
+    assert s.closed is not None and s.closed.frames == 20 and s.closed.met == 20
+    assert s.closed.mean_latency_ms == pytest.approx(1.5)
 
 
 def test_without_a_daemon_it_says_so_in_one_line(converted, tmp_path):

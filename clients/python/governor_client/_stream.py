@@ -14,6 +14,7 @@ daemon ends its stream after ``expires_in_ms`` (call :meth:`Stream.keep_alive` w
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import threading
@@ -146,6 +147,10 @@ class Stream:
         error = self.error or GovernorError("internal", f"stream {self.stream_id} ended without a summary")
         self.error = None
         raise error
+
+    async def aclose(self) -> StreamSummary:
+        """:meth:`close` for asyncio code: the wait for the daemon's answer runs off the event loop."""
+        return await asyncio.to_thread(self.close)
 
     def __enter__(self) -> Stream:
         return self

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import zmq
@@ -30,9 +30,11 @@ from governor_client._calls import (
     infer_call,
     plain_call,
     release_call,
+    stream_open_call,
 )
 from governor_client._errors import GovernorError, check_endpoint, unreachable
-from governor_client._transport import AsyncZmqTransport, CurveKeys, default_endpoint, open_subscriber
+from governor_client._stream import Stream
+from governor_client._transport import AsyncZmqTransport, CurveKeys, ZmqTransport, default_endpoint, open_subscriber
 from governor_client.client import CLIENT_NAME, _ran_ms
 
 __all__ = ["AsyncClient", "AsyncSubscription"]
@@ -167,6 +169,48 @@ class AsyncClient:
                 await self.release(lease, _ran_ms(lease, start), lease.reported_energy_mj, ok=False)
             raise
         await self.release(lease, _ran_ms(lease, start), lease.reported_energy_mj)
+
+    async def open_stream(
+        self,
+        *,
+        period_ms: float,
+        deadline_ms: float | None = None,
+        energy_mj: float | None = None,
+        min_accuracy: float | None = None,
+        objective: p.Objective | None = None,
+        strict: bool = False,
+        model: str | None = None,
+        expected_ms: Sequence[float] | None = None,
+        ttl_ms: float | None = None,
+        batch: int = 16,
+        flush_ms: float | None = None,
+    ) -> Stream:
+        """A stream (protocol 1.2); see :meth:`governor_client.Client.stream`. Its per-frame calls (``k``,
+        ``report``) never wait, so they are plain calls in a coroutine too; end it with ``await s.aclose()``,
+        or use :meth:`stream`."""
+        hello = await self.connect()
+        if not p.speaks(hello.v, 2):
+            raise GovernorError("bad_request", f"the daemon speaks protocol {hello.v}: streams need 1.2 or later "
+                                "(upgrade the daemon), or use leases")
+        budget = {"deadline_ms": deadline_ms, "energy_mj": energy_mj, "min_accuracy": min_accuracy}
+        reply = await self._call(stream_open_call(period_ms=period_ms, expected_ms=expected_ms, ttl_ms=ttl_ms,
+                                                  **budget, objective=objective, strict=strict, model=model))
+        endpoint, curve = self.endpoint, self._curve
+        return Stream(reply, connect=lambda: ZmqTransport(endpoint, curve=curve), prefix=self._calls.prefix,
+                      batch=batch, flush_ms=flush_ms, timeout_ms=self.timeout_ms, max_bytes=self._calls.max_bytes)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, *, period_ms: float, **kw: Any) -> AsyncIterator[Stream]:
+        """``async with gov.stream(period_ms=33, deadline_ms=30) as s: ... run(engines[s.k]); s.report(ms)``;
+        the stream is closed when the block ends (also when it raises)."""
+        opened = await self.open_stream(period_ms=period_ms, **kw)
+        try:
+            yield opened
+        except BaseException:
+            with contextlib.suppress(GovernorError):
+                await opened.aclose()
+            raise
+        await opened.aclose()
 
     async def status(self) -> p.StatusReply:
         return await self._call(plain_call(p.StatusRequest(), p.StatusReply))
