@@ -142,7 +142,7 @@ def test_a_complaint_is_raised_once_at_the_next_report_and_expiry_ends_the_strea
 def test_bad_latencies_are_refused_at_once_and_keep_alive_sends_an_empty_report():
     conn = Scripted()
     s = stream(conn, flush_ms=10_000)
-    for bad in (0.0, -1.0, float("nan"), float("inf"), 4e6):
+    for bad in (0.0, -1.0, float("nan"), float("inf"), 4e6, "x", None):
         with pytest.raises(GovernorError) as err:
             s.report(bad)
         assert err.value.code == "bad_request" and "latency_ms" in err.value.message

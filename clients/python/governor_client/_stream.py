@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -117,7 +118,10 @@ class Stream:
             raise GovernorError("expired" if self._ended.startswith("expired") else "bad_request",
                                 f"stream {self.stream_id} {self._ended}; open a new one")
         if ok:
-            latency = float(latency_ms)
+            try:
+                latency = float(latency_ms)
+            except (TypeError, ValueError):
+                latency = math.nan
             if not 0.0 < latency <= p.MAX_DEADLINE_MS:  # NaN fails too: refused here, not by the daemon later
                 raise GovernorError("bad_request", f"latency_ms must be > 0 and <= {p.MAX_DEADLINE_MS:g} (ms), "
                                     f"not {latency_ms!r}")
