@@ -254,6 +254,8 @@ class Daemon:
         self._drain(wait_ms)
         self.expire(self.parts.clock())  # after the messages: a release that arrived in time is taken
         self.ready()
+        if self.parts.server.is_empty():  # nobody waits: learn from the last run now, not on the next request
+            self.machine.settle()
 
     def ready(self, now: float | None = None) -> None:
         """Tell the machine the loop is free (at ``now``, daemon clock s; default: the clock) and carry

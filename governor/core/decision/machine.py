@@ -378,6 +378,12 @@ class GovernorMachine:
         """The queue in EDF order (for status and tests)."""
         return [q for _, _, q in sorted(self._queue)]
 
+    def settle(self) -> None:
+        """Learn from the outcomes already replied to, now rather than at the next event: the driver calls it
+        when it has nothing to do (a request that arrives meanwhile would otherwise pay for the learning).
+        Either way the state at the next event is the same."""
+        self._settle()
+
     def reset_learning(self) -> None:
         """Forget what was learned from outcomes (residuals, margins, lockstep costs)."""
         self._settle()
