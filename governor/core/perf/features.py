@@ -34,7 +34,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FORMS", "Axes", "CandidateSpec", "KBasis", "kron_columns"]
+__all__ = ["FORMS", "MEMORY_WORDS", "Axes", "CandidateSpec", "KBasis", "kron_columns", "memory_column",
+           "stall_columns"]
+
+MEMORY_WORDS = ("emc", "dram", "ddr", "mem")  # a domain whose name holds one of these clocks the memory
 
 FloatArray = npt.NDArray[np.float64]
 Form = Literal["roofline", "saturated", "poly", "logpoly"]
@@ -138,6 +141,14 @@ class KBasis:
                    tuple(float(v) for v in data["values"]), str(data["name"]))
 
 
+def memory_column(axes: Axes) -> int:
+    """The live column of ``axes``'s memory clock (its name holds a :data:`MEMORY_WORDS` word), or -1."""
+    for column, j in enumerate(axes.used):
+        if any(word in axes.domains[j].lower() for word in MEMORY_WORDS):
+            return column
+    return -1
+
+
 def kron_columns(base: FloatArray, kcols: FloatArray) -> FloatArray:
     """Row-wise Kronecker product: every base column times every k-basis column (n x nf*nb, also for n = 0)."""
     # the width is spelled out: reshape cannot infer it (-1) from an empty product
@@ -153,12 +164,15 @@ class CandidateSpec:
     powers: tuple[float, ...] = ()  # poly: exponents of g per domain
     pairs: int = 0  # poly/logpoly: 1 adds g_i g_j (L_i L_j) for every two domains; 2 also g_i^2 g_j
     knots: tuple[float, ...] = ()  # poly: (g - knot)_+^2 per domain: a voltage knee in V(f)^2 f
+    couple: float = 0.0  # poly: beta of the stall coupling with the memory clock (0: none); see stall_columns
+    memory: int = -1  # poly: the live column of the memory clock the coupling uses
 
     @property
     def label(self) -> str:
         terms = f"[{','.join(f'{p:g}' for p in self.powers)}]" if self.powers else ""
         knots = f"+knots[{','.join(f'{t:g}' for t in self.knots)}]" if self.knots else ""
-        return f"{self.form}{terms}{knots}{'+pairs' * self.pairs}/{self.kbasis.label}"
+        couple = f"+stall[{self.couple:g}]" if self.couple else ""
+        return f"{self.form}{terms}{knots}{'+pairs' * self.pairs}{couple}/{self.kbasis.label}"
 
     def _poly(self, g: FloatArray) -> list[FloatArray]:
         d = g.shape[1]
@@ -168,6 +182,8 @@ class CandidateSpec:
             cols += [g[:, i] * g[:, j] for i in range(d) for j in range(i + 1, d)]
         if self.pairs >= 2:
             cols += [g[:, i] ** 2 * g[:, j] for i in range(d) for j in range(d) if i != j]
+        if self.couple and 0 <= self.memory < d:
+            cols += stall_columns(g, self.memory, self.couple)
         return cols
 
     def base_columns(self, g: FloatArray) -> FloatArray:
@@ -189,12 +205,37 @@ class CandidateSpec:
         return kron_columns(self.base_columns(g), self.kbasis.columns(k, kmax))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"form": self.form, "kbasis": self.kbasis.to_dict(), "powers": list(self.powers),
-                "pairs": self.pairs, "knots": list(self.knots)}
+        out = {"form": self.form, "kbasis": self.kbasis.to_dict(), "powers": list(self.powers),
+               "pairs": self.pairs, "knots": list(self.knots)}
+        if self.couple:  # written only when used: profiles of earlier versions stay byte for byte the same
+            out.update(couple=self.couple, memory=self.memory)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CandidateSpec:
         if data["form"] not in FORMS:
             raise ValueError(f"unknown model form {data['form']!r}; known: {', '.join(FORMS)}")
         return cls(data["form"], KBasis.from_dict(data["kbasis"]), tuple(float(p) for p in data["powers"]),
-                   int(data["pairs"]), tuple(float(t) for t in data.get("knots", ())))
+                   int(data["pairs"]), tuple(float(t) for t in data.get("knots", ())),
+                   float(data.get("couple", 0.0)), int(data.get("memory", -1)))
+
+
+def stall_columns(g: FloatArray, memory: int, beta: float) -> list[FloatArray]:
+    """Power columns of a unit whose work stalls on the memory clock (a busy GPU on DRAM).
+
+    A run at normalised clocks g_d (its unit) and g_m (memory) spends ``1/g_d`` computing and ``beta/g_m``
+    waiting on memory (``beta``: memory time over compute time at the top clocks), so it stalls a
+    fraction ``s = beta g_d / (g_m + beta g_d)``. The unit switches less while stalled (``g_d s``,
+    ``g_d^3 s``: its dynamic power's f and V^2 f shapes times s), and DRAM moves bytes at the rate the
+    run progresses, ``g_d g_m / (g_m + beta g_d)``, over its bandwidth ``g_m``: activity ``s / beta``,
+    whose dynamic power is ``g_m s`` and ``g_m^3 s``. ``g_m s`` is left out: it equals
+    ``beta (g_d - g_d s)``, already two columns. None of them is a product of one-clock terms, so the
+    plain polynomial's pairs only approximate them. One ``beta`` per candidate; the data choose it."""
+    cols: list[FloatArray] = []
+    gm = g[:, memory]
+    for j in range(g.shape[1]):
+        if j == memory:
+            continue
+        s = beta * g[:, j] / (gm + beta * g[:, j])
+        cols += [g[:, j] * s, g[:, j] ** 3 * s, gm**3 * s]
+    return cols

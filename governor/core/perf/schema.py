@@ -105,6 +105,8 @@ class SpecRecord(_Strict):
     powers: tuple[float, ...] = ()
     pairs: int = Field(default=0, ge=0, le=2)
     knots: tuple[float, ...] = ()
+    couple: float = Field(default=0.0, ge=0)
+    memory: int = Field(default=-1, ge=-1)
 
 
 class MemberRecord(_Strict):
