@@ -72,7 +72,7 @@ def gpu_busy_grid(kernel: str, settings: Iterable[tuple[int, int, int]], *, seed
     work = KERNELS[kernel]
     sim = open_sim_board("sim:jetson-tx2", seed=seed)
     # the CUDA host thread: one A57 core busy launching and waiting (its share does not follow the clock)
-    sim.set_scenario(Scenario([Phase(0.0, 1e12, (CoRunner("a57", 0.25, stall_ratio=0.05, fixed_work=False),))]))
+    sim.set_scenario(Scenario((Phase(0.0, 1e12, (CoRunner("a57", 0.25, stall_ratio=0.05, fixed_work=False),)),)))
     drivers = sim.open_drivers()
     executor = SimExecutor(sim, work)
     rows = []

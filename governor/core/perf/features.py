@@ -205,8 +205,8 @@ class CandidateSpec:
         return kron_columns(self.base_columns(g), self.kbasis.columns(k, kmax))
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"form": self.form, "kbasis": self.kbasis.to_dict(), "powers": list(self.powers),
-               "pairs": self.pairs, "knots": list(self.knots)}
+        out: dict[str, Any] = {"form": self.form, "kbasis": self.kbasis.to_dict(), "powers": list(self.powers),
+                               "pairs": self.pairs, "knots": list(self.knots)}
         if self.couple:  # written only when used: profiles of earlier versions stay byte for byte the same
             out.update(couple=self.couple, memory=self.memory)
         return out
