@@ -20,12 +20,11 @@ thread does everything, so no state is shared. Each turn of :meth:`Daemon.step`:
    goes back as ``Outcome``), ``Grant`` a lease (its reply), ``Reply``, ``Refuse``, ``Release``
    clocks, ``Publish`` telemetry.
 
-Leases (protocol 1.1, ``acquire``/``release``): the application runs its own engine. This loop keeps
-the lease table (lease id -> the connections that acquired it, the machine's key, when it was granted
-and expires) and never waits for a release: while a lease is outstanding it serves every other
-message, and the machine starts nothing else. Each step expires the leases whose time is up on the
-daemon's clock (``Expired``; the machine's idle policy follows); a release that comes late, twice, or
-from another client gets a typed error. A client that disconnects simply leaves its lease to expire.
+Leases (protocol 1.1, ``acquire``/``release``) and streams (1.2): the application runs its own engine.
+Their tables live beside this loop (:mod:`governor.daemon.leases`, :mod:`governor.daemon.streams`),
+which never waits for a release or a report: while a lease is outstanding it serves every other
+message, and the machine starts nothing else. Each step expires the leases and streams whose time is
+up on the daemon's clock (``Expired``; the machine's idle policy follows).
 
 A resend of an ``infer`` (same id, same bytes) still queued joins it, and one already answered is
 answered again from memory (docs/protocol.md §10, :mod:`governor.daemon.requests`), so a retried
@@ -37,7 +36,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +52,7 @@ from governor.core.decision.optimiser import Demand
 from governor.core.modelmeta import ModelMeta
 from governor.core.types import DomainReading, Observation, Reason, Setpoints
 from governor.daemon.backend import Backend, RunOutcome
+from governor.daemon.leases import LeaseDesk
 from governor.daemon.metrics import Metrics, NullMetrics
 from governor.daemon.replies import (
     AdviceFrames,
@@ -78,7 +77,6 @@ _WOKE_S = 0.0005  # a poll that took longer than this blocked, so its message ar
 # hold the single loop for minutes), so it is refused with the largest batch that fits.
 _MAX_BATCH_ACTIVATION_BYTES = 256 * 2**20
 _ENDED_LEASES = 1024  # lease ids remembered after their end, to say "released already" or "expired"
-_LATENCY_PER_TTL = 10.0  # a release reporting more than this many ttls of latency is refused as absurd
 
 
 class DomainIO(Protocol):
@@ -171,38 +169,6 @@ class _Queued:
 
 
 @dataclass
-class _Lease:
-    """A lease from its ``acquire`` to its end; ``lease_id``, ``decision`` and the times are set when granted."""
-
-    request: p.AcquireRequest
-    identity: Any  # the connection that sent the acquire (the reply goes to every socket that asked)
-    key: RequestKey | None  # how resends of the acquire are recognised (None without an id)
-    machine_key: int
-    arrival_t: float  # daemon clock, s
-    ttl_s: float
-    owners: tuple[Any, ...] = ()
-    lease_id: str = ""
-    decision: Any = None
-    granted_t: float = 0.0
-    expires_t: float = math.inf
-    power_mw: list[float] = field(default_factory=list)  # board power the loop read while it was outstanding
-
-    @property
-    def prefix(self) -> str:
-        """The acquire's request-id prefix (before its last '-'): a client that reconnected keeps it."""
-        return self.request.id.rpartition("-")[0]
-
-
-@dataclass
-class _Releasing:
-    lease: _Lease
-    request: p.ReleaseRequest
-    identity: Any
-    key: RequestKey | None
-    energy_mj: float | None
-
-
-@dataclass
 class Daemon:
     parts: DaemonParts
     served: int = 0
@@ -224,11 +190,8 @@ class Daemon:
     _polled_at: float = field(default=0.0, init=False)  # when the socket was last seen empty, daemon clock s
     _arrival_t: float = field(default=0.0, init=False)
     _outcomes: dict[Any, RunOutcome] = field(default_factory=dict, init=False)  # run -> its outputs, until replied
-    _pending_leases: dict[int, _Lease] = field(default_factory=dict, init=False)  # queued, by the machine's key
-    _leases: dict[str, _Lease] = field(default_factory=dict, init=False)  # granted and outstanding, by lease id
     _ended: OrderedDict[str, tuple[str, float]] = field(default_factory=OrderedDict, init=False)  # id -> how, ms
-    _releasing: dict[int, _Releasing] = field(default_factory=dict, init=False)  # a release the machine answers
-    _last_power_mw: float | None = field(default=None, init=False)
+    leases: LeaseDesk = field(init=False)  # outstanding leases (protocol 1.1), built with the loop
     streams: StreamDesk = field(init=False)  # open streams (protocol 1.2), built with the loop
 
     def __post_init__(self) -> None:
@@ -236,6 +199,7 @@ class Daemon:
         self._release_hz = _limits_in_force(self.parts.board)
         self._started = self.parts.clock()
         self._polled_at = self._started
+        self.leases = LeaseDesk(self, self.parts.lease_ttl_ms)
         self.streams = StreamDesk(self, self.parts.stream_ttl_ms)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -245,9 +209,7 @@ class Daemon:
             self.tick(now)
         wake = self.machine.wake_at()
         wake = self._next_tick if wake is None else min(self._next_tick, wake)
-        if self._leases:
-            wake = min(wake, min(lease.expires_t for lease in self._leases.values()))
-        wake = min(wake, self.streams.next_expiry)
+        wake = min(wake, self.leases.next_expiry, self.streams.next_expiry)
         # A lease holds the board: what is queued waits for its release, so the loop waits for messages.
         wait_ms = 0 if self.machine.pending and not self.machine.busy else max(
             0, math.ceil((wake - self.parts.clock()) * 1000))
@@ -294,16 +256,9 @@ class Daemon:
         self._polled_at = self.parts.clock()
 
     def expire(self, now: float) -> None:
-        """End every lease whose time is up at ``now`` (daemon clock, s): the machine frees the board."""
-        for lease in [lease for lease in self._leases.values() if lease.expires_t <= now]:
-            self._expire(lease, now)
+        """End every lease and stream whose time is up at ``now`` (daemon clock, s)."""
+        self.leases.expire(now)
         self.streams.expire(now)
-
-    def _expire(self, lease: _Lease, now: float) -> None:
-        del self._leases[lease.lease_id]
-        self.ended_as(lease.lease_id, "expired", lease.ttl_s * 1000.0)
-        log.info("lease %s expired after %.0f ms without a release", lease.lease_id, lease.ttl_s * 1000.0)
-        self.carry(self.machine.handle(m.Expired(max(now, lease.expires_t), lease.machine_key)))
 
     def ended_as(self, lease_id: str, how: str, ms: float) -> None:
         """Remember how lease or stream ``lease_id`` ended (``released``, ``expired``, ``closed``), to say so."""
@@ -314,7 +269,7 @@ class Daemon:
     def tick(self, now: float) -> None:
         obs = self.parts.board.sample()
         power = self.parts.backend.power_mw()
-        self._record_power(power if power is not None else obs.total_power_mw)
+        self.leases.record_power(power if power is not None else obs.total_power_mw)
         self.carry(self.machine.handle(m.Tick(now, obs, power)))
         self._next_tick = now + 1.0 / self.parts.tick_hz
         if self.parts.watchdog_interval_s and now >= self._next_watchdog:
@@ -434,75 +389,10 @@ class Daemon:
         self._queued[key] = _Queued(msg, batch, identity, self._key)
         self._requests.queued(self._key, identity)
 
-    def _acquire(self, msg: p.AcquireRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
-        self.check_model(msg)
-        key = self._next_key
-        ttl_ms = msg.ttl_ms if msg.ttl_ms is not None else self.parts.lease_ttl_ms
-        refused = [a for a in self.machine.handle(m.Request(self._arrival_t, key, self.demand(msg.budget), msg.strict,
-                                                            lease=True, expected_ms=msg.expected_ms))
-                   if isinstance(a, m.Refuse)]
-        if refused:
-            raise p.ProtocolError(refused[0].code, refused[0].message, request_id=msg.id)
-        self._next_key += 1
-        self._pending_leases[key] = _Lease(msg, identity, self._key, key, self._arrival_t, ttl_ms / 1000.0)
-        self._requests.queued(self._key, identity)
-
-    def _release(self, msg: p.ReleaseRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
-        lease = self._leases.get(msg.lease_id)
-        if lease is not None and self._arrival_t >= lease.expires_t:  # late, though the loop had not seen it yet
-            self._expire(lease, self._arrival_t)
-            lease = None
-        if lease is None:
-            how, ms = self._ended.get(msg.lease_id, ("", 0.0))
-            if how == "expired":
-                raise p.ProtocolError("expired", f"lease {msg.lease_id} expired after {ms:.0f} ms without a release; "
-                                      "the clocks went back to the idle policy and nothing was learned from this run; "
-                                      "acquire again (with a longer ttl_ms if the run needs it)", request_id=msg.id)
-            if how == "released":
-                raise p.ProtocolError("bad_request", f"lease {msg.lease_id} was released already; a lease is "
-                                      "released once: acquire a new one for the next run", request_id=msg.id)
-            raise p.ProtocolError("bad_request", f"unknown lease id {msg.lease_id!r}: this daemon granted no such "
-                                  "lease (or forgot it long ago); release the lease_id an acquire returned",
-                                  request_id=msg.id)
-        if identity not in lease.owners and not (lease.prefix and msg.id.rpartition("-")[0] == lease.prefix):
-            raise p.ProtocolError("bad_request", f"lease {msg.lease_id} was acquired by another client: only the "
-                                  "client that acquired a lease may release it", request_id=msg.id)
-        if msg.latency_ms > _LATENCY_PER_TTL * lease.ttl_s * 1000.0:
-            raise p.ProtocolError("bad_request", f"latency_ms {msg.latency_ms:g} is more than {_LATENCY_PER_TTL:g} "
-                                  f"times the lease's ttl ({lease.ttl_s * 1000.0:g} ms): not a measurement of one run "
-                                  "(ms, not us?); nothing was learned and the lease is still outstanding",
-                                  request_id=msg.id)
-        now = max(self._arrival_t, lease.granted_t)  # an arrival stamp errs early: never before the grant
-        del self._leases[msg.lease_id]
-        self.ended_as(msg.lease_id, "released", (now - lease.granted_t) * 1000.0)
-        energy = self._lease_energy(lease, msg)
-        if msg.outcome == "failed":
-            self.carry(self.machine.handle(m.Failed(now, lease.machine_key, "the application's run failed")))
-            self._reply_released(_Releasing(lease, msg, identity, self._key, energy), (now - lease.arrival_t) * 1000.0,
-                                 ok=False)
-            return
-        self._releasing[lease.machine_key] = _Releasing(lease, msg, identity, self._key, energy)
-        self.carry(self.machine.handle(m.Outcome(now, lease.machine_key, msg.latency_ms, energy)))
-
     def _profile_next(self, msg: p.ProfileNextRequest, _t: dict[str, np.ndarray], _identity: Any) -> None:
         raise p.ProtocolError("bad_request", "profile_next is for a profiling session (`governor profile MODEL "
                               "--external NAME`), not for the daemon: connect to the endpoint that command "
                               "prints", request_id=msg.id)
-
-    def _lease_energy(self, lease: _Lease, msg: p.ReleaseRequest) -> float | None:
-        """The run's energy (mJ): the board's mean power while the lease was outstanding times the run's
-        latency, from the meter the table's energy came from; else the application's own reading."""
-        samples = lease.power_mw or ([self._last_power_mw] if self._last_power_mw is not None else [])
-        if self.parts.table.energy_measured and samples:
-            return min(sum(samples) / len(samples) * msg.latency_ms / 1000.0, p.MAX_ENERGY_MJ)
-        return msg.energy_mj
-
-    def _record_power(self, power_mw: float | None) -> None:
-        if power_mw is None or not math.isfinite(power_mw) or power_mw < 0:
-            return
-        self._last_power_mw = power_mw
-        for lease in self._leases.values():
-            lease.power_mw.append(power_mw)
 
     def demand(self, budget: p.Budget) -> Demand:
         return to_demand(budget, self.machine.settings.objective)
@@ -558,14 +448,11 @@ class Daemon:
             elif isinstance(action, m.Run):
                 self._run(action)
             elif isinstance(action, m.Grant):
-                self._grant(action)
+                self.leases.grant(action)
             elif isinstance(action, m.Push):
                 self.streams.push(action)
             elif isinstance(action, m.Reply):
-                if int(action.key) in self._releasing:  # type: ignore[call-overload]
-                    releasing = self._releasing.pop(int(action.key))  # type: ignore[call-overload]
-                    self._reply_released(releasing, action.total_ms or 0.0, ok=True, decision=action.decision)
-                else:
+                if not self.leases.answer(action):
                     self._reply_infer(action)
             elif isinstance(action, m.Refuse):
                 self._refuse(action)
@@ -602,60 +489,8 @@ class Daemon:
         self.carry(self.machine.handle(m.Outcome(ran, action.key, outcome.latency_ms, outcome.energy_mj,
                                                   outcome.simulated)))
 
-    def _grant(self, action: m.Grant) -> None:
-        """The lease's setpoints are in force: its reply hands the application the point and the k to run."""
-        lease = self._pending_leases.pop(int(action.key))  # type: ignore[call-overload]
-        decision = action.decision
-        lease.lease_id = f"L{secrets.token_hex(12)}"  # unguessable: it names the lease to release, nothing else
-        lease.decision = decision
-        lease.granted_t = self.parts.clock()
-        lease.expires_t = lease.granted_t + lease.ttl_s
-        lease.owners = tuple(self._requests.done(lease.key, lease.identity))
-        self._leases[lease.lease_id] = lease
-        point = p.Point.from_operating_point(decision.point)
-        self.last_point = point
-        reply = p.LeaseReply(
-            id=lease.request.id, lease_id=lease.lease_id, point=point,
-            predicted=estimate(decision, energy_known=self.parts.table.energy_measured,
-                               accuracy_known=self.parts.meta.accuracies_known),
-            expires_in_ms=lease.ttl_s * 1000.0, budget_infeasible=decision.infeasible, simulated=self.parts.simulated)
-        frames = p.encode_reply(reply)
-        for identity in lease.owners:
-            self.parts.server.send(identity, frames)
-        self._requests.remember(lease.key, self.parts.clock(), frames)
-        self.parts.metrics.request("acquire", "infeasible" if decision.infeasible else "met")
-
-    def _reply_released(self, r: _Releasing, total_ms: float, *, ok: bool, decision: Any = None) -> None:
-        decision = decision if decision is not None else r.lease.decision
-        msg, budget = r.request, r.lease.request.budget
-        accuracy = None if not self.parts.meta.accuracies_known or not 0 <= decision.accuracy <= 1 else \
-            decision.accuracy
-        measured = p.Estimate(latency_ms=msg.latency_ms, energy_mj=r.energy_mj, accuracy=accuracy)
-        met_budget = ok and met(budget, total_ms, r.energy_mj, decision.accuracy)
-        total = min(max(total_ms, 0.0), p.MAX_DEADLINE_MS)
-        self.send(r.identity, p.ReleasedReply(id=msg.id, lease_id=msg.lease_id, measured=measured,
-                                               budget_met=met_budget, total_ms=total, simulated=self.parts.simulated),
-                   key=r.key)
-        if not ok:
-            return
-        self.served += 1
-        point = p.Point.from_operating_point(decision.point)
-        predicted = estimate(decision, energy_known=self.parts.table.energy_measured,
-                             accuracy_known=self.parts.meta.accuracies_known)
-        self._publish("inference", lambda seq: p.TelemetryInference(
-            seq=seq, t=self.parts.clock(), simulated=self.parts.simulated, id=r.lease.request.id, budget=budget,
-            point=point, predicted=predicted, measured=measured, budget_met=met_budget,
-            budget_infeasible=decision.infeasible))
-        self.parts.metrics.decision(decision.point, decision.latency_ms, msg.latency_ms, predicted.energy_mj,
-                                    r.energy_mj)
-
     def _refuse(self, action: m.Refuse) -> None:
-        if self.streams.refuse(action):
-            return
-        lease = self._pending_leases.pop(int(action.key), None)  # type: ignore[call-overload]
-        if lease is not None:  # a strict lease no point meets
-            self._count("acquire", "infeasible" if action.code == "infeasible" else "rejected")
-            self._answer(lease, p.ProtocolError(action.code, action.message, request_id=lease.request.id).to_reply())
+        if self.streams.refuse(action) or self.leases.refuse(action):
             return
         queued = self._queued.pop(int(action.key))  # type: ignore[call-overload]
         if action.code == "internal":
@@ -683,10 +518,10 @@ class Daemon:
             self.last_obs = obs
             self.last_wire = wire_observation(obs)
             wire = self.last_wire
-            self._publish("observation", lambda seq: p.TelemetryObservation.from_observation(wire, seq))
+            self.publish("observation", lambda seq: p.TelemetryObservation.from_observation(wire, seq))
             self.parts.metrics.observation(obs)
         elif action.kind == "setpoints":
-            self._publish("event", lambda seq: p.TelemetryEvent(
+            self.publish("event", lambda seq: p.TelemetryEvent(
                 seq=seq, t=self.parts.clock(), simulated=self.parts.simulated, kind="setpoints", reason=Reason.CLIENT,
                 message=action.message))
 
@@ -713,7 +548,7 @@ class Daemon:
                              budget_infeasible=decision.infeasible, simulated=self.parts.simulated,
                              total_ms=min(total_ms, p.MAX_DEADLINE_MS) if p.speaks(msg.v, 1) else None)
         self._answer(queued, reply, {"output": outcome.outputs})
-        self._publish("inference", lambda seq: p.TelemetryInference(
+        self.publish("inference", lambda seq: p.TelemetryInference(
             seq=seq, t=self.parts.clock(), simulated=self.parts.simulated, id=msg.id, budget=msg.budget, point=point,
             predicted=predicted, measured=measured, budget_met=ok, budget_infeasible=decision.infeasible))
         self.parts.metrics.request("infer", "infeasible" if decision.infeasible else ("met" if ok else "missed"))
@@ -751,7 +586,7 @@ class Daemon:
         self.parts.server.send(identity, frames)
         self._requests.remember(key, self.parts.clock(), frames)
 
-    def _answer(self, queued: _Queued | _Lease, reply: p.Reply, tensors: dict[str, np.ndarray] | None = None,
+    def _answer(self, queued: _Queued, reply: p.Reply, tensors: dict[str, np.ndarray] | None = None,
                 keep: bool = True) -> None:
         """A queued request's one reply, to every socket that asked for it (resends joined it); kept for
         later resends unless ``keep`` is False (an internal failure: a retry may succeed)."""
@@ -764,7 +599,7 @@ class Daemon:
     def _count(self, kind: str, outcome: str) -> None:
         self.parts.metrics.request(kind, outcome)
 
-    def _publish(self, topic: str, build: Callable[[int], p.Telemetry]) -> None:
+    def publish(self, topic: str, build: Callable[[int], p.Telemetry]) -> None:
         """Publish ``build(seq)`` on ``topic`` if anyone subscribes to it; ``seq`` counts what is published."""
         if self.parts.telemetry_wanted(topic):
             self._seq += 1
@@ -778,8 +613,8 @@ _HANDLERS: dict[str, Callable[..., None]] = {
     "reload": Daemon._reload,
     "advise": Daemon._advise,
     "infer": Daemon._infer,
-    "acquire": Daemon._acquire,
-    "release": Daemon._release,
+    "acquire": lambda d, msg, _t, identity: d.leases.acquire(msg, identity),
+    "release": lambda d, msg, _t, identity: d.leases.release(msg, identity),
     "profile_next": Daemon._profile_next,
     "stream_open": lambda d, msg, _t, identity: d.streams.open(msg, identity),
     "stream_report": lambda d, msg, _t, identity: d.streams.report(msg, identity),
