@@ -37,6 +37,20 @@ def test_saturated_roofline_recovers_the_overlap_exponent() -> None:
     np.testing.assert_allclose(overlap[1:], [2.0, 1.0], rtol=1e-3)
 
 
+def test_layered_roofline_recovers_two_classes_of_layers_where_one_norm_cannot() -> None:
+    g, k = _normalised(GRID)
+    # a compute-bound class (convolutions) and a memory-bound one (fully connected layers), each a p = 2 norm
+    y = (0.2 + np.hypot(3.0 / g[:, 1], 0.3 / g[:, 2]) + np.hypot(0.4 / g[:, 1], 2.0 / g[:, 2]))
+
+    def error(spec: CandidateSpec) -> float:
+        params = fit(spec, g, k, 1, y)
+        return float(np.max(np.abs(evaluate(spec, params, g, k, 1)[:, 0] / y - 1)))
+
+    assert error(CandidateSpec("layered")) < 1e-4
+    assert error(CandidateSpec("saturated")) > 20 * error(CandidateSpec("layered"))
+    assert CandidateSpec.from_dict(CandidateSpec("layered").to_dict()) == CandidateSpec("layered")
+
+
 def test_power_polynomial_recovers_cubic_dynamic_power_per_domain() -> None:
     cpu_levels = (345.6e6, 806.4e6, 1267.2e6, 1728e6, 2035.2e6)  # a cubic needs 4+ levels per domain
     g, k = _normalised(full_grid(cpu_levels, GPU_HZ, EMC_HZ, (1.0,)))

@@ -11,6 +11,12 @@ boards. A model *candidate* is a form plus the basis its coefficients use along 
   scales with nothing. Coefficients are non-negative (fitted by NNLS).
 - ``saturated`` ``t = T0(k) + (sum_d (A_d(k) / g_d)^p)^(1/p)``: the same terms overlapping; p = 1 is
   ``roofline`` and p -> inf the roofline max (compute and memory fully hidden behind each other).
+- ``layered``   ``t = T0(k) + (sum_d (A_d(k) / g_d)^p)^(1/p) + (sum_d (C_d(k) / g_d)^p)^(1/p)``: two
+  classes of layers, each overlapping its compute and memory time, with different balances (a
+  network's convolutions are compute-bound where its fully connected layers and depthwise ones wait
+  on memory). One p-norm of the whole network's times bends at one corner; the sum of per-layer ones
+  bends gradually, which one norm misses by up to 1 % near the corner. As many coefficients as
+  ``saturated``.
 - ``poly``      ``P = c + sum_d sum_e a_de g_d^e (+ sum_{i<j} b_ij g_i g_j)``: dynamic power
   ``C V^2 f`` with V roughly linear in f gives f, f^2, f^3 terms per domain (f^6, f^8 for the steep
   top of a table whose voltage climbs fast; 1/f for the rise some boards show at the slowest DRAM
@@ -40,9 +46,9 @@ __all__ = ["FORMS", "MEMORY_WORDS", "Axes", "CandidateSpec", "KBasis", "kron_col
 MEMORY_WORDS = ("emc", "dram", "ddr", "mem")  # a domain whose name holds one of these clocks the memory
 
 FloatArray = npt.NDArray[np.float64]
-Form = Literal["roofline", "saturated", "poly", "logpoly"]
+Form = Literal["roofline", "saturated", "layered", "poly", "logpoly"]
 KKind = Literal["const", "linear", "step", "hybrid", "onehot", "curve"]
-FORMS: tuple[str, ...] = ("roofline", "saturated", "poly", "logpoly")
+FORMS: tuple[str, ...] = ("roofline", "saturated", "layered", "poly", "logpoly")
 
 
 @dataclass(frozen=True)
@@ -190,7 +196,7 @@ class CandidateSpec:
         """The form's columns before the k-basis product (linear forms; saturated uses roofline's)."""
         n, d = g.shape
         cols: list[FloatArray] = [np.ones(n)]
-        if self.form in ("roofline", "saturated"):
+        if self.form in ("roofline", "saturated", "layered"):
             cols += [1.0 / g[:, j] for j in range(d)]
         elif self.form == "poly":
             cols += self._poly(g)

@@ -36,7 +36,7 @@ _P_BOUNDS = (1.0, 32.0)
 
 def n_params(spec: CandidateSpec, n_domains: int, kmax: int) -> int:
     width = int(spec.kbasis.columns(np.array([1.0]), kmax).shape[1])
-    if spec.form == "saturated":
+    if spec.form in ("saturated", "layered"):
         return (2 * n_domains + 1) * width + 1
     return int(spec.base_columns(np.ones((1, n_domains))).shape[1]) * width
 
@@ -71,7 +71,8 @@ def _irls(a: FloatArray, b: FloatArray, nonneg: bool, robust: bool) -> FloatArra
 
 
 def _split(params: FloatArray, d: int, nb: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Saturated parameters (m x P) -> T0 (m, nb), additive B (m, d, nb), overlapping A (m, d, nb), p (m)."""
+    """Saturated parameters (m x P) -> T0 (m, nb), additive B (m, d, nb), overlapping A (m, d, nb), p (m).
+    For ``layered`` B is the second class's overlapping times."""
     m = params.shape[0]
     t0 = params[:, :nb]
     additive = params[:, nb:nb * (d + 1)].reshape(m, d, nb)
@@ -87,54 +88,74 @@ def _pnorm(terms: FloatArray, p: FloatArray) -> tuple[FloatArray, FloatArray]:
     return np.where(top > 0, safe * np.sum(ratio ** p[..., None], axis=-1) ** (1.0 / p), 0.0), ratio
 
 
-def _saturated(params: FloatArray, g: FloatArray, kcols: FloatArray) -> FloatArray:
+def _saturated(params: FloatArray, g: FloatArray, kcols: FloatArray, layered: bool = False) -> FloatArray:
     t0, additive, overlap, p = _split(params, g.shape[1], kcols.shape[1])
     inv = 1.0 / g
     fixed = kcols @ t0.T
-    linear = np.einsum("nb,mdb,nd->nm", kcols, additive, inv)
     terms = np.einsum("nb,mdb->nmd", kcols, overlap) * inv[:, None, :]
+    if layered:
+        second = np.einsum("nb,mdb->nmd", kcols, additive) * inv[:, None, :]
+        return np.asarray(fixed + _pnorm(second, p[None, :])[0] + _pnorm(terms, p[None, :])[0])
+    linear = np.einsum("nb,mdb,nd->nm", kcols, additive, inv)
     return np.asarray(fixed + linear + _pnorm(terms, p[None, :])[0])
 
 
-def _saturated_jacobian(x: FloatArray, g: FloatArray, kcols: FloatArray, y: FloatArray) -> FloatArray:
-    """d(model / y) / dx for one parameter vector x, analytic (numeric differences are 20x dearer)."""
-    _, _, overlap, p = _split(x[None, :], g.shape[1], kcols.shape[1])
-    inv = 1.0 / g
-    terms = (kcols @ overlap[0].T) * inv  # (n, d)
-    norm, ratio = _pnorm(terms, p)
+def _norm_derivatives(terms: FloatArray, p: float) -> tuple[FloatArray, FloatArray]:
+    """For the p-norm N of each row of ``terms`` (n, d): dN/dterm_d (n, d) and dN/dp (n)."""
+    norm, ratio = _pnorm(terms, np.array([p]))
     safe_norm = np.where(norm > 0, norm, 1.0)[:, None]
-    share = np.where(norm[:, None] > 0, (terms / safe_norm) ** (p[0] - 1.0), 0.0)  # dN/dT_d
-    weights = ratio ** p[0] / np.maximum(np.sum(ratio ** p[0], axis=1, keepdims=True), 1e-300)
+    share = np.where(norm[:, None] > 0, (terms / safe_norm) ** (p - 1.0), 0.0)
+    weights = ratio ** p / np.maximum(np.sum(ratio ** p, axis=1, keepdims=True), 1e-300)
     logs = np.log(np.where(terms > 0, terms, 1.0))
-    d_p = norm / p[0] * (np.sum(weights * logs, axis=1) - np.log(np.where(norm > 0, norm, 1.0)))
-    columns = [kcols, kron_columns(inv, kcols), kron_columns(inv * share, kcols), d_p[:, None]]
+    d_p = norm / p * (np.sum(weights * logs, axis=1) - np.log(np.where(norm > 0, norm, 1.0)))
+    return share, d_p
+
+
+def _saturated_jacobian(x: FloatArray, g: FloatArray, kcols: FloatArray, y: FloatArray,
+                        layered: bool = False) -> FloatArray:
+    """d(model / y) / dx for one parameter vector x, analytic (numeric differences are 20x dearer)."""
+    _, additive, overlap, p = _split(x[None, :], g.shape[1], kcols.shape[1])
+    inv = 1.0 / g
+    share, d_p = _norm_derivatives((kcols @ overlap[0].T) * inv, float(p[0]))  # (n, d), (n)
+    if layered:
+        share2, d_p2 = _norm_derivatives((kcols @ additive[0].T) * inv, float(p[0]))
+        first, d_p = kron_columns(inv * share2, kcols), d_p + d_p2
+    else:
+        first = kron_columns(inv, kcols)
+    columns = [kcols, first, kron_columns(inv * share, kcols), d_p[:, None]]
     return np.hstack(columns) / y[:, None]
 
 
-def _saturated_starts(g: FloatArray, kcols: FloatArray, y: FloatArray, robust: bool) -> list[FloatArray]:
-    """Two starting points from the roofline fit: mostly additive (p = 2), mostly overlapping (p = 6)."""
+def _saturated_starts(g: FloatArray, kcols: FloatArray, y: FloatArray, robust: bool,
+                      layered: bool = False) -> list[FloatArray]:
+    """Starting points from the roofline fit. Saturated: mostly additive (p = 2), mostly overlapping
+    (p = 6). Layered: the per-domain times split unevenly between the two classes (one weighted to the
+    first domains, one to the last), at p = 2 and p = 4: an even split is a saddle the search stays on."""
     nb = kcols.shape[1]
     base = CandidateSpec("roofline").base_columns(g)
     theta = _irls(kron_columns(base, kcols) / y[:, None], np.ones(len(y)), nonneg=True, robust=robust)
     fixed, per_domain = theta[:nb], theta[nb:]
+    if layered:
+        lean = np.repeat(np.linspace(0.85, 0.15, g.shape[1]), nb)
+        return [np.concatenate([fixed, (1 - lean) * per_domain, lean * per_domain, [p]]) for p in (2.0, 4.0)]
     return [np.concatenate([fixed, 0.3 * per_domain, 0.8 * per_domain, [2.0]]),
             np.concatenate([fixed, 0.05 * per_domain, 1.0 * per_domain, [6.0]])]
 
 
 def _fit_saturated(g: FloatArray, kcols: FloatArray, y: FloatArray, robust: bool,
-                   start: FloatArray | None) -> FloatArray:
+                   start: FloatArray | None, layered: bool = False) -> FloatArray:
     from scipy.optimize import least_squares
 
     d, nb = g.shape[1], kcols.shape[1]
-    starts = [start] if start is not None else _saturated_starts(g, kcols, y, robust)
+    starts = [start] if start is not None else _saturated_starts(g, kcols, y, robust, layered)
     lower = np.concatenate([np.zeros(nb * (2 * d + 1)), [_P_BOUNDS[0]]])
     upper = np.concatenate([np.full(nb * (2 * d + 1), np.inf), [_P_BOUNDS[1]]])
 
     def residual(x: FloatArray) -> FloatArray:
-        return _saturated(x[None, :], g, kcols)[:, 0] / y - 1.0
+        return _saturated(x[None, :], g, kcols, layered)[:, 0] / y - 1.0
 
     def jacobian(x: FloatArray) -> FloatArray:
-        return _saturated_jacobian(x, g, kcols, y)
+        return _saturated_jacobian(x, g, kcols, y, layered)
 
     scale = max(1.4826 * float(np.median(np.abs(residual(starts[0])))), _SCALE_FLOOR)
     results = [least_squares(residual, np.clip(x0, lower, upper), jac=jacobian, bounds=(lower, upper),
@@ -154,8 +175,8 @@ def fit(spec: CandidateSpec, g: FloatArray, k: FloatArray, kmax: int, y: FloatAr
         raise ValueError("targets must be finite and positive")
     robust = len(y) >= n_params(spec, g.shape[1], kmax) + 3
     kcols = spec.kbasis.columns(k, kmax)
-    if spec.form == "saturated":
-        return _fit_saturated(g, kcols, y, robust, start)
+    if spec.form in ("saturated", "layered"):
+        return _fit_saturated(g, kcols, y, robust, start, layered=spec.form == "layered")
     a = spec.columns(g, k, kmax)
     if spec.form == "logpoly":
         return _irls(a, np.log(y), nonneg=False, robust=robust)
@@ -165,7 +186,7 @@ def fit(spec: CandidateSpec, g: FloatArray, k: FloatArray, kmax: int, y: FloatAr
 def evaluate(spec: CandidateSpec, params: FloatArray, g: FloatArray, k: FloatArray, kmax: int) -> FloatArray:
     """Predictions (n x m) of m parameter vectors (m x P) of one candidate at n points."""
     params = np.atleast_2d(np.asarray(params, dtype=np.float64))
-    if spec.form == "saturated":
-        return _saturated(params, g, spec.kbasis.columns(k, kmax))
+    if spec.form in ("saturated", "layered"):
+        return _saturated(params, g, spec.kbasis.columns(k, kmax), layered=spec.form == "layered")
     out = spec.columns(g, k, kmax) @ params.T
     return np.asarray(np.exp(np.clip(out, -700, 700)) if spec.form == "logpoly" else out)

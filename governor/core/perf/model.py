@@ -231,7 +231,7 @@ def _identifiable(spec: CandidateSpec, g: FloatArray, k: FloatArray, kmax: int) 
     size = n_params(spec, g.shape[1], kmax)
     if size > len(k) - 2:
         return False
-    linear = CandidateSpec("roofline", spec.kbasis) if spec.form == "saturated" else spec
+    linear = CandidateSpec("roofline", spec.kbasis) if spec.form in ("saturated", "layered") else spec
     cols = linear.columns(g, k, kmax)
     norms = np.linalg.norm(cols, axis=0)
     if np.any(norms == 0) or np.linalg.matrix_rank(cols / norms, tol=1e-9) < cols.shape[1]:
@@ -290,7 +290,7 @@ def fit_target(target: str, mapping: str, axes: Axes, grid: FloatArray, y: Float
     if kind == "latency":
         rooflines = sorted((s for s in scored if s.member.spec.form == "roofline"),
                            key=lambda s: s.member.cv_mape)
-        stage2 = [CandidateSpec("saturated", s.member.spec.kbasis) for s in rooflines[:2]]
+        stage2 = [CandidateSpec(form, s.member.spec.kbasis) for s in rooflines[:2] for form in ("saturated", "layered")]
         stage2 = [s for s in stage2 if g.shape[1] and _identifiable(s, g, k, axes.kmax)]
         # non-linear fits cost 20-50x more: K folds even while leave-one-out is affordable for the rest
         kfold = _fold_ids(len(y), folds, seed, loo=False)

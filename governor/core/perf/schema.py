@@ -100,7 +100,7 @@ class KBasisRecord(_Strict):
 
 
 class SpecRecord(_Strict):
-    form: Literal["roofline", "saturated", "poly", "logpoly"]
+    form: Literal["roofline", "saturated", "layered", "poly", "logpoly"]
     kbasis: KBasisRecord
     powers: tuple[float, ...] = ()
     pairs: int = Field(default=0, ge=0, le=2)
