@@ -74,6 +74,9 @@ class LeaseDesk:
         self._releasing: dict[int, _Releasing] = {}  # a release the machine answers, by its key
         self._last_power_mw: float | None = None
 
+    def __len__(self) -> int:
+        return len(self._leases)
+
     @property
     def next_expiry(self) -> float:
         """When the next outstanding lease expires (daemon clock, s)."""

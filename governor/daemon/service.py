@@ -341,7 +341,8 @@ class Daemon:
             model=self.parts.model_name, point=self.last_point, domains=domains_info(obs),
             total_power_mw=obs.total_power_mw if obs else None,
             temps_c=dict(obs.temps_c) if obs else {}, served=self.served,
-            unavailable=(*self.parts.unavailable, *(obs.unavailable if obs else ()), *self.machine.not_set.values())))
+            unavailable=(*self.parts.unavailable, *(obs.unavailable if obs else ()), *self.machine.not_set.values()),
+            **({"leases": len(self.leases), "streams": len(self.streams)} if p.speaks(msg.v, 2) else {})))
 
     def _profiles(self, msg: p.ProfilesRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
         meta = self.parts.meta

@@ -147,12 +147,15 @@ def test_other_messages_are_served_while_a_lease_holds_the_board_and_acquires_qu
         waiter = threading.Thread(target=lambda: got.append(second.acquire(deadline_ms=5000)))
         waiter.start()
         time.sleep(0.2)
-        assert first.status().served == 0 and first.advise(deadline_ms=5000).point.k >= 1  # answered at once
+        status = first.status()
+        assert status.served == 0 and status.leases == 1 and status.streams == 0  # answered at once
+        assert first.advise(deadline_ms=5000).point.k >= 1
         assert got == [] and waiter.is_alive()  # the second lease waits for the board
         first.release(lease, 4.0)
         waiter.join(10)
         assert len(got) == 1 and got[0].lease_id != lease.lease_id
         second.release(got[0], 4.0)
+        assert first.status().leases == 0
 
 
 def test_a_1_0_header_for_an_acquire_is_read_and_the_lease_fields_are_the_1_1_ones(daemon):

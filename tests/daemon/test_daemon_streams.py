@@ -42,12 +42,15 @@ def test_open_report_close_round_trip_through_the_client(daemon):
             for _ in range(10):
                 s.report(3.0)
             s.report(0.0, ok=False)
-            assert c.status().served == 0  # other calls go on while the stream lives
+            status = c.status()  # other calls go on while the stream lives
+            assert status.served == 0 and status.streams == 1 and status.leases == 0
         summary = s.closed
     assert summary is not None and summary.stream_id == s.stream_id
     assert summary.frames == 10 and summary.met == 10 and summary.failed == 1
     assert summary.mean_latency_ms == pytest.approx(3.0)
     assert d.machine.streams == {} and len(d.streams) == 0
+    with client(pair) as c:
+        assert c.status().streams == 0
 
 
 def test_reported_frames_teach_the_daemon_and_a_changed_point_is_pushed(daemon):

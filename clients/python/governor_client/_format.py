@@ -88,6 +88,8 @@ def format_status(status: p.StatusReply) -> str:
         (f"  {name}", f"{_mhz(d.cur_hz)} (limits {_mhz(d.min_hz)}..{_mhz(d.max_hz)})")
         for name, d in sorted(status.domains.items())
     ]
+    if status.leases or status.streams:
+        rows.append(("applications", f"{status.leases} lease(s) outstanding, {status.streams} stream(s) open"))
     rows.append(("power", _figure(status.total_power_mw, "mW")))
     rows += [(f"  {zone}", f"{temp:.1f} °C") for zone, temp in sorted(status.temps_c.items())]
     rows += [("unavailable", item) for item in status.unavailable]

@@ -345,6 +345,8 @@ class StatusReply(Reply):
     temps_c: dict[Name, Celsius] = Field(default_factory=dict, max_length=256)
     served: int = Field(default=0, ge=0, description="requests answered since start")
     unavailable: tuple[Text, ...] = Field(default=(), description="sensors/actuators failing, with why")
+    leases: int = Field(default=0, ge=0, description="protocol 1.2: leases outstanding now")
+    streams: int = Field(default=0, ge=0, description="protocol 1.2: streams open now (their clocks are held)")
 
 
 class ProfilesReply(Reply):
