@@ -335,6 +335,7 @@ class Daemon:
 
     def _status(self, msg: p.StatusRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
         obs = self.last_wire
+        newer = p.speaks(msg.v, 2)  # 1.2 fields only to a peer that reads them
         self.send(identity, p.StatusReply(
             id=msg.id, server=f"dnn-governor {__version__}", board=self.parts.spec.name,
             simulated=self.parts.simulated, uptime_s=max(0.0, self.parts.clock() - self._started),
@@ -342,7 +343,7 @@ class Daemon:
             total_power_mw=obs.total_power_mw if obs else None,
             temps_c=dict(obs.temps_c) if obs else {}, served=self.served,
             unavailable=(*self.parts.unavailable, *(obs.unavailable if obs else ()), *self.machine.not_set.values()),
-            **({"leases": len(self.leases), "streams": len(self.streams)} if p.speaks(msg.v, 2) else {})))
+            leases=len(self.leases) if newer else 0, streams=len(self.streams) if newer else 0))
 
     def _profiles(self, msg: p.ProfilesRequest, _t: dict[str, np.ndarray], identity: Any) -> None:
         meta = self.parts.meta
