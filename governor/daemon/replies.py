@@ -18,6 +18,7 @@ from governor.core.types import Observation, frozen_map
 
 __all__ = [
     "AdviceFrames",
+    "InferFrames",
     "domains_info",
     "estimate",
     "met",
@@ -114,6 +115,68 @@ class AdviceFrames:
             if len(self._known) > self.size:
                 del self._known[next(iter(self._known))]
         return [template[0] + request_id.encode() + template[1]]
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+
+class InferFrames:
+    """``infer`` reply headers written from parts: what the decision fixes (point, prediction, flags)
+    encoded once per decision, what the run measured written in per reply.
+
+    Building the reply's models and encoding them cost 140 us per infer in a real daemon (its Python runs
+    cold after each forward pass); the numbers the run adds are written as JSON numbers directly. The
+    header equals the encoder's but for field order and number spelling, which JSON readers ignore; a
+    test decodes both and compares. Anything unusual (an output the protocol cannot carry as it is, a
+    number outside its bounds) returns None, and the caller encodes the reply in full, which also says
+    what is wrong with it. Bounded like :class:`AdviceFrames`."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._known: dict[tuple[Any, ...], tuple[str, float | None, p.Point]] = {}
+
+    def point(self, decision: Decision, *, energy_known: bool, simulated: bool, accuracy_known: bool) -> p.Point:
+        return self._fixed(decision, energy_known, simulated, accuracy_known)[2]
+
+    def frames(self, request_id: str, decision: Decision, *, energy_known: bool, simulated: bool,
+               accuracy_known: bool, latency_ms: float, energy_mj: float | None, budget_met: bool,
+               total_ms: float | None, output: Any) -> list[Any] | None:
+        fixed, accuracy, _point = self._fixed(decision, energy_known, simulated, accuracy_known)
+        if not isinstance(output, np.ndarray) or not output.flags.c_contiguous or output.dtype.str not in p.DTYPES:
+            return None
+        numbers = [latency_ms] + ([] if energy_mj is None else [energy_mj]) + ([] if total_ms is None else [total_ms])
+        if not all(math.isfinite(v) and v >= 0 for v in numbers) or latency_ms > p.MAX_DEADLINE_MS or (
+                energy_mj is not None and energy_mj > p.MAX_ENERGY_MJ) or (
+                total_ms is not None and total_ms > p.MAX_DEADLINE_MS):
+            return None
+        measured = f'"latency_ms":{float(latency_ms)!r}'
+        if energy_mj is not None:
+            measured += f',"energy_mj":{float(energy_mj)!r}'
+        if accuracy is not None:
+            measured += f',"accuracy":{accuracy!r}'
+        spec = (f'[{{"name":"output","dtype":"{output.dtype.str}","shape":[{",".join(map(str, output.shape))}],'
+                f'"nbytes":{output.nbytes}}}]')
+        header = (f'{{"v":"{p.PROTOCOL_VERSION}","type":"infer","id":"{request_id}","tensors":{spec},{fixed},'
+                  f'"measured":{{{measured}}},"budget_met":{"true" if budget_met else "false"},'
+                  f'"budget_infeasible":{"true" if decision.infeasible else "false"},'
+                  f'"simulated":{"true" if simulated else "false"}'
+                  + ("" if total_ms is None else f',"total_ms":{float(total_ms)!r}') + "}")
+        return [header.encode(), output.data.cast("B") if output.size else memoryview(b"")]
+
+    def _fixed(self, decision: Decision, energy_known: bool, simulated: bool,
+               accuracy_known: bool) -> tuple[str, float | None, p.Point]:
+        key = (decision.index, decision.latency_ms, decision.energy_mj, decision.accuracy, decision.infeasible,
+               energy_known, simulated, accuracy_known)
+        known = self._known.get(key)
+        if known is None:
+            point = p.Point.from_operating_point(decision.point)
+            predicted = estimate(decision, energy_known=energy_known, accuracy_known=accuracy_known)
+            fixed = (f'"point":{point.model_dump_json(exclude_defaults=True)},'
+                     f'"predicted":{predicted.model_dump_json(exclude_defaults=True)}')
+            known = self._known[key] = (fixed, predicted.accuracy, point)
+            if len(self._known) > self.size:
+                del self._known[next(iter(self._known))]
+        return known
 
     def __len__(self) -> int:
         return len(self._known)

@@ -56,6 +56,7 @@ from governor.daemon.leases import LeaseDesk
 from governor.daemon.metrics import Metrics, NullMetrics
 from governor.daemon.replies import (
     AdviceFrames,
+    InferFrames,
     domains_info,
     estimate,
     met,
@@ -187,6 +188,7 @@ class Daemon:
     # Clients repeat the same request headers but for the id: each decoded in full once (docs/protocol.md).
     _memo: p.HeaderMemo = field(default_factory=p.HeaderMemo, init=False)
     _advice: AdviceFrames = field(default_factory=AdviceFrames, init=False)
+    _infer_frames: InferFrames = field(default_factory=InferFrames, init=False)
     _polled_at: float = field(default=0.0, init=False)  # when the socket was last seen empty, daemon clock s
     _arrival_t: float = field(default=0.0, init=False)
     _outcomes: dict[Any, RunOutcome] = field(default_factory=dict, init=False)  # run -> its outputs, until replied
@@ -538,24 +540,41 @@ class Daemon:
             # each reply was often already there (it answers faster than we publish telemetry), and it
             # was charged the whole run as queueing, so a generous deadline looked infeasible.
             self._polled_at = self.parts.clock()
-        point = p.Point.from_operating_point(decision.point)
-        self.last_point = point
-        predicted = estimate(decision, energy_known=self.parts.table.energy_measured,
-                             accuracy_known=self.parts.meta.accuracies_known)
-        measured = p.Estimate(latency_ms=min(outcome.latency_ms, p.MAX_DEADLINE_MS),
-                              energy_mj=None if outcome.energy_mj is None else min(outcome.energy_mj, p.MAX_ENERGY_MJ),
-                              accuracy=predicted.accuracy)
+        known = dict(energy_known=self.parts.table.energy_measured, simulated=self.parts.simulated,
+                     accuracy_known=self.parts.meta.accuracies_known)
+        self.last_point = self._infer_frames.point(decision, **known)
+        latency_ms = min(outcome.latency_ms, p.MAX_DEADLINE_MS)
+        energy_mj = None if outcome.energy_mj is None else min(outcome.energy_mj, p.MAX_ENERGY_MJ)
         ok = met(msg.budget, total_ms, outcome.energy_mj, decision.accuracy)
-        reply = p.InferReply(id=msg.id, point=point, predicted=predicted, measured=measured, budget_met=ok,
-                             budget_infeasible=decision.infeasible, simulated=self.parts.simulated,
-                             total_ms=min(total_ms, p.MAX_DEADLINE_MS) if p.speaks(msg.v, 1) else None)
-        self._answer(queued, reply, {"output": outcome.outputs})
-        self.publish("inference", lambda seq: p.TelemetryInference(
-            seq=seq, t=self.parts.clock(), simulated=self.parts.simulated, id=msg.id, budget=msg.budget, point=point,
-            predicted=predicted, measured=measured, budget_met=ok, budget_infeasible=decision.infeasible))
+        wire_total = min(total_ms, p.MAX_DEADLINE_MS) if p.speaks(msg.v, 1) else None
+        frames = self._infer_frames.frames(msg.id, decision, **known, latency_ms=latency_ms, energy_mj=energy_mj,
+                                           budget_met=ok, total_ms=wire_total, output=outcome.outputs)
+        predicted_energy = min(decision.energy_mj, p.MAX_ENERGY_MJ) if self.parts.table.energy_measured else None
+
+        def reply() -> tuple[p.Point, p.Estimate, p.Estimate]:
+            """The reply's models, built only where they are needed (the full encoder, telemetry)."""
+            predicted = estimate(decision, energy_known=known["energy_known"], accuracy_known=known["accuracy_known"])
+            measured = p.Estimate(latency_ms=latency_ms, energy_mj=energy_mj, accuracy=predicted.accuracy)
+            return self._infer_frames.point(decision, **known), predicted, measured
+
+        if frames is None:  # an output the template does not take: the encoder writes it, or says why not
+            point, predicted, measured = reply()
+            frames = p.encode_reply(p.InferReply(
+                id=msg.id, point=point, predicted=predicted, measured=measured, budget_met=ok,
+                budget_infeasible=decision.infeasible, simulated=self.parts.simulated, total_ms=wire_total),
+                {"output": outcome.outputs})
+        self._answer_frames(queued, frames)
+
+        def telemetry(seq: int) -> p.Telemetry:
+            point, predicted, measured = reply()
+            return p.TelemetryInference(seq=seq, t=self.parts.clock(), simulated=self.parts.simulated, id=msg.id,
+                                        budget=msg.budget, point=point, predicted=predicted, measured=measured,
+                                        budget_met=ok, budget_infeasible=decision.infeasible)
+
+        self.publish("inference", telemetry)
         self.parts.metrics.request("infer", "infeasible" if decision.infeasible else ("met" if ok else "missed"))
         self.parts.metrics.decision(decision.point, decision.latency_ms, outcome.latency_ms,
-                                    predicted.energy_mj, outcome.energy_mj)
+                                    predicted_energy, outcome.energy_mj)
 
     # -- plumbing -------------------------------------------------------------------------------
     def new_key(self) -> int:
@@ -592,7 +611,9 @@ class Daemon:
                 keep: bool = True) -> None:
         """A queued request's one reply, to every socket that asked for it (resends joined it); kept for
         later resends unless ``keep`` is False (an internal failure: a retry may succeed)."""
-        frames = p.encode_reply(reply, tensors)
+        self._answer_frames(queued, p.encode_reply(reply, tensors), keep)
+
+    def _answer_frames(self, queued: _Queued, frames: Sequence[Any], keep: bool = True) -> None:
         for identity in self._requests.done(queued.key, queued.identity):
             self.parts.server.send(identity, frames)
         if keep:
