@@ -226,3 +226,12 @@ def test_clients_release_refuses_an_impossible_latency_before_sending(daemon):
                 client.release(lease, latency)
             assert err.value.code == "bad_request" and "latency_ms" in err.value.message
     assert daemon.requests("release") == []
+
+
+def test_clients_a_stream_needs_a_1_2_daemon_and_says_so(daemon):
+    daemon.version = "1.1"
+    with Client(daemon.endpoint, **FAST) as client:
+        with pytest.raises(GovernorError) as info:
+            client.stream(period_ms=33.0)
+        assert info.value.code == "bad_request" and "1.2" in info.value.message and "leases" in info.value.message
+        assert daemon.requests("stream_open") == []  # refused before anything was sent
