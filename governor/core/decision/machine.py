@@ -16,25 +16,33 @@ Events and the actions they return (each a list, carried out in order by the dri
 =================  ==========================================================================
 event              actions
 =================  ==========================================================================
-``Request``        an ``infer`` or a lease (``acquire``): queued (nothing), or ``Refuse`` (queue
-                   full, energy budget on a board without a power sensor, a lease's
-                   ``expected_ms`` not one per k); an ``advise``: ``Reply`` with the decision
-                   (``total_ms`` None), or ``Refuse`` (strict and infeasible)
+``Request``        an ``infer``, a lease (``acquire``) or a stream (``stream_open``): queued
+                   (nothing), or ``Refuse`` (queue full, 16 streams open, energy budget on a
+                   board without a power sensor, ``expected_ms`` not one per k); an ``advise``:
+                   ``Reply`` with the decision (``total_ms`` None), or ``Refuse`` (strict and
+                   infeasible)
 ``Ready``          the driver has taken every message waiting at ``t``: nothing while a lease is
                    outstanding (the board is the application's); else for the EDF head,
                    ``Apply`` (only when its setpoints differ from those in force, or a write
-                   failed) then ``Run`` (an infer) or ``Grant`` (a lease: the application runs
-                   it), or ``Refuse`` (strict and infeasible); with nothing queued, once the
-                   idle grace has passed, the idle policy: ``Apply`` of the lowest clocks (park)
-                   or ``Release`` (hand the clocks to the kernel governors)
+                   failed) then ``Run`` (an infer), ``Grant`` (a lease: the application runs
+                   it) or ``Push`` (a stream opened: its first point), or ``Refuse`` (strict
+                   and infeasible); while streams live, every choice keeps their setpoints;
+                   with nothing queued and no stream, once the idle grace has passed, the idle
+                   policy: ``Apply`` of the lowest clocks (park) or ``Release`` (hand the
+                   clocks to the kernel governors)
 ``Applied``        the read-back of an ``Apply``: ``Publish`` of the setpoints event
 ``Outcome``        a ``Run`` finished, or a lease was released with the application's latency:
                    ``Reply`` (end-to-end time included); learning from it happens before the
                    next event is handled, so the reply is not held back
 ``Failed``         a ``Run`` raised: ``Refuse`` with code ``internal``; a lease released as
                    failed: nothing. Nothing is learned either way
-``Expired``        a lease's time ran out before its release: nothing (nothing is learned; the
-                   idle policy follows as after any run)
+``Expired``        a lease's time ran out before its release, or a stream went silent: nothing
+                   (nothing is learned; the idle policy follows as after any run, or after the
+                   last stream)
+``Reported``       a stream's frames (latencies at its point ``seq``, failures): nothing; learned
+                   before the next event, and the streams' points are chosen again at the next
+                   ``Ready`` (``Apply`` of the shared clocks, ``Push`` to each stream that moved)
+``StreamClosed``   nothing; the other streams are planned again, or the idle policy follows
 ``Tick``           an observation: ``Publish`` of it, and ``Release`` when parked clocks are
                    due back (parked long enough, or someone else now needs them)
 =================  ==========================================================================
@@ -47,6 +55,12 @@ top clocks) scales the table's rows of each k for that lease, and its outcome is
 that scaled prediction. The time around a lease's run (grant to release, minus the run: its two
 messages and the application's own work) is learned apart from this loop's dispatch overhead, and
 later leases pay it, since their deadline runs to the release.
+
+Streams (:mod:`governor.core.decision.streams`): a standing budget per frame. At its turn a stream's
+point is chosen with the other open streams' (one set of clocks for all) and answered with ``Push``;
+the board is not held busy, but the clocks are: every other choice is made among the rows of the
+streams' setpoints, and the idle policy waits. Reported frames are learned like runs; a stream whose
+best point changed gets a new ``Push`` with the next ``seq``.
 
 ``wake_at`` says when the machine next wants a ``Ready`` with nothing arrived (the idle grace), so
 the driver can bound its wait; ``pending`` is the queue's length.
