@@ -17,6 +17,7 @@ import os
 import shlex
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profiles", metavar="DIR",
                         help="write DIR/models/<MODEL>/<board>.json instead (serve it with `governor serve --profile`)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--state-file", metavar="FILE", help=(
+        "where the board's baseline is kept while profiling writes its clocks (default: the daemon's, where "
+        "`governor restore` looks); a profile killed with -9 leaves it there to put back"))
     parser.add_argument("--external", metavar="NAME",
                         help="your application runs the model on its own engine: open a profiling session it drives "
                              "through the client library (Client.profile_session) and write the profile under NAME "
@@ -161,23 +165,78 @@ def _open_replay(args: argparse.Namespace) -> Opened:
 
 
 class _BoardMeasurement:
-    """The daemon's board source, plus putting the board back and closing it when profiling ends."""
+    """The daemon's board source, plus putting the board back and closing it when profiling ends.
 
-    def __init__(self, source: Any, target: Any, backend: Any, baselines: list[Any], lock: Any = None) -> None:
+    ``state``: the baseline state file written before the first write (None on a simulated board), so
+    that a profile killed with -9 leaves what ``governor restore`` (or the next ``governor serve``) puts
+    back; removed once the board is restored."""
+
+    def __init__(self, source: Any, target: Any, backend: Any, baselines: list[Any], lock: Any = None,
+                 state: Path | None = None) -> None:
         self.source, self.target, self.backend, self.baselines = source, target, backend, baselines
         self.lock = lock  # the board lock a daemon takes too; None on a simulated board
+        self.state = state
 
     def measure(self, point: Any) -> Any:
         return self.source.measure(point)
 
     def close(self) -> None:
         try:
-            self.target.board.restore(self.baselines)
+            _restore(self.target, self.baselines, self.state)
         finally:
             self.backend.close()
             self.target.close()
             if self.lock is not None:
                 self.lock.release()
+
+
+def _restore(target: Any, baselines: list[Any], state: Path | None) -> None:
+    """Put the board back; the state file goes once that worked, and stays (said so) when it did not."""
+    from governor.daemon.statefile import clear_state, unrestored_note
+
+    try:
+        if baselines:
+            target.board.restore(baselines)
+    except BaseException as exc:
+        if state is not None and state.exists():
+            print(f"governor profile: {unrestored_note(exc, state)}", file=sys.stderr)
+        raise
+    if state is not None:
+        clear_state(state)
+
+
+def _state_file(args: argparse.Namespace, target: Any) -> Path | None:
+    """Where the board's baseline is kept while profiling writes its clocks (None: a simulated board):
+    ``--state-file``, else the daemon's, where `governor restore` and `governor serve` look first. A
+    baseline left there by a daemon or profile that died is refused: profiling over it would save the
+    clocks it left pinned as the board's baseline."""
+    from governor.daemon.config import ConfigError, load_config
+    from governor.daemon.statefile import StateFileError, load_state
+
+    if target.simulated:
+        return None
+    try:
+        path = Path(args.state_file) if args.state_file else load_config(None).state_file()
+        leftover = load_state(path)
+    except (ConfigError, StateFileError) as exc:
+        raise CliError(str(exc)) from None
+    if leftover is not None:
+        raise CliError(f"{path} holds the baseline that pid {leftover.pid} left on {leftover.board} when it died; "
+                       f"put the board back first (`governor restore --state-file {path}`), then profile")
+    return path
+
+
+def _save_state(path: Path | None, target: Any, baselines: list[Any]) -> None:
+    from governor.daemon.statefile import save_state
+    from governor.drivers.hotplug import CpuHotplug
+
+    if path is None:
+        return
+    try:  # the online mask is nvpmodel's: never saved, as the daemon does not save it
+        save_state(path, target.spec.name, target.root, [b for b in baselines if b.owner != CpuHotplug.owner])
+    except OSError as exc:
+        raise CliError(f"cannot write the state file {path} ({exc.strerror}): the board's baseline is kept there "
+                       "before profiling writes a clock; give --state-file FILE in a writable place") from None
 
 
 def _open_board(args: argparse.Namespace) -> Opened:
@@ -198,35 +257,38 @@ def _open_board(args: argparse.Namespace) -> Opened:
             lock.release()
         raise CliError(str(exc)) from exc
     baselines: list[Any] = []
+    state: Path | None = None
     try:
+        state = _state_file(args, target)
         backend, meta = _external_backend(args, target, model) if args.external is not None else \
             open_backend(target, model)
         _check_model_groups(args, meta)
         # As serve does: rail-gating off only after its baseline is taken, so a rail-gated GPU is profiled
         # too; the domain that joins is saved before anything writes its clock.
         baselines = target.board.snapshot()
+        _save_state(state, target, baselines)
         if target.board.hold_power():
             baselines = target.board.snapshot()
+            _save_state(state, target, baselines)
         domains_hz = {name: tuple(d.available_hz()) for name, d in target.board.domains.items()}
         space = board_space(target.spec, domains_hz, meta, units=args.mappings, groups=args.groups,
                             cpu_count=os.cpu_count() or 1, unit_kinds=backend.unit_kinds)
+        from governor.daemon.profiling import BoardSource, sim_time
+
+        source = BoardSource(target.board, backend, np.zeros((1, *meta.input_shape), np.float32), reps=3,
+                             **sim_time(target))
+        label = profile_label(target.spec.name, target.simulated)
+        info = {"board": label, "source": ("sim:" if target.simulated else "board:") + target.spec.name,
+                "simulated": str(target.simulated)}
+        return _BoardMeasurement(source, target, backend, baselines, lock, state), space, info, meta
     except BaseException:
         try:
-            if baselines:
-                target.board.restore(baselines)
+            _restore(target, baselines, state if baselines else None)
         finally:
             target.close()
             if lock is not None:
                 lock.release()
         raise
-    from governor.daemon.profiling import BoardSource, sim_time
-
-    source = BoardSource(target.board, backend, np.zeros((1, *meta.input_shape), np.float32), reps=3,
-                         **sim_time(target))
-    label = profile_label(target.spec.name, target.simulated)
-    info = {"board": label, "source": ("sim:" if target.simulated else "board:") + target.spec.name,
-            "simulated": str(target.simulated)}
-    return _BoardMeasurement(source, target, backend, baselines, lock), space, info, meta
 
 
 def _external_backend(args: argparse.Namespace, target: Any, model: Path) -> tuple[Any, ModelMeta]:
@@ -430,22 +492,42 @@ def run(args: argparse.Namespace) -> int:
     if args.external is not None and (args.source or not args.board):
         raise CliError("--external measures on a board: give --board NAME|auto|sim:NAME (not --source)")
     model = _model_name(args.external if args.external is not None else args.model)
+    with _terminated_as_exit():
+        return _profile(args, model)
+
+
+@contextlib.contextmanager
+def _terminated_as_exit() -> Iterator[None]:
+    """SIGTERM (systemctl stop, timeout) ends profiling as Ctrl-C does, through the board's restore: its
+    default action killed the process with the clocks pinned."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _profile(args: argparse.Namespace, model: str) -> int:
     source, space, info, meta = _open_source(args)
-    try:
+    try:  # from here on, whatever ends profiling (an error, Ctrl-C, SIGTERM) goes through the board's restore
         ks = _to_predict(args, meta, space)
-    except BaseException:
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
-        raise
-    out = _out_path(args, model, info["board"])
-    if out.exists() and not args.force:
-        raise CliError(f"{out} exists; pass --force to replace it (or --out another path)")
-    settings = SamplerSettings(max_points=args.max_points, target_mape_pct=args.target_mape,
-                               targets=args.targets, seed=args.seed)
-    sampler = ActiveSampler(space, settings)
-    checkpoint = _checkpoint_path(out)
-    try:
+        out = _out_path(args, model, info["board"])
+        if out.exists() and not args.force:  # found after the board was opened: it is put back all the same
+            raise CliError(f"{out} exists; pass --force to replace it (or --out another path)")
+        settings = SamplerSettings(max_points=args.max_points, target_mape_pct=args.target_mape,
+                                   targets=args.targets, seed=args.seed)
+        sampler = ActiveSampler(space, settings)
+        checkpoint = _checkpoint_path(out)
         with single_threaded_blas():
             resumed = _resume(checkpoint, space, sampler, args.quiet)
             idle_power = getattr(source, "idle_power_mw", lambda: None)()  # before anything is written

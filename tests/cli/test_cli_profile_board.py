@@ -111,3 +111,79 @@ def test_profiling_a_board_a_daemon_holds_is_refused_before_anything_is_written(
         hold_board("jetson-tx2", str(tree.root), tmp_path / "state.json")
     measurement.close()
     hold_board("jetson-tx2", str(tree.root), tmp_path / "state.json").release()
+
+
+def _profiling(model, tree, state, out):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "governor", "profile", str(model), "--board", "jetson-nano",
+                             "--sysfs-root", str(tree.root), "--state-file", str(state), "--out", str(out),
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _until_pinned(proc, tree, found, state):
+    import time
+
+    deadline = time.monotonic() + 60
+    while not (state.exists() and tree.snapshot_bytes() != found):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "profiling never wrote a clock"
+        time.sleep(0.01)
+
+
+def test_a_profile_killed_mid_run_leaves_its_baseline_for_governor_restore(tmp_path, model, capsys):
+    # `governor profile` kept no state file: killed with -9, it left the clocks pinned and nothing to restore.
+    from governor.drivers.catalogue import load_board
+    from governor.testing import make_fake_tree
+
+    tree = make_fake_tree(load_board("jetson-nano"), tmp_path / "nano")
+    found, state = tree.snapshot_bytes(), tmp_path / "state" / "baseline.json"
+    proc = _profiling(model, tree, state, tmp_path / "p.json")
+    try:
+        _until_pinned(proc, tree, found, state)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert state.exists() and tree.snapshot_bytes() != found  # pinned, and the baseline kept
+    # profiling again over it is refused: it would save the pinned clocks as the board's baseline
+    code = main(["profile", str(model), "--board", "jetson-nano", "--sysfs-root", str(tree.root),
+                 "--state-file", str(state), "--out", str(tmp_path / "q.json"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "governor restore --state-file" in err and not (tmp_path / "q.json").exists()
+    assert main(["restore", "--state-file", str(state)]) == 0
+    assert "restored the baseline of jetson-nano" in capsys.readouterr().out
+    after = tree.snapshot_bytes()
+    assert sorted(k for k in set(found) | set(after) if found.get(k) != after.get(k)) == [] and not state.exists()
+
+
+def test_a_profile_stopped_with_sigterm_puts_the_board_back_itself(tmp_path, model):
+    import signal
+
+    from governor.drivers.catalogue import load_board
+    from governor.testing import make_fake_tree
+
+    tree = make_fake_tree(load_board("jetson-nano"), tmp_path / "nano")
+    found, state = tree.snapshot_bytes(), tmp_path / "baseline.json"
+    proc = _profiling(model, tree, state, tmp_path / "p.json")
+    _until_pinned(proc, tree, found, state)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 128 + signal.SIGTERM
+    after = tree.snapshot_bytes()
+    assert sorted(k for k in set(found) | set(after) if found.get(k) != after.get(k)) == []
+    assert not state.exists() and not (tmp_path / "p.json").exists()
+
+
+def test_an_existing_profile_is_refused_and_the_board_is_left_as_it_was_found(tmp_path, model, capsys):
+    # The check for an existing --out came after the board was opened (the GPU's rail-gating held off),
+    # outside the restore: the refusal left railgate_enable at 0.
+    from governor.drivers.catalogue import load_board
+    from governor.testing import make_fake_tree
+
+    tree = make_fake_tree(load_board("jetson-nano"), tmp_path / "nano")
+    found, out, state = tree.snapshot_bytes(), tmp_path / "p.json", tmp_path / "baseline.json"
+    out.write_text("{}")
+    code = main(["profile", str(model), "--board", "jetson-nano", "--sysfs-root", str(tree.root),
+                 "--state-file", str(state), "--out", str(out), "--quiet"])
+    assert code == 2 and "exists; pass --force" in capsys.readouterr().err
+    assert tree.snapshot_bytes() == found and not state.exists() and out.read_text() == "{}"
