@@ -70,35 +70,28 @@ def _write_power_table(data: Path, bench: str, out: Path) -> Path:
 
 
 def tx2_power(data: Path, bench: str, workdir: Path) -> dict[str, float]:
-    table = read_table(_write_power_table(data, bench, workdir))
-    space, _ = table.space()
-    source = ReplaySource(table)
-    sampler = ActiveSampler(space, SamplerSettings(max_points=24, target_mape_pct=2.0))
-    start = time.perf_counter()
-    model = run_sampler(source, sampler)
-    seconds = time.perf_counter() - start
-    mean, std = model.predict("power_mw", "default", table.grid)
-    truth = table.values["power_mw"]
-    return {"rows": len(truth), "served": len(source.served), "mape": _mape(mean, truth),
-            "max_err": float(100 * np.max(np.abs(mean / truth - 1))),
-            "cover2": float(100 * np.mean(np.abs(mean - truth) <= 2 * std)),
-            "estimated": max(sampler.status().estimated_mape_pct.values()), "seconds": seconds}
+    return _score_power(_write_power_table(data, bench, workdir), 24)
 
 
 # --- 1b. every power grid, GPU-busy ones included -------------------------------------------------
 
 def _score_power(path: Path, max_points: int) -> dict[str, float]:
+    """The profiler on a replayed power grid, at most ``max_points`` settings, scored on every row."""
     table = read_table(path)
     space, _ = table.space()
     source = ReplaySource(table)
     sampler = ActiveSampler(space, SamplerSettings(max_points=max_points, target_mape_pct=2.0))
+    start = time.perf_counter()
     model = run_sampler(source, sampler)
+    seconds = time.perf_counter() - start
     mean, std = model.predict("power_mw", "default", table.grid)
     truth = table.values["power_mw"]
-    shapes = sorted({m.spec.label.split("/")[0] for m in model.models[("power_mw", "default")].members})
-    return {"served": len(source.served), "mape": _mape(mean, truth),
+    members = model.models[("power_mw", "default")].members
+    return {"rows": len(truth), "served": len(source.served), "mape": _mape(mean, truth),
+            "max_err": float(100 * np.max(np.abs(mean / truth - 1))),
             "cover2": float(100 * np.mean(np.abs(mean - truth) <= 2 * std)),
-            "estimated": max(sampler.status().estimated_mape_pct.values()), "stall": any("stall" in s for s in shapes)}
+            "estimated": max(sampler.status().estimated_mape_pct.values()), "seconds": seconds,
+            "stall": any(m.spec.couple > 0 for m in members)}
 
 
 def power_grids(data: Path, workdir: Path) -> list[tuple[str, int, dict[str, float]]]:

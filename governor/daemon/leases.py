@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from governor.core import protocol as p
 from governor.core.decision import machine as m
 from governor.daemon.replies import estimate, met
-from governor.daemon.requests import RequestKey
+from governor.daemon.requests import LATENCY_PER_TTL, RequestKey, same_client
 
 if TYPE_CHECKING:
     from governor.daemon.service import Daemon
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["LeaseDesk"]
 
 log = logging.getLogger("governor.daemon")
-
-_LATENCY_PER_TTL = 10.0  # a release reporting more than this many ttls of latency is refused as absurd
 
 
 @dataclass
@@ -47,11 +45,6 @@ class _Lease:
     granted_t: float = 0.0
     expires_t: float = math.inf
     power_mw: list[float] = field(default_factory=list)  # board power the loop read while it was outstanding
-
-    @property
-    def prefix(self) -> str:
-        """The acquire's request-id prefix (before its last '-'): a client that reconnected keeps it."""
-        return self.request.id.rpartition("-")[0]
 
 
 @dataclass
@@ -114,11 +107,11 @@ class LeaseDesk:
             raise p.ProtocolError("bad_request", f"unknown lease id {msg.lease_id!r}: this daemon granted no such "
                                   "lease (or forgot it long ago); release the lease_id an acquire returned",
                                   request_id=msg.id)
-        if identity not in lease.owners and not (lease.prefix and msg.id.rpartition("-")[0] == lease.prefix):
+        if identity not in lease.owners and not same_client(msg.id, lease.request.id):
             raise p.ProtocolError("bad_request", f"lease {msg.lease_id} was acquired by another client: only the "
                                   "client that acquired a lease may release it", request_id=msg.id)
-        if msg.latency_ms > _LATENCY_PER_TTL * lease.ttl_s * 1000.0:
-            raise p.ProtocolError("bad_request", f"latency_ms {msg.latency_ms:g} is more than {_LATENCY_PER_TTL:g} "
+        if msg.latency_ms > LATENCY_PER_TTL * lease.ttl_s * 1000.0:
+            raise p.ProtocolError("bad_request", f"latency_ms {msg.latency_ms:g} is more than {LATENCY_PER_TTL:g} "
                                   f"times the lease's ttl ({lease.ttl_s * 1000.0:g} ms): not a measurement of one run "
                                   "(ms, not us?); nothing was learned and the lease is still outstanding",
                                   request_id=msg.id)
@@ -201,10 +194,8 @@ class LeaseDesk:
             return False
         d = self._d
         d.parts.metrics.request("acquire", "infeasible" if action.code == "infeasible" else "rejected")
-        frames = p.encode_reply(p.ProtocolError(action.code, action.message, request_id=lease.request.id).to_reply())
-        for identity in d.requests.done(lease.key, lease.identity):
-            d.parts.server.send(identity, frames)
-        d.requests.remember(lease.key, d.parts.clock(), frames)
+        error = p.ProtocolError(action.code, action.message, request_id=lease.request.id).to_reply()
+        d.answer_all(lease.key, lease.identity, p.encode_reply(error))
         return True
 
     def _reply(self, r: _Releasing, total_ms: float, *, ok: bool, decision: Any = None) -> None:

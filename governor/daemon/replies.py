@@ -133,15 +133,19 @@ class InferFrames:
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
-        self._known: dict[tuple[Any, ...], tuple[str, float | None, p.Point]] = {}
+        self._known: dict[tuple[Any, ...], tuple[str, p.Point, p.Estimate]] = {}
 
-    def point(self, decision: Decision, *, energy_known: bool, simulated: bool, accuracy_known: bool) -> p.Point:
-        return self._fixed(decision, energy_known, simulated, accuracy_known)[2]
+    def parts(self, decision: Decision, *, energy_known: bool, simulated: bool,
+              accuracy_known: bool) -> tuple[p.Point, p.Estimate]:
+        """The reply's point and prediction for ``decision`` (built once per decision)."""
+        _fixed, point, predicted = self._fixed(decision, energy_known, simulated, accuracy_known)
+        return point, predicted
 
     def frames(self, request_id: str, decision: Decision, *, energy_known: bool, simulated: bool,
                accuracy_known: bool, latency_ms: float, energy_mj: float | None, budget_met: bool,
                total_ms: float | None, output: Any) -> list[Any] | None:
-        fixed, accuracy, _point = self._fixed(decision, energy_known, simulated, accuracy_known)
+        fixed, _point, predicted = self._fixed(decision, energy_known, simulated, accuracy_known)
+        accuracy = predicted.accuracy
         if not isinstance(output, np.ndarray) or not output.flags.c_contiguous or output.dtype.str not in p.DTYPES:
             return None
         numbers = [latency_ms] + ([] if energy_mj is None else [energy_mj]) + ([] if total_ms is None else [total_ms])
@@ -164,7 +168,7 @@ class InferFrames:
         return [header.encode(), output.data.cast("B") if output.size else memoryview(b"")]
 
     def _fixed(self, decision: Decision, energy_known: bool, simulated: bool,
-               accuracy_known: bool) -> tuple[str, float | None, p.Point]:
+               accuracy_known: bool) -> tuple[str, p.Point, p.Estimate]:
         key = (decision.index, decision.latency_ms, decision.energy_mj, decision.accuracy, decision.infeasible,
                energy_known, simulated, accuracy_known)
         known = self._known.get(key)
@@ -173,7 +177,7 @@ class InferFrames:
             predicted = estimate(decision, energy_known=energy_known, accuracy_known=accuracy_known)
             fixed = (f'"point":{point.model_dump_json(exclude_defaults=True)},'
                      f'"predicted":{predicted.model_dump_json(exclude_defaults=True)}')
-            known = self._known[key] = (fixed, predicted.accuracy, point)
+            known = self._known[key] = (fixed, point, predicted)
             if len(self._known) > self.size:
                 del self._known[next(iter(self._known))]
         return known

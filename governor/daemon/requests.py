@@ -21,8 +21,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["RequestKey", "RequestMemory", "request_key"]
+__all__ = ["LATENCY_PER_TTL", "RequestKey", "RequestMemory", "request_key", "same_client"]
 
+LATENCY_PER_TTL = 10.0  # a reported latency over this many ttls is refused as absurd (ms, not us?)
 RequestKey = tuple[str, bytes]  # (the client's id, a digest of every frame of the request)
 
 
@@ -37,6 +38,13 @@ def request_key(request_id: str, frames: Sequence[Any]) -> RequestKey | None:
     for frame in frames:
         digest.update(frame)
     return request_id, digest.digest()
+
+
+def same_client(request_id: str, opener_id: str) -> bool:
+    """``request_id`` comes from the client whose request ``opener_id`` was: both keep its prefix (before
+    their last '-'; the Python client's ids do, across reconnects and on a stream's own connection)."""
+    prefix = opener_id.rpartition("-")[0]
+    return bool(prefix) and request_id.rpartition("-")[0] == prefix
 
 
 class RequestMemory:

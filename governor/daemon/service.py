@@ -58,7 +58,6 @@ from governor.daemon.replies import (
     AdviceFrames,
     InferFrames,
     domains_info,
-    estimate,
     met,
     model_interface,
     to_demand,
@@ -542,39 +541,35 @@ class Daemon:
             self._polled_at = self.parts.clock()
         known = dict(energy_known=self.parts.table.energy_measured, simulated=self.parts.simulated,
                      accuracy_known=self.parts.meta.accuracies_known)
-        self.last_point = self._infer_frames.point(decision, **known)
+        point, predicted = self._infer_frames.parts(decision, **known)
+        self.last_point = point
         latency_ms = min(outcome.latency_ms, p.MAX_DEADLINE_MS)
         energy_mj = None if outcome.energy_mj is None else min(outcome.energy_mj, p.MAX_ENERGY_MJ)
         ok = met(msg.budget, total_ms, outcome.energy_mj, decision.accuracy)
         wire_total = min(total_ms, p.MAX_DEADLINE_MS) if p.speaks(msg.v, 1) else None
         frames = self._infer_frames.frames(msg.id, decision, **known, latency_ms=latency_ms, energy_mj=energy_mj,
                                            budget_met=ok, total_ms=wire_total, output=outcome.outputs)
-        predicted_energy = min(decision.energy_mj, p.MAX_ENERGY_MJ) if self.parts.table.energy_measured else None
 
-        def reply() -> tuple[p.Point, p.Estimate, p.Estimate]:
-            """The reply's models, built only where they are needed (the full encoder, telemetry)."""
-            predicted = estimate(decision, energy_known=known["energy_known"], accuracy_known=known["accuracy_known"])
-            measured = p.Estimate(latency_ms=latency_ms, energy_mj=energy_mj, accuracy=predicted.accuracy)
-            return self._infer_frames.point(decision, **known), predicted, measured
+        def measured() -> p.Estimate:
+            """What the run measured, as a model: only where one is needed (the full encoder, telemetry)."""
+            return p.Estimate(latency_ms=latency_ms, energy_mj=energy_mj, accuracy=predicted.accuracy)
 
         if frames is None:  # an output the template does not take: the encoder writes it, or says why not
-            point, predicted, measured = reply()
             frames = p.encode_reply(p.InferReply(
-                id=msg.id, point=point, predicted=predicted, measured=measured, budget_met=ok,
+                id=msg.id, point=point, predicted=predicted, measured=measured(), budget_met=ok,
                 budget_infeasible=decision.infeasible, simulated=self.parts.simulated, total_ms=wire_total),
                 {"output": outcome.outputs})
-        self._answer_frames(queued, frames)
+        self.answer_all(queued.key, queued.identity, frames)
 
         def telemetry(seq: int) -> p.Telemetry:
-            point, predicted, measured = reply()
             return p.TelemetryInference(seq=seq, t=self.parts.clock(), simulated=self.parts.simulated, id=msg.id,
-                                        budget=msg.budget, point=point, predicted=predicted, measured=measured,
+                                        budget=msg.budget, point=point, predicted=predicted, measured=measured(),
                                         budget_met=ok, budget_infeasible=decision.infeasible)
 
         self.publish("inference", telemetry)
         self.parts.metrics.request("infer", "infeasible" if decision.infeasible else ("met" if ok else "missed"))
         self.parts.metrics.decision(decision.point, decision.latency_ms, outcome.latency_ms,
-                                    predicted_energy, outcome.energy_mj)
+                                    predicted.energy_mj, outcome.energy_mj)
 
     # -- plumbing -------------------------------------------------------------------------------
     def new_key(self) -> int:
@@ -611,13 +606,15 @@ class Daemon:
                 keep: bool = True) -> None:
         """A queued request's one reply, to every socket that asked for it (resends joined it); kept for
         later resends unless ``keep`` is False (an internal failure: a retry may succeed)."""
-        self._answer_frames(queued, p.encode_reply(reply, tensors), keep)
+        self.answer_all(queued.key, queued.identity, p.encode_reply(reply, tensors), keep)
 
-    def _answer_frames(self, queued: _Queued, frames: Sequence[Any], keep: bool = True) -> None:
-        for identity in self._requests.done(queued.key, queued.identity):
-            self.parts.server.send(identity, frames)
+    def answer_all(self, key: RequestKey | None, identity: Any, frames: Sequence[Any], keep: bool = True) -> None:
+        """A queued request's one reply, to every socket that asked for it (resends joined it), kept for
+        later resends unless ``keep`` is False."""
+        for asker in self._requests.done(key, identity):
+            self.parts.server.send(asker, frames)
         if keep:
-            self._requests.remember(queued.key, self.parts.clock(), frames)
+            self._requests.remember(key, self.parts.clock(), frames)
 
     def _count(self, kind: str, outcome: str) -> None:
         self.parts.metrics.request(kind, outcome)

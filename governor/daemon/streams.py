@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from governor.core import protocol as p
 from governor.core.decision import machine as m
 from governor.daemon.replies import estimate
-from governor.daemon.requests import RequestKey
+from governor.daemon.requests import LATENCY_PER_TTL, RequestKey, same_client
 
 if TYPE_CHECKING:
     from governor.daemon.service import Daemon
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["StreamDesk"]
 
 log = logging.getLogger("governor.daemon")
-
-_LATENCY_PER_TTL = 10.0  # a frame reported longer than this many ttls is refused as absurd (ms vs us)
 
 
 @dataclass
@@ -41,11 +39,6 @@ class _Stream:
     ttl_s: float
     stream_id: str = ""
     expires_t: float = math.inf
-
-    @property
-    def prefix(self) -> str:
-        """The open's request-id prefix (before its last '-'): the client's, kept across reconnects."""
-        return self.request.id.rpartition("-")[0]
 
 
 class StreamDesk:
@@ -88,10 +81,10 @@ class StreamDesk:
             raise p.ProtocolError("bad_request", f"seq {msg.seq} is not a point of stream {msg.stream_id} (its latest "
                                   f"is {state.seq}): report the seq of the stream reply your frames ran at",
                                   request_id=msg.id)
-        too_long = _LATENCY_PER_TTL * stream.ttl_s * 1000.0
+        too_long = LATENCY_PER_TTL * stream.ttl_s * 1000.0
         if any(latency > too_long for latency in msg.latencies_ms):
             raise p.ProtocolError("bad_request", f"a latency of {max(msg.latencies_ms):g} ms is more than "
-                                  f"{_LATENCY_PER_TTL:g} times the stream's ttl ({stream.ttl_s * 1000.0:g} ms): not a "
+                                  f"{LATENCY_PER_TTL:g} times the stream's ttl ({stream.ttl_s * 1000.0:g} ms): not a "
                                   "frame's time (ms, not us?); nothing of this report was learned", request_id=msg.id)
         stream.identity = identity  # pushes follow the connection that reports (a client that reconnected)
         stream.expires_t = d.arrival_t + stream.ttl_s
@@ -137,7 +130,7 @@ class StreamDesk:
             raise p.ProtocolError("bad_request", f"unknown stream id {stream_id!r}: this daemon opened no such stream "
                                   "(or forgot it long ago); use the stream_id a stream_open returned",
                                   request_id=request_id)
-        if identity != stream.identity and not (stream.prefix and request_id.rpartition("-")[0] == stream.prefix):
+        if identity != stream.identity and not same_client(request_id, stream.request.id):
             raise p.ProtocolError("bad_request", f"stream {stream_id} was opened by another client: only the client "
                                   "that opened a stream may report to it or close it", request_id=request_id)
         return stream
@@ -148,10 +141,6 @@ class StreamDesk:
         self._d.ended_as(stream.stream_id, how, stream.ttl_s * 1000.0)
 
     # -- the machine's actions ------------------------------------------------------------------
-    def owns(self, key: Hashable) -> bool:
-        """The machine's ``key`` is a stream's (queued or open)."""
-        return key in self._opening or key in self._by_key
-
     def push(self, action: m.Push) -> None:
         """The stream's point: the reply to its open (``opened``), or pushed to the connection it reports from."""
         d = self._d
@@ -161,10 +150,8 @@ class StreamDesk:
             stream.expires_t = d.parts.clock() + stream.ttl_s
             self._open[stream.stream_id] = stream
             self._by_key[stream.machine_key] = stream
-            owners = d.requests.done(stream.key, stream.identity)
         else:
             stream = self._by_key[action.key]
-            owners = [stream.identity]
         decision = action.decision
         point = p.Point.from_operating_point(decision.point)
         d.last_point = point
@@ -175,11 +162,11 @@ class StreamDesk:
             period_ms=stream.request.period_ms, expires_in_ms=stream.ttl_s * 1000.0,
             budget_infeasible=decision.infeasible, simulated=d.parts.simulated)
         frames = p.encode_reply(reply)
-        for identity in owners:
-            d.parts.server.send(identity, frames)
-        if action.opened:
-            d.requests.remember(stream.key, d.parts.clock(), frames)
+        if action.opened:  # the open's reply, to every socket that asked, and kept for a resend
+            d.answer_all(stream.key, stream.identity, frames)
             d.parts.metrics.request("stream_open", "infeasible" if decision.infeasible else "met")
+        else:
+            d.parts.server.send(stream.identity, frames)
 
     def refuse(self, action: m.Refuse) -> bool:
         """A strict stream no point meets: its open is answered with the error. False: not a stream's."""
@@ -188,8 +175,5 @@ class StreamDesk:
             return False
         self._d.parts.metrics.request("stream_open", "infeasible" if action.code == "infeasible" else "rejected")
         error = p.ProtocolError(action.code, action.message, request_id=stream.request.id).to_reply()
-        frames = p.encode_reply(error)
-        for identity in self._d.requests.done(stream.key, stream.identity):
-            self._d.parts.server.send(identity, frames)
-        self._d.requests.remember(stream.key, self._d.parts.clock(), frames)
+        self._d.answer_all(stream.key, stream.identity, p.encode_reply(error))
         return True

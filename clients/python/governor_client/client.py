@@ -233,8 +233,9 @@ class Client:
         may go without a report (the daemon's ``stream_ttl_ms`` by default); ``batch``: frames per report;
         ``flush_ms``: the longest a reported frame waits to be sent (default: a quarter of the ttl, <= 250 ms).
         The stream talks to the daemon over a connection of its own, from a thread of its own."""
-        if self.hello is not None and not p.speaks(self.hello.v, 2):
-            raise GovernorError("bad_request", f"the daemon speaks protocol {self.hello.v}: streams need 1.2 or later "
+        hello = self.connect()
+        if not p.speaks(hello.v, 2):
+            raise GovernorError("bad_request", f"the daemon speaks protocol {hello.v}: streams need 1.2 or later "
                                 "(upgrade the daemon), or use leases")
         budget = {"deadline_ms": deadline_ms, "energy_mj": energy_mj, "min_accuracy": min_accuracy}
         reply = self._call(stream_open_call(period_ms=period_ms, expected_ms=expected_ms, ttl_ms=ttl_ms, **budget,
