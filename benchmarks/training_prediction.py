@@ -67,12 +67,21 @@ def measure(arch: str, threads: int, passes: int) -> TrainingProfile:
                             passes=passes, model_name=f"{arch}:{GROUPS}", on_row=progress)
 
 
-def _held_back(row: TrainingRow) -> bool:
-    return not (row.groups in TRAIN_K and row.batch in TRAIN_BATCHES)
+# Every split of the same shape as the protocol's (one interior k and the batches between others held
+# back): the self-estimate's coverage pooled over them rests on 58 errors per target instead of 16, on
+# which only 15 inside (94 %) reads as the 90-98 % goal and 16 inside is what a calibrated sd gives half
+# the time.
+SPLITS = tuple((k, batches) for k in (3, 2) for batches in (TRAIN_BATCHES, (2, 4, 16, 64, 128)))
 
 
-def _samples(profile: TrainingProfile, clock: str, held: bool | None = None) -> list[TrainingSample]:
-    rows = [r for r in profile.rows if held is None or _held_back(r) == held]
+def _held_back(row: TrainingRow, split: tuple[int, tuple[int, ...]] = (3, TRAIN_BATCHES)) -> bool:
+    held_k, batches = split
+    return row.groups == held_k or row.batch not in batches
+
+
+def _samples(profile: TrainingProfile, clock: str, held: bool | None = None,
+             split: tuple[int, tuple[int, ...]] = (3, TRAIN_BATCHES)) -> list[TrainingSample]:
+    rows = [r for r in profile.rows if held is None or _held_back(r, split) == held]
     return samples_from_profile(profile.model_copy(update={"rows": tuple(rows)}), clock=clock)  # type: ignore[arg-type]
 
 
@@ -149,6 +158,23 @@ def report(profiles: dict[str, TrainingProfile]) -> None:
                       f"{_mark(a['memory'], TARGETS['memory'])} {_mark(a['latency'], TARGETS['latency'])}"
                       f"  {100 * a['memory_2sd']:5.0f}% {100 * a['latency_2sd']:5.0f}%"
                       f"   {a['memory_z']:4.2f} {a['latency_z']:4.2f}")
+    pooled(source)
+
+
+def pooled(source: TrainingProfile) -> None:
+    """The default predictor's self-estimate over every split in :data:`SPLITS` (wall clock), pooled."""
+    errors: dict[str, list[float]] = {"memory": [], "latency": []}  # error / predicted sd
+    for split in SPLITS:
+        model = TrainingCostModel.fit(_samples(source, "wall", held=False, split=split), optimizer=source.optimizer)
+        samples = _samples(source, "wall", held=True, split=split)
+        for pred, s in zip(model.predict_many([(s.network, s.batch) for s in samples]), samples, strict=True):
+            errors["memory"].append((pred.memory_mb - s.memory_mb) / pred.memory_sd_mb)
+            errors["latency"].append((pred.latency_ms - s.latency_ms) / pred.latency_sd_ms)
+    z = {t: np.asarray(v) for t, v in errors.items()}
+    print(f"hybrid (default), wall clock, pooled over {len(SPLITS)} splits (held-back k in {{3, 2}}, batches "
+          f"{TRAIN_BATCHES} or 2,4,16,64,128 profiled), {len(z['memory'])} errors per target: within 2 sd "
+          + ", ".join(f"{t} {100 * np.mean(np.abs(v) <= 2):.0f} % (rms error/sd {np.sqrt(np.mean(v ** 2)):.2f})"
+                      for t, v in z.items()) + " (goal 90-98 %)")
 
 
 def main() -> int:

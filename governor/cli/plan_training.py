@@ -126,6 +126,7 @@ def _as_json(rows: list[Any], measured: dict[tuple[int, int], Any], profiles: li
             "groups": r.groups, "batch": r.batch, "fits": r.fits, "memory_mb": r.memory_mb,
             "memory_sd_mb": r.prediction.memory_sd_mb, "latency_ms": r.prediction.latency_ms,
             "latency_sd_ms": r.prediction.latency_sd_ms, "inside_profiled_range": r.prediction.inside,
+            "architecture_profiled": r.prediction.architecture_profiled,
             "measured": _measured_json(measured.get((r.groups, r.batch))),
         } for r in rows],
     }
@@ -152,7 +153,7 @@ def _print_table(rows: list[Any], measured: dict[tuple[int, int], Any], profiles
         seen = "-" if m is None else (f"{m.memory_mb + offset:.0f} MB {m.latency_ms:.0f} ms" if m.passed else "failed")
         table.append((str(r.groups), str(r.batch), f"{r.memory_mb:.0f} ± {p.memory_sd_mb:.0f}",
                       f"{p.latency_ms:.0f} ± {p.latency_sd_ms:.0f}", f"{1000 * r.batch / p.latency_ms:.0f}",
-                      "inside" if p.inside else "extrap.", seen, r.fits))
+                      "inside" if p.inside else "extrap." if p.architecture_profiled else "other arch", seen, r.fits))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
