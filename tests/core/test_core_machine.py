@@ -113,6 +113,29 @@ def test_advice_is_answered_at_once_and_moves_nothing():
     assert isinstance(no, m.Refuse) and no.code == "infeasible"
 
 
+def test_advice_is_decided_once_per_state_and_again_after_anything_changes_it():
+    g = machine()
+    decide, calls = g.planner.decide, []
+    g.planner.decide = lambda *a, **kw: calls.append(1) or decide(*a, **kw)  # type: ignore[method-assign]
+    ask = Demand(deadline_ms=20.0)
+    (first,) = g.handle(m.Request(0.0, "a1", ask, advise=True))
+    assert g.handle(m.Ready(0.05)) == []  # the loop's Ready after each message, with nothing to start
+    (again,) = g.handle(m.Request(0.1, "a2", ask, advise=True))
+    assert again.decision is first.decision and len(calls) == 1 and again.key == "a2"
+    g.handle(m.Request(0.2, "run", Demand(deadline_ms=30.0)))  # a queued request: the state moved
+    (third,) = g.handle(m.Request(0.2, "a3", ask, advise=True))
+    assert len(calls) == 2 and third.decision == first.decision  # decided again, to the same point
+    run, _reply = run_one(g, 0.3, latency_ms=float(g.table.latency_ms[first.decision.index]) * 3)
+    (slow,) = g.handle(m.Request(0.4, "a4", ask, advise=True))  # learned the run was 3x slower than predicted
+    assert slow.decision.point != first.decision.point and slow.decision.latency_ms > first.decision.latency_ms
+    assert len(calls) == 4  # the run's decision, then the advice again
+    g.handle(m.Tick(0.5, Observation(t=0.5, util={"cpu": 0.0})))
+    g.handle(m.Request(0.6, "a5", ask, advise=True))
+    g.handle(m.Request(0.6, "a6", Demand(deadline_ms=9.0), advise=True))  # another budget: its own decision
+    g.handle(m.Request(0.6, "a7", ask, advise=True))
+    assert len(calls) == 6
+
+
 def test_waiting_is_taken_off_the_deadline_and_counted_end_to_end():
     g = machine()
     g.handle(m.Request(1.0, "late", Demand(deadline_ms=30.0)))

@@ -93,6 +93,7 @@ __all__ = [
 
 IdleClocks = Literal["release", "lowest", "keep"]
 MAX_STREAMS = 16  # streams open at once: each is a standing claim on the clocks
+_ADVISED_MAX = 64  # distinct budgets remembered between state changes (an application uses a few)
 RefuseCode = Literal["infeasible", "unavailable", "bad_request", "internal"]  # the protocol's error codes used here
 
 
@@ -358,6 +359,10 @@ class GovernorMachine:
         self._stream_setpoints: int | None = None  # the table.setpoint_id the streams hold (None: no stream)
         self._replan_due = False  # a stream reported or closed: its point is chosen again at the next Ready
         self._unlearned_frames: list[tuple[Decision, float, float]] = []  # (point, latency ms, its scale)
+        # Advice given since the state last changed, by (demand, streams' setpoints): an application asks
+        # with the same few budgets between runs, and the decision is a function of the state (advice
+        # reads no clock and moves no anchor). Any other event, or learning, may change it: it is cleared.
+        self._advised: dict[tuple[Demand, int | None], Decision] = {}
 
     # -- what the driver may ask ----------------------------------------------------------------
     @property
@@ -402,6 +407,7 @@ class GovernorMachine:
         """Forget what was learned from outcomes (residuals, margins, lockstep costs)."""
         self._settle()
         self.planner.reset_learning()
+        self._advised.clear()
 
     # -- events ---------------------------------------------------------------------------------
     def handle(self, event: Event) -> list[Action]:
@@ -410,9 +416,15 @@ class GovernorMachine:
             self._last_tick_t = getattr(event, "t", None)  # own busy time is counted from the first event seen
         self._settle()
         if isinstance(event, Request):
+            if not event.advise:
+                self._advised.clear()
             return self._request(event)
         if isinstance(event, Ready):
+            # The driver says Ready after every batch of messages: one with nothing to start changes nothing.
+            if self._queue or self._replan_due or (self.idle_at is not None and event.t >= self.idle_at):
+                self._advised.clear()
             return self._ready(event.t)
+        self._advised.clear()
         if isinstance(event, Applied):
             return self._applied(event)
         if isinstance(event, Outcome):
@@ -435,7 +447,12 @@ class GovernorMachine:
                            "read, so an energy budget cannot be honoured; drop energy_mj (or add a power source "
                            "to the board catalogue)")]
         if r.advise:
-            decision = self.planner.decide(r.budget, now=r.t, remember=False, pin=self._stream_setpoints)
+            memo = (r.budget, self._stream_setpoints)
+            decision = self._advised.get(memo)
+            if decision is None:
+                decision = self.planner.decide(r.budget, now=r.t, remember=False, pin=self._stream_setpoints)
+                if len(self._advised) < _ADVISED_MAX:
+                    self._advised[memo] = decision
             if decision.infeasible and r.strict:
                 return [_infeasible(r.key, decision)]
             return [Reply(r.key, decision)]
@@ -610,6 +627,8 @@ class GovernorMachine:
 
     def _settle(self) -> None:
         """Learn from the outcomes already replied to (the client waited for the reply; learning need not)."""
+        if self._unlearned or self._unlearned_frames:
+            self._advised.clear()
         for decision, o, decided_t, lease, scale in self._unlearned:
             self._count_busy(decision, o.latency_ms)
             # A lease that named its own latencies is learned relative to them: the residual stays the table's.
