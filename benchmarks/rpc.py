@@ -29,7 +29,7 @@ against two echo round trips, interleaved; then a stream's cost per frame in the
 the current k and reporting the frame, batches sent every 16 frames) against an advise per frame, 5 ms
 apart.
 
-Run: python benchmarks/rpc.py [--blocks 40] [--block 50] [--gap-ms 5] [--board sim:jetson-nano]
+Run: python benchmarks/rpc.py [--blocks 40] [--block 50] [--gap-ms 5] [--settle-ms 20] [--board sim:jetson-nano]
      [--clients 2] [--seconds 5] [--idle-s 10] [--model FILE.dgm] [--skip-infer] [--light]
 """
 
@@ -118,14 +118,22 @@ def raw_caller(sock: zmq.Socket[bytes], frames: list[p.Frame]) -> Callable[[], N
 
 
 def interleaved(kinds: dict[str, Callable[[], object]], blocks: int, block: int, gap_s: float,
-                ) -> dict[str, list[float]]:
+                settle_s: float = 0.0) -> dict[str, list[float]]:
     """Round trip (us) of every kind, in blocks of ``block`` calls, kinds rotated per block; ``gap_s`` of
-    sleep before each call (not timed)."""
+    sleep before each call (not timed), ``settle_s`` before each block.
+
+    The settle pause outlasts the daemon's busy-poll window (5 ms after its last message), so each
+    kind runs with nothing spinning beside it. Without it, the echo block that follows a daemon block
+    ran while the daemon still spun on the other core, and on this 2-core VM a core kept out of its
+    idle state halves a round trip (measured: a bare echo takes 115 us alone, 47 us next to a spinning
+    process)."""
     names = list(kinds)
     out: dict[str, list[float]] = {n: [] for n in names}
     for b in range(blocks):
         for name in names[b % len(names):] + names[:b % len(names)]:
             call, times = kinds[name], out[name]
+            if settle_s:
+                time.sleep(settle_s)
             call()  # the first of a block pays for the switch from the other kind; not counted
             for _ in range(block):
                 if gap_s:
@@ -148,7 +156,8 @@ def report(title: str, figures: dict[str, list[float]]) -> None:
         print(f"  {name:<11} p50 {p50:8.0f} us  p90 {p90:8.0f} us  p99 {p99:8.0f} us  ({len(xs)} calls)")
 
 
-def advise_vs_echo(endpoint: str, echo: str, blocks: int, block: int, gap_s: float) -> dict[str, list[float]]:
+def advise_vs_echo(endpoint: str, echo: str, blocks: int, block: int, gap_s: float, settle_s: float,
+                   ) -> dict[str, list[float]]:
     ctx = zmq.Context.instance()
     socks = []
     for ep in (echo, endpoint):
@@ -166,13 +175,13 @@ def advise_vs_echo(endpoint: str, echo: str, blocks: int, block: int, gap_s: flo
         for call in kinds.values():
             for _ in range(200):
                 call()
-        out = interleaved(kinds, blocks, block, gap_s)
+        out = interleaved(kinds, blocks, block, gap_s, settle_s)
     for s in socks:
         s.close(0)
     return out
 
 
-def infer_vs_exec(endpoint: str, model: Path | None, blocks: int, block: int, gap_s: float,
+def infer_vs_exec(endpoint: str, model: Path | None, blocks: int, block: int, gap_s: float, settle_s: float,
                   ) -> tuple[dict[str, list[float]], list[float]]:
     """Round trips of infer and of the in-process executor at the same point (us), and the daemon's own
     measured run of each infer (us)."""
@@ -196,7 +205,7 @@ def infer_vs_exec(endpoint: str, model: Path | None, blocks: int, block: int, ga
             for _ in range(100):
                 call()
         measured.clear()
-        out = interleaved(kinds, blocks, block, gap_s)
+        out = interleaved(kinds, blocks, block, gap_s, settle_s)
     return out, measured
 
 
@@ -296,6 +305,9 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=40, help="rounds of blocks per gap (default 40)")
     ap.add_argument("--block", type=int, default=50, help="calls of one kind in a row (default 50)")
     ap.add_argument("--gap-ms", type=float, default=5.0, help="pause before each call in the paced run")
+    ap.add_argument("--settle-ms", type=float, default=20.0,
+                    help="pause before each block, past the daemon's 5 ms busy-poll window (0: the protocol "
+                         "before 2026-12-04, where an echo block could run beside the daemon still spinning)")
     ap.add_argument("--board", help="the daemon's --board (default: the host)")
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=5.0, help="throughput run (0 skips it)")
@@ -316,9 +328,10 @@ def main() -> None:
     try:
         advise: dict[float, float] = {}
         for gap_ms in (0.0, args.gap_ms):
-            figures = advise_vs_echo(endpoint, echo, args.blocks, args.block, gap_ms / 1e3)
+            figures = advise_vs_echo(endpoint, echo, args.blocks, args.block, gap_ms / 1e3, args.settle_ms / 1e3)
             label = "back to back" if not gap_ms else f"{gap_ms:g} ms apart"
-            report(f"advise against a bare pyzmq echo over ipc, {label}, interleaved blocks of {args.block}:",
+            report(f"advise against a bare pyzmq echo over ipc, {label}, interleaved blocks of {args.block} "
+                   f"({args.settle_ms:g} ms settle before each):",
                    figures)
             e50, a50, r50 = (pct(figures[k])[0] for k in ("echo", "advise", "advise raw"))
             advise[gap_ms] = a50
@@ -327,7 +340,7 @@ def main() -> None:
         if not args.skip_infer:
             for gap_ms in (0.0, args.gap_ms):
                 figures, measured = infer_vs_exec(endpoint, args.model, max(args.blocks // 2, 1), args.block,
-                                                  gap_ms / 1e3)
+                                                  gap_ms / 1e3, args.settle_ms / 1e3)
                 label = "back to back" if not gap_ms else f"{gap_ms:g} ms apart"
                 report(f"infer against the in-process executor, {label}:", figures)
                 i50, x50, m50 = pct(figures["infer"])[0], pct(figures["exec"])[0], pct(measured)[0]

@@ -125,7 +125,7 @@ def test_advice_is_decided_once_per_state_and_again_after_anything_changes_it():
     g.handle(m.Request(0.2, "run", Demand(deadline_ms=30.0)))  # a queued request: the state moved
     (third,) = g.handle(m.Request(0.2, "a3", ask, advise=True))
     assert len(calls) == 2 and third.decision == first.decision  # decided again, to the same point
-    run, _reply = run_one(g, 0.3, latency_ms=float(g.table.latency_ms[first.decision.index]) * 3)
+    run_one(g, 0.3, latency_ms=float(g.table.latency_ms[first.decision.index]) * 3)
     (slow,) = g.handle(m.Request(0.4, "a4", ask, advise=True))  # learned the run was 3x slower than predicted
     assert slow.decision.point != first.decision.point and slow.decision.latency_ms > first.decision.latency_ms
     assert len(calls) == 4  # the run's decision, then the advice again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from protocol_samples import POINT, PREDICTED
 
 from governor.core import protocol as p
 from governor.core.protocol import _codec
@@ -91,3 +92,26 @@ def test_templates_write_byte_for_byte_what_the_encoder_writes():
         templates.encode(request, 'a"1', {"x": x})
     with pytest.raises(p.ProtocolError, match="at least one input tensor"):
         templates.encode(request, "a-3")  # a first encode runs every check of the encoder
+
+
+def test_a_recalled_message_is_the_model_copy_in_every_respect():
+    memo = p.HeaderMemo()
+    reply = p.AdviseReply(id="c-1", point=POINT, predicted=PREDICTED, budget_infeasible=False, simulated=True)
+    first, _ = p.decode_reply([bytes(f) for f in p.encode_reply(reply)], memo=memo)
+    again, _ = p.decode_reply([bytes(f) for f in p.encode_reply(reply.model_copy(update={"id": "c-2"}))], memo=memo)
+    expected = first.model_copy(update={"id": "c-2"})
+    assert again == expected and again.model_fields_set == expected.model_fields_set
+    assert again.model_dump(exclude_unset=True) == expected.model_dump(exclude_unset=True)
+    assert [bytes(f) for f in p.encode_reply(again)] == [bytes(f) for f in p.encode_reply(expected)]
+    assert first.id == "c-1" and again.point is first.point  # frozen: the fields are shared, not copied
+    with pytest.raises(Exception, match="frozen"):
+        again.id = "c-3"  # type: ignore[misc]
+
+
+def test_templates_reuse_the_last_message_object_and_nothing_else():
+    templates = p.HeaderTemplates()
+    a = p.AdviseRequest(budget=p.Budget(deadline_ms=5.0))
+    b = p.AdviseRequest(budget=p.Budget(deadline_ms=6.0))
+    for msg in (a, a, b, a):
+        frames = templates.encode(msg, "x-1")
+        assert [bytes(f) for f in frames] == [bytes(f) for f in p.encode_request(msg.model_copy(update={"id": "x-1"}))]

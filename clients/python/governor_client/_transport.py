@@ -150,6 +150,7 @@ class ZmqTransport:
         self._context = context or zmq.Context.instance()
         self._curve = curve
         self._socket = open_socket(self._context, zmq.DEALER, endpoint, curve)
+        self._poller = _poller(self._socket)
 
     def send(self, frames: Sequence[Frame]) -> None:
         # copy=False: tensors go out from the caller's arrays (pyzmq copies only tiny frames). A full
@@ -158,16 +159,24 @@ class ZmqTransport:
             self._socket.send_multipart([b"", *frames], copy=False, flags=zmq.NOBLOCK)
 
     def recv(self, timeout_ms: int) -> list[memoryview] | None:
-        if not self._socket.poll(timeout_ms, zmq.POLLIN):
+        # One poller for the socket's life: Socket.poll builds and registers a new one per call.
+        if not self._poller.poll(timeout_ms):
             return None
         return strip_delimiter(self._socket.recv_multipart(copy=False))
 
     def reset(self) -> None:
         self._socket.close(linger=0)
         self._socket = open_socket(self._context, zmq.DEALER, self.endpoint, self._curve)
+        self._poller = _poller(self._socket)
 
     def close(self) -> None:
         self._socket.close(linger=0)
+
+
+def _poller(socket: Any) -> zmq.Poller:
+    poller = zmq.Poller()
+    poller.register(socket, zmq.POLLIN)
+    return poller
 
 
 class AsyncZmqTransport:

@@ -113,6 +113,9 @@ def decode_message(
     raw, buffers = views[0], views[1:]
     cut = memo.cut(raw) if memo is not None else None
     known = memo.recall(cut) if memo is not None else None
+    if known is not None and not buffers and not known.carries_tensors and known.type in table:
+        # A header that passed, with nothing after it: nothing more to check (an advise, a reply to one).
+        return known, {}  # type: ignore[return-value]
     head: Mapping[str, Any] = {}
     try:
         if known is not None and known.type in table:  # byte for byte a header that passed, but for the id
