@@ -14,7 +14,7 @@ import numpy as np
 from governor.core import protocol as p
 from governor.core.decision.optimiser import Decision, Demand, Objective
 from governor.core.modelmeta import IMAGENET, ModelMeta
-from governor.core.types import Observation, frozen_map
+from governor.core.types import Observation, OperatingPoint, frozen_map
 
 __all__ = [
     "AdviceFrames",
@@ -121,69 +121,74 @@ class AdviceFrames:
 
 
 class InferFrames:
-    """``infer`` reply headers written from parts: what the decision fixes (point, prediction, flags)
-    encoded once per decision, what the run measured written in per reply.
+    """``infer`` reply headers written from parts: the point encoded once per table row, the numbers the
+    decision predicted and the run measured written in per reply.
 
     Building the reply's models and encoding them cost 140 us per infer in a real daemon (its Python runs
-    cold after each forward pass); the numbers the run adds are written as JSON numbers directly. The
-    header equals the encoder's but for field order and number spelling, which JSON readers ignore; a
-    test decodes both and compares. Anything unusual (an output the protocol cannot carry as it is, a
-    number outside its bounds) returns None, and the caller encodes the reply in full, which also says
-    what is wrong with it. Bounded like :class:`AdviceFrames`."""
+    cold after each forward pass). The prediction's numbers move with every learned residual, so a cache
+    keyed by them missed on every infer: only the point, a function of the row, is kept. The header
+    equals the encoder's but for field order and number spelling, which JSON readers ignore; a test
+    decodes both and compares. Anything unusual (an output the protocol cannot carry as it is, a number
+    outside its bounds) returns None, and the caller encodes the reply in full, which also says what is
+    wrong with it. Bounded like :class:`AdviceFrames`."""
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
-        self._known: dict[tuple[Any, ...], tuple[str, p.Point, p.Estimate]] = {}
+        self._points: dict[int, tuple[str, p.Point, OperatingPoint]] = {}  # table row -> (JSON, model, point)
+
+    def point(self, decision: Decision) -> p.Point:
+        """The reply's point for ``decision`` (built once per table row)."""
+        return self._point(decision)[1]
 
     def parts(self, decision: Decision, *, energy_known: bool, simulated: bool,
               accuracy_known: bool) -> tuple[p.Point, p.Estimate]:
-        """The reply's point and prediction for ``decision`` (built once per decision)."""
-        _fixed, point, predicted = self._fixed(decision, energy_known, simulated, accuracy_known)
-        return point, predicted
+        """The reply's point and prediction for ``decision`` as models (telemetry, the full encoder)."""
+        return self.point(decision), estimate(decision, energy_known=energy_known, accuracy_known=accuracy_known)
 
     def frames(self, request_id: str, decision: Decision, *, energy_known: bool, simulated: bool,
                accuracy_known: bool, latency_ms: float, energy_mj: float | None, budget_met: bool,
                total_ms: float | None, output: Any) -> list[Any] | None:
-        fixed, _point, predicted = self._fixed(decision, energy_known, simulated, accuracy_known)
-        accuracy = predicted.accuracy
         if not isinstance(output, np.ndarray) or not output.flags.c_contiguous or output.dtype.str not in p.DTYPES:
             return None
-        numbers = [latency_ms] + ([] if energy_mj is None else [energy_mj]) + ([] if total_ms is None else [total_ms])
+        numbers = [latency_ms, decision.latency_ms] + ([] if energy_mj is None else [energy_mj]) + (
+            [] if total_ms is None else [total_ms]) + ([decision.energy_mj] if energy_known else [])
         if not all(math.isfinite(v) and v >= 0 for v in numbers) or latency_ms > p.MAX_DEADLINE_MS or (
                 energy_mj is not None and energy_mj > p.MAX_ENERGY_MJ) or (
                 total_ms is not None and total_ms > p.MAX_DEADLINE_MS):
             return None
+        accuracy = decision.accuracy if accuracy_known and 0 <= decision.accuracy <= 1 else None  # as estimate()
+        predicted = f'"latency_ms":{float(min(decision.latency_ms, p.MAX_DEADLINE_MS))!r}'
+        if energy_known:
+            predicted += f',"energy_mj":{float(min(decision.energy_mj, p.MAX_ENERGY_MJ))!r}'
         measured = f'"latency_ms":{float(latency_ms)!r}'
         if energy_mj is not None:
             measured += f',"energy_mj":{float(energy_mj)!r}'
         if accuracy is not None:
-            measured += f',"accuracy":{accuracy!r}'
+            predicted += f',"accuracy":{float(accuracy)!r}'
+            measured += f',"accuracy":{float(accuracy)!r}'
         spec = (f'[{{"name":"output","dtype":"{output.dtype.str}","shape":[{",".join(map(str, output.shape))}],'
                 f'"nbytes":{output.nbytes}}}]')
-        header = (f'{{"v":"{p.PROTOCOL_VERSION}","type":"infer","id":"{request_id}","tensors":{spec},{fixed},'
+        header = (f'{{"v":"{p.PROTOCOL_VERSION}","type":"infer","id":"{request_id}","tensors":{spec},'
+                  f'"point":{self._point(decision)[0]},"predicted":{{{predicted}}},'
                   f'"measured":{{{measured}}},"budget_met":{"true" if budget_met else "false"},'
                   f'"budget_infeasible":{"true" if decision.infeasible else "false"},'
                   f'"simulated":{"true" if simulated else "false"}'
                   + ("" if total_ms is None else f',"total_ms":{float(total_ms)!r}') + "}")
         return [header.encode(), output.data.cast("B") if output.size else memoryview(b"")]
 
-    def _fixed(self, decision: Decision, energy_known: bool, simulated: bool,
-               accuracy_known: bool) -> tuple[str, p.Point, p.Estimate]:
-        key = (decision.index, decision.latency_ms, decision.energy_mj, decision.accuracy, decision.infeasible,
-               energy_known, simulated, accuracy_known)
-        known = self._known.get(key)
-        if known is None:
+    def _point(self, decision: Decision) -> tuple[str, p.Point, OperatingPoint]:
+        known = self._points.get(decision.index)
+        # The table hands out its own point objects, so a hit is an identity; equality covers another table.
+        if known is None or (known[2] is not decision.point and known[2] != decision.point):
             point = p.Point.from_operating_point(decision.point)
-            predicted = estimate(decision, energy_known=energy_known, accuracy_known=accuracy_known)
-            fixed = (f'"point":{point.model_dump_json(exclude_defaults=True)},'
-                     f'"predicted":{predicted.model_dump_json(exclude_defaults=True)}')
-            known = self._known[key] = (fixed, point, predicted)
-            if len(self._known) > self.size:
-                del self._known[next(iter(self._known))]
+            known = self._points[decision.index] = (point.model_dump_json(exclude_defaults=True), point,
+                                                    decision.point)
+            if len(self._points) > self.size:
+                del self._points[next(iter(self._points))]
         return known
 
     def __len__(self) -> int:
-        return len(self._known)
+        return len(self._points)
 
 
 def met(budget: p.Budget, total_ms: float, energy_mj: float | None, accuracy: float) -> bool:

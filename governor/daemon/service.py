@@ -58,6 +58,7 @@ from governor.daemon.replies import (
     AdviceFrames,
     InferFrames,
     domains_info,
+    estimate,
     met,
     model_interface,
     to_demand,
@@ -420,9 +421,12 @@ class Daemon:
             raise p.ProtocolError("bad_request", f"input dtype {arr.dtype} is not numeric; send float32",
                                   request_id=msg.id)
         # The frame is read-only and the request may sit in the queue: own a float32 copy (inputs are small).
-        with np.errstate(over="ignore"):
-            batch = np.array(arr, dtype=np.float32)
-        if not np.all(np.isfinite(batch)):  # checked after the cast: 1e300 as float64 becomes inf
+        if arr.dtype == np.float32:
+            batch = arr.copy()  # nothing to overflow: no errstate (its Python is 10 us when cold, per infer)
+        else:
+            with np.errstate(over="ignore"):
+                batch = np.array(arr, dtype=np.float32)
+        if not np.isfinite(batch).all():  # checked after the cast: 1e300 as float64 becomes inf
             raise p.ProtocolError("bad_request", "input holds NaN or infinity, or values beyond float32 (±3.4e38)",
                                   request_id=msg.id)
         return batch
@@ -541,8 +545,7 @@ class Daemon:
             self._polled_at = self.parts.clock()
         known = dict(energy_known=self.parts.table.energy_measured, simulated=self.parts.simulated,
                      accuracy_known=self.parts.meta.accuracies_known)
-        point, predicted = self._infer_frames.parts(decision, **known)
-        self.last_point = point
+        point = self.last_point = self._infer_frames.point(decision)
         latency_ms = min(outcome.latency_ms, p.MAX_DEADLINE_MS)
         energy_mj = None if outcome.energy_mj is None else min(outcome.energy_mj, p.MAX_ENERGY_MJ)
         ok = met(msg.budget, total_ms, outcome.energy_mj, decision.accuracy)
@@ -550,26 +553,29 @@ class Daemon:
         frames = self._infer_frames.frames(msg.id, decision, **known, latency_ms=latency_ms, energy_mj=energy_mj,
                                            budget_met=ok, total_ms=wire_total, output=outcome.outputs)
 
+        # The prediction and the measurement as models, only where one is needed (the full encoder, telemetry).
+        def predicted() -> p.Estimate:
+            return estimate(decision, energy_known=known["energy_known"], accuracy_known=known["accuracy_known"])
+
         def measured() -> p.Estimate:
-            """What the run measured, as a model: only where one is needed (the full encoder, telemetry)."""
-            return p.Estimate(latency_ms=latency_ms, energy_mj=energy_mj, accuracy=predicted.accuracy)
+            return p.Estimate(latency_ms=latency_ms, energy_mj=energy_mj, accuracy=predicted().accuracy)
 
         if frames is None:  # an output the template does not take: the encoder writes it, or says why not
             frames = p.encode_reply(p.InferReply(
-                id=msg.id, point=point, predicted=predicted, measured=measured(), budget_met=ok,
+                id=msg.id, point=point, predicted=predicted(), measured=measured(), budget_met=ok,
                 budget_infeasible=decision.infeasible, simulated=self.parts.simulated, total_ms=wire_total),
                 {"output": outcome.outputs})
         self.answer_all(queued.key, queued.identity, frames)
 
         def telemetry(seq: int) -> p.Telemetry:
             return p.TelemetryInference(seq=seq, t=self.parts.clock(), simulated=self.parts.simulated, id=msg.id,
-                                        budget=msg.budget, point=point, predicted=predicted, measured=measured(),
+                                        budget=msg.budget, point=point, predicted=predicted(), measured=measured(),
                                         budget_met=ok, budget_infeasible=decision.infeasible)
 
         self.publish("inference", telemetry)
         self.parts.metrics.request("infer", "infeasible" if decision.infeasible else ("met" if ok else "missed"))
         self.parts.metrics.decision(decision.point, decision.latency_ms, outcome.latency_ms,
-                                    predicted.energy_mj, outcome.energy_mj)
+                                    decision.energy_mj if known["energy_known"] else None, outcome.energy_mj)
 
     # -- plumbing -------------------------------------------------------------------------------
     def new_key(self) -> int:

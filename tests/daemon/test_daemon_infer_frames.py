@@ -63,6 +63,19 @@ def test_the_fixed_part_is_built_once_per_decision_and_numbers_keep_their_value(
     assert point.k == 2 and predicted.latency_ms == 4.25 and predicted.energy_mj == 12.5
 
 
+def test_a_prediction_that_moves_with_learning_keeps_one_cached_point():
+    # The cache was keyed by the predicted numbers too, which every learned residual moves: it missed on
+    # every infer, and the point and prediction were built and encoded again each time.
+    frames, output = InferFrames(), np.zeros((1, 10), dtype=np.float32)
+    for latency in (4.25, 4.3125, 5.0):
+        decision = Decision(_decision().point, 3, latency, latency * 3, 0.91, False)
+        fast = frames.frames("x-1", decision, output=output, energy_known=True, simulated=False, accuracy_known=True,
+                             latency_ms=1.0, energy_mj=None, budget_met=True, total_ms=None)
+        reply, _ = _decoded(fast)  # type: ignore[arg-type]
+        assert reply.predicted == p.Estimate(latency_ms=latency, energy_mj=latency * 3, accuracy=0.91)
+    assert len(frames) == 1
+
+
 @pytest.mark.parametrize("output,numbers", [
     (np.zeros((1, 10), dtype=np.float32)[:, ::2], {}),  # not contiguous
     (np.zeros((1, 10), dtype=np.complex64), {}),  # a dtype the protocol does not carry
