@@ -421,8 +421,9 @@ class Daemon:
             raise p.ProtocolError("bad_request", f"input dtype {arr.dtype} is not numeric; send float32",
                                   request_id=msg.id)
         # The frame is read-only and the request may sit in the queue: own a float32 copy (inputs are small).
+        batch: np.ndarray
         if arr.dtype == np.float32:
-            batch = arr.copy()  # nothing to overflow: no errstate (its Python is 10 us when cold, per infer)
+            batch = np.array(arr)  # a copy, and nothing to overflow: no errstate (its Python is 10 us when cold, per infer)
         else:
             with np.errstate(over="ignore"):
                 batch = np.array(arr, dtype=np.float32)
