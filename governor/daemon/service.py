@@ -423,7 +423,7 @@ class Daemon:
         # The frame is read-only and the request may sit in the queue: own a float32 copy (inputs are small).
         batch: np.ndarray
         if arr.dtype == np.float32:
-            batch = np.array(arr)  # a copy, and nothing to overflow: no errstate (its Python is 10 us when cold, per infer)
+            batch = np.array(arr)  # a copy, and nothing to overflow: no errstate (10 us of Python when cold)
         else:
             with np.errstate(over="ignore"):
                 batch = np.array(arr, dtype=np.float32)
