@@ -157,8 +157,8 @@ def budgeted(cls: type[Q], **fields: Any) -> Q:
 
 @functools.lru_cache(maxsize=256)
 def _validated(key: tuple[Any, ...]) -> p.Request:
-    cls, *items = key
-    return _build(cls, {name: value for name, _, value in items})
+    cls: type[p.Request] = key[0]
+    return _build(cls, {name: value for name, _, value in key[1:]})
 
 
 def _build(cls: type[Q], fields: dict[str, Any]) -> Q:
