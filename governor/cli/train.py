@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -86,6 +87,26 @@ def _table(meta: Any) -> str:
     return "\n".join(lines)
 
 
+def stage_notes(stages: Sequence[Any], epochs: int) -> list[str]:
+    """One line per stage that did not simply end on its last planned epoch: it kept an earlier, better one,
+    needed extra epochs to reach its floor, or never reached it (``StageOutcome``s; ``epochs`` per stage)."""
+    notes = []
+    for st in stages:
+        if st.accuracy is None or st.floor is None:
+            continue  # k = 1 (or k = G of a converted model): nothing is held against a floor
+        got, floor = f"{100 * st.accuracy:.2f}%", f"{100 * st.floor:.2f}%"
+        if not st.accepted:
+            notes.append(f"k={st.k}: {got} after {st.epochs_run} epochs, below its floor {floor} (k={st.k - 1}'s): "
+                         "more groups are not more accurate there; train longer (--epochs)")
+        elif st.kept_epoch != st.epochs_run:
+            notes.append(f"k={st.k}: kept epoch {st.kept_epoch} of {st.epochs_run} ({got}, floor {floor}); the "
+                         "later epochs scored lower on the validation split")
+        elif st.epochs_run > epochs:
+            notes.append(f"k={st.k}: needed {st.epochs_run} epochs, {st.epochs_run - epochs} more than --epochs, "
+                         f"to reach its floor {floor} ({got})")
+    return notes
+
+
 def run(args: argparse.Namespace) -> int:
     _check(args)
     if args.from_model is not None:
@@ -120,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     save_model(args.out, trained.net, meta)
     checkpoint.unlink(missing_ok=True)
     print(_table(meta))
+    for note in stage_notes(trained.stages, args.epochs):
+        print(note)
     print(f"wrote {args.out} ({args.arch}, G={args.groups}, {args.connectivity}, trained {trained.seconds:.1f} s)")
     return 0
 
@@ -180,6 +203,8 @@ def _fine_tune(args: argparse.Namespace) -> int:
     save_model(args.out, trained.net, out_meta)
     checkpoint.unlink(missing_ok=True)
     print(_table(out_meta))
+    for note in stage_notes(trained.stages, args.epochs):
+        print(note)
     print(f"wrote {args.out} (fine-tuned {args.from_model}, G={meta.groups}, {meta.connectivity}, "
           f"{trained.seconds:.1f} s)")
     return 0
