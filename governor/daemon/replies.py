@@ -79,11 +79,17 @@ def model_interface(meta: ModelMeta, max_batch: int) -> p.ModelInterface:
 def estimate(decision: Decision, *, energy_known: bool, accuracy_known: bool = True) -> p.Estimate:
     """The wire estimate of a decision; energy and accuracy only where the model measured them (a
     converted model's file has no accuracies until `governor train --from` measures them)."""
-    return p.Estimate(
-        latency_ms=min(decision.latency_ms, p.MAX_DEADLINE_MS),
-        energy_mj=min(decision.energy_mj, p.MAX_ENERGY_MJ) if energy_known else None,
-        accuracy=decision.accuracy if accuracy_known and 0 <= decision.accuracy <= 1 else None,
-    )
+    latency_ms, energy_mj, accuracy = predicted_numbers(decision, energy_known=energy_known,
+                                                        accuracy_known=accuracy_known)
+    return p.Estimate(latency_ms=latency_ms, energy_mj=energy_mj, accuracy=accuracy)
+
+
+def predicted_numbers(decision: Decision, *, energy_known: bool,
+                      accuracy_known: bool) -> tuple[float, float | None, float | None]:
+    """What :func:`estimate` carries, as plain numbers: latency (ms), energy (mJ) and accuracy or None."""
+    return (min(decision.latency_ms, p.MAX_DEADLINE_MS),
+            min(decision.energy_mj, p.MAX_ENERGY_MJ) if energy_known else None,
+            decision.accuracy if accuracy_known and 0 <= decision.accuracy <= 1 else None)
 
 
 class AdviceFrames:
@@ -140,26 +146,21 @@ class InferFrames:
         """The reply's point for ``decision`` (built once per table row)."""
         return self._point(decision)[1]
 
-    def parts(self, decision: Decision, *, energy_known: bool, simulated: bool,
-              accuracy_known: bool) -> tuple[p.Point, p.Estimate]:
-        """The reply's point and prediction for ``decision`` as models (telemetry, the full encoder)."""
-        return self.point(decision), estimate(decision, energy_known=energy_known, accuracy_known=accuracy_known)
-
     def frames(self, request_id: str, decision: Decision, *, energy_known: bool, simulated: bool,
                accuracy_known: bool, latency_ms: float, energy_mj: float | None, budget_met: bool,
                total_ms: float | None, output: Any) -> list[Any] | None:
         if not isinstance(output, np.ndarray) or not output.flags.c_contiguous or output.dtype.str not in p.DTYPES:
             return None
-        numbers = [latency_ms, decision.latency_ms] + ([] if energy_mj is None else [energy_mj]) + (
-            [] if total_ms is None else [total_ms]) + ([decision.energy_mj] if energy_known else [])
+        predicted_ms, predicted_mj, accuracy = predicted_numbers(decision, energy_known=energy_known,
+                                                                 accuracy_known=accuracy_known)
+        numbers = [latency_ms, predicted_ms] + [v for v in (energy_mj, total_ms, predicted_mj) if v is not None]
         if not all(math.isfinite(v) and v >= 0 for v in numbers) or latency_ms > p.MAX_DEADLINE_MS or (
                 energy_mj is not None and energy_mj > p.MAX_ENERGY_MJ) or (
                 total_ms is not None and total_ms > p.MAX_DEADLINE_MS):
             return None
-        accuracy = decision.accuracy if accuracy_known and 0 <= decision.accuracy <= 1 else None  # as estimate()
-        predicted = f'"latency_ms":{float(min(decision.latency_ms, p.MAX_DEADLINE_MS))!r}'
-        if energy_known:
-            predicted += f',"energy_mj":{float(min(decision.energy_mj, p.MAX_ENERGY_MJ))!r}'
+        predicted = f'"latency_ms":{float(predicted_ms)!r}'
+        if predicted_mj is not None:
+            predicted += f',"energy_mj":{float(predicted_mj)!r}'
         measured = f'"latency_ms":{float(latency_ms)!r}'
         if energy_mj is not None:
             measured += f',"energy_mj":{float(energy_mj)!r}'

@@ -554,23 +554,23 @@ class Daemon:
         frames = self._infer_frames.frames(msg.id, decision, **known, latency_ms=latency_ms, energy_mj=energy_mj,
                                            budget_met=ok, total_ms=wire_total, output=outcome.outputs)
 
-        # The prediction and the measurement as models, only where one is needed (the full encoder, telemetry).
-        def predicted() -> p.Estimate:
-            return estimate(decision, energy_known=known["energy_known"], accuracy_known=known["accuracy_known"])
-
-        def measured() -> p.Estimate:
-            return p.Estimate(latency_ms=latency_ms, energy_mj=energy_mj, accuracy=predicted().accuracy)
+        # The prediction and the measurement as models, only where they are needed (the full encoder, telemetry).
+        def estimates() -> tuple[p.Estimate, p.Estimate]:
+            predicted = estimate(decision, energy_known=known["energy_known"], accuracy_known=known["accuracy_known"])
+            return predicted, p.Estimate(latency_ms=latency_ms, energy_mj=energy_mj, accuracy=predicted.accuracy)
 
         if frames is None:  # an output the template does not take: the encoder writes it, or says why not
+            predicted, measured = estimates()
             frames = p.encode_reply(p.InferReply(
-                id=msg.id, point=point, predicted=predicted(), measured=measured(), budget_met=ok,
+                id=msg.id, point=point, predicted=predicted, measured=measured, budget_met=ok,
                 budget_infeasible=decision.infeasible, simulated=self.parts.simulated, total_ms=wire_total),
                 {"output": outcome.outputs})
         self.answer_all(queued.key, queued.identity, frames)
 
         def telemetry(seq: int) -> p.Telemetry:
+            predicted, measured = estimates()
             return p.TelemetryInference(seq=seq, t=self.parts.clock(), simulated=self.parts.simulated, id=msg.id,
-                                        budget=msg.budget, point=point, predicted=predicted(), measured=measured(),
+                                        budget=msg.budget, point=point, predicted=predicted, measured=measured,
                                         budget_met=ok, budget_infeasible=decision.infeasible)
 
         self.publish("inference", telemetry)

@@ -59,7 +59,7 @@ def test_the_fixed_part_is_built_once_per_decision_and_numbers_keep_their_value(
         reply, _ = _decoded(fast)  # type: ignore[arg-type]
         assert reply.measured.latency_ms == latency and reply.total_ms == latency
     assert len(frames) == 1
-    point, predicted = frames.parts(_decision(), energy_known=True, simulated=False, accuracy_known=True)
+    point, predicted = frames.point(_decision()), estimate(_decision(), energy_known=True, accuracy_known=True)
     assert point.k == 2 and predicted.latency_ms == 4.25 and predicted.energy_mj == 12.5
 
 

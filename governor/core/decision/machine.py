@@ -420,9 +420,6 @@ class GovernorMachine:
                 self._advised.clear()
             return self._request(event)
         if isinstance(event, Ready):
-            # The driver says Ready after every batch of messages: one with nothing to start changes nothing.
-            if self._queue or self._replan_due or (self.idle_at is not None and event.t >= self.idle_at):
-                self._advised.clear()
             return self._ready(event.t)
         self._advised.clear()
         if isinstance(event, Applied):
@@ -473,11 +470,12 @@ class GovernorMachine:
     def _ready(self, t: float) -> list[Action]:
         if self._running:
             return []  # a lease holds the board: the application is running
+        if not self._queue and not self._replan_due and (self.idle_at is None or t < self.idle_at):
+            return []  # the driver says Ready after every batch of messages: this one changes nothing
+        self._advised.clear()
         actions: list[Action] = self._replan() if self._replan_due else []
         if not self._queue:
-            if actions:
-                return actions
-            return self._idle(t) if self.idle_at is not None and t >= self.idle_at else []
+            return actions or (self._idle(t) if self.idle_at is not None and t >= self.idle_at else [])
         _due, _n, q = heapq.heappop(self._queue)
         if q.stream:
             return actions + self._open_stream(q)
