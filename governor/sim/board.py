@@ -107,6 +107,18 @@ class SimBoard:
             self._dirty = False
             return self.engine.truth()
 
+    def settle(self) -> Truth:
+        """Re-read the controls and put the board in its idle steady state at the clocks they give, its
+        temperatures included, without moving time: for a measurement that must not depend on what ran
+        before it (a profiler letting the board settle between points). Without it a sweep's own runs
+        heat the board: over a full TX2 grid, leakage moved board power by up to 3 %."""
+        with self.lock:
+            self.kernel.read_controls()
+            self.engine.settle()
+            self.kernel.publish()
+            self._dirty = False
+            return self.engine.truth()
+
     def truth(self) -> Truth:
         """The simulator's noiseless view now (simulated=True); for reports and tests, not for control."""
         with self.lock:

@@ -95,6 +95,26 @@ def test_a_hot_workload_held_long_enough_is_throttled_and_recovers():
         assert cool.domains["cpu"].max_hz == top["cpu"] and cool.domains["gpu"].cur_hz == top["gpu"]
 
 
+def test_settle_makes_a_measurement_independent_of_what_ran_before(tx2):
+    sim, board = tx2
+    top = {"cpu-a57": 2_035_200_000, "gpu": 1_300_500_000, "emc": 1_866_000_000}
+    slow = {"cpu-a57": 345_600_000, "gpu": 114_750_000, "emc": 204_000_000}
+
+    def energy_at_slow_clocks(settle):
+        _pin(board, **slow)
+        if settle:
+            sim.settle()
+        return SimExecutor(sim, NET).run("gpu", k=4).energy_mj
+
+    cold = energy_at_slow_clocks(settle=True)
+    _pin(board, **top)
+    sim.set_scenario(Scenario.constant([CoRunner("a57", 1.0), CoRunner("gpu", 1.0)]))
+    sim.advance(600.0)  # heat the board: leakage rises with temperature
+    sim.set_scenario(Scenario.idle())
+    assert energy_at_slow_clocks(settle=False) > 1.1 * cold
+    assert energy_at_slow_clocks(settle=True) == pytest.approx(cold, rel=1e-3)
+
+
 def _trace(seed):
     with open_sim_board("sim:jetson-tx2", seed=seed, scenario="random") as sim:
         board = sim.open_drivers()
