@@ -7,7 +7,7 @@ import pytest
 from profiling_synth import CPU_HZ, EMC_HZ, GPU_HZ, full_grid, power_mw, roofline_ms
 
 from governor.core.perf.features import Axes, CandidateSpec, KBasis
-from governor.core.perf.fit import evaluate, fit
+from governor.core.perf.fit import evaluate, fit, leverage
 from governor.core.perf.model import TargetModel, fit_target, group_bases, target_kind
 
 AXES = Axes(("cpu", "gpu", "emc"), (max(CPU_HZ), max(GPU_HZ), max(EMC_HZ)), kmax=1)
@@ -132,3 +132,19 @@ def test_unknown_targets_and_bad_values_are_refused() -> None:
     g, k = _normalised(GRID[:5])
     with pytest.raises(ValueError, match="positive"):
         fit(CandidateSpec("roofline"), g, k, 1, np.array([1.0, 2.0, 0.0, 1.0, 1.0]))
+
+
+def test_leverage_is_the_hat_diagonal_of_the_relative_fit_and_skips_coefficients_at_a_bound() -> None:
+    g, k = _normalised(GRID)
+    y = power_mw(GRID)
+    spec = CandidateSpec("poly", KBasis("const"), powers=(1, 2, 3))
+    params = fit(spec, g, k, 1, y)
+    design = spec.columns(g, k, 1) / y[:, None]
+    hat = np.diag(design @ np.linalg.pinv(design))
+    np.testing.assert_allclose(leverage(spec, params, g, k, 1, y), hat, atol=1e-4)
+    # a roofline whose CPU time is 0 (NNLS bound): three free coefficients, not four
+    roof = CandidateSpec("roofline")
+    latency = 0.5 + 2.0 / g[:, 1] + 1.0 / g[:, 2]
+    theta = fit(roof, g, k, 1, latency)
+    assert theta[1] == pytest.approx(0.0, abs=1e-9)
+    assert float(np.sum(leverage(roof, theta, g, k, 1, latency))) == pytest.approx(3.0, abs=1e-3)

@@ -82,6 +82,8 @@ def test_dense_table_covers_every_opp_combination_and_finds_rows(profile_text: s
         (lambda raw: raw["points"][0]["setpoints_hz"].pop("emc"), "point 0 does not match the space"),
         (lambda raw: raw["points"][0].update(simulated=True), "points are simulated but provenance.simulated"),
         (lambda raw: raw["models"][0]["members"][0]["spec"].update(form="magic"), "form"),
+        (lambda raw: raw["models"][0]["members"][0]["fold_leverage"].pop(), "folds but .* fold leverages"),
+        (lambda raw: raw["models"][0]["members"][0]["fold_leverage"].__setitem__(0, 1.5), "fold_leverage"),
     ],
 )
 def test_broken_profiles_say_what_is_wrong(profile_text: str, edit: Any, message: str) -> None:
@@ -92,3 +94,22 @@ def test_broken_profiles_say_what_is_wrong(profile_text: str, edit: Any, message
 def test_a_truncated_file_is_reported_as_corrupt(profile_text: str) -> None:
     with pytest.raises(ProfileError, match=r"p.json: not valid JSON .*corrupt"):
         parse_profile(profile_text[: len(profile_text) // 2], "p.json")
+
+
+def test_a_profile_written_before_fold_leverages_loads_and_counts_every_coefficient(profile_text: str) -> None:
+    def strip(raw: dict[str, Any]) -> None:
+        for m in raw["models"]:
+            for member in m["members"]:
+                member.pop("fold_leverage")
+
+    old = profile_model(parse_profile(_edited(profile_text, strip), "old.json"))
+    new = profile_model(parse_profile(profile_text, "p.json"))
+    key = ("latency_ms", "gpu")
+    best = old.models[key].members[0]
+    assert not best.fold_leverage and new.models[key].members[0].fold_leverage
+    assert old.models[key].residual_dof == old.models[key].n_points - len(best.params)
+    sp = space(groups=(1, 2, 3))
+    old_mean, old_sd = old.predict("latency_ms", "gpu", sp.grid)
+    new_mean, _ = new.predict("latency_ms", "gpu", sp.grid)
+    np.testing.assert_array_equal(old_mean, new_mean)  # the means do not depend on it
+    assert np.all(np.isfinite(old_sd)) and np.all(old_sd > 0)

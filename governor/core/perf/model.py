@@ -35,7 +35,8 @@ from typing import Any, Literal
 import numpy as np
 
 from governor.core.perf.features import Axes, CandidateSpec, FloatArray, KBasis, memory_column
-from governor.core.perf.fit import evaluate, fit, n_params
+from governor.core.perf.fit import evaluate, fit, leverage, n_params
+from governor.core.widening import widening
 
 __all__ = ["Member", "TargetModel", "candidates_for", "fit_target", "group_bases", "target_kind"]
 
@@ -129,17 +130,20 @@ class Member:
     folds: FloatArray  # (K, P)
     cv_mape: float  # fraction, not percent
     weight: float = 1.0
+    # per fold: the mean leverage of the points it left out (empty: 0, as in files written before it)
+    fold_leverage: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec.to_dict(), "params": self.params.tolist(), "folds": self.folds.tolist(),
-                "cv_mape": self.cv_mape, "weight": self.weight}
+        out = {"spec": self.spec.to_dict(), "params": self.params.tolist(), "folds": self.folds.tolist(),
+               "cv_mape": self.cv_mape, "weight": self.weight}
+        return {**out, "fold_leverage": list(self.fold_leverage)} if self.fold_leverage else out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Member:
         params = np.asarray(data["params"], dtype=np.float64)
         folds = np.asarray(data["folds"], dtype=np.float64).reshape(-1, len(params))
         return cls(CandidateSpec.from_dict(data["spec"]), params, folds, float(data["cv_mape"]),
-                   float(data["weight"]))
+                   float(data["weight"]), tuple(float(h) for h in data.get("fold_leverage", ())))
 
 
 @dataclass(frozen=True)
@@ -163,18 +167,41 @@ class TargetModel:
     def predict(self, grid: FloatArray, *, noise: bool = True) -> tuple[FloatArray, FloatArray]:
         """Mean and standard deviation at grid rows ``[f_1..f_D (Hz), k]``, in the target's unit.
 
-        ``noise=False`` leaves out the measurement scatter (the sampler wants model uncertainty only).
+        The sd is predictive: epistemic and measurement scatter, widened by Student's t for the
+        residual degrees of freedom both rest on (:attr:`widening`), so that 2 sd covers 95 % of new
+        errors. ``noise=False`` gives the epistemic spread alone, unwidened: the sampler's measure of
+        where the model is unsure, compared between candidates and with its stopping target.
         """
-        mean, spread = self.spread(grid)
+        mean, spread = self.spread(grid, unbiased=noise)
         epistemic = np.sum(spread**2, axis=1)
-        total = epistemic + (self.noise_rel * mean) ** 2 if noise else epistemic
-        return mean, np.sqrt(total)
+        if not noise:
+            return mean, np.sqrt(epistemic)
+        return mean, np.sqrt(epistemic + (self.noise_rel * mean) ** 2) * self.widening
 
-    def spread(self, grid: FloatArray) -> tuple[FloatArray, FloatArray]:
+    @property
+    def residual_dof(self) -> int:
+        """Points left after the best member's free coefficients (the trace of its hat matrix, the sum of
+        the leverages; a coefficient held at a bound is not free): what its noise scale and jackknife rest
+        on. Files without leverages count every coefficient."""
+        best = self.members[0]
+        free = float(np.mean(best.fold_leverage)) * self.n_points if best.fold_leverage else len(best.params)
+        return self.n_points - round(free)
+
+    @property
+    def widening(self) -> float:
+        """Student's t factor (>= 1) for :attr:`residual_dof`: x 2.20 for 8 points and 6 coefficients, where
+        the bare sd put 50-63 % of the errors inside 2 sd on some draws and 100 % on others
+        (docs/benchmarks.md, profiler 2b)."""
+        return widening(self.residual_dof)
+
+    def spread(self, grid: FloatArray, *, unbiased: bool = False) -> tuple[FloatArray, FloatArray]:
         """Mean (n) and deviation columns Z (n x r) with ``Z @ Z.T`` = the epistemic covariance.
 
         Columns are each member's jackknife fold deviations, scaled by ``sqrt(w (K - 1) / K)``, and
-        each member's offset from the ensemble mean, scaled by ``sqrt(w)``.
+        each member's offset from the ensemble mean, scaled by ``sqrt(w)``. ``unbiased`` also scales
+        each fold's deviation by ``sqrt(1 - h)``, h the mean leverage of the points it left out: the
+        bare jackknife is HC3's estimate, too wide by ``1 / sqrt(1 - h)`` where few points decide
+        the fit (:func:`governor.core.perf.fit.leverage`). The sampler ranks with the bare one.
         """
         g, k = self.axes.normalise(grid)
         means, columns = [], []
@@ -183,6 +210,8 @@ class TargetModel:
             folds = evaluate(m.spec, m.folds, g, k, self.axes.kmax)
             n_folds = folds.shape[1]
             scale = np.sqrt(m.weight * (n_folds - 1) / n_folds) if n_folds > 1 else 0.0
+            if unbiased and len(m.fold_leverage) == n_folds:
+                scale = scale * np.sqrt(1.0 - np.asarray(m.fold_leverage))
             columns.append(scale * (folds - folds.mean(axis=1, keepdims=True)))
         weights = np.array([m.weight for m in self.members])
         stack = np.stack(means)
@@ -219,7 +248,9 @@ def _score(spec: CandidateSpec, g: FloatArray, k: FloatArray, y: FloatArray, kma
         oof[test] = evaluate(spec, folds[f], g[test], k[test], kmax)[:, 0]
     err = np.abs(oof - y) / y
     cv = float(np.mean(np.where(np.isfinite(err), err, 1e6)))
-    return _Scored(Member(spec, params, folds, cv), oof)
+    h = leverage(spec, params, g, k, kmax, y)
+    fold_h = tuple(float(h[fold_ids == f].mean()) if np.any(fold_ids == f) else 0.0 for f in range(n_folds))
+    return _Scored(Member(spec, params, folds, cv, fold_leverage=fold_h), oof)
 
 
 def _identifiable(spec: CandidateSpec, g: FloatArray, k: FloatArray, kmax: int) -> bool:
@@ -260,7 +291,7 @@ def _ensemble(scored: Sequence[_Scored], y: FloatArray) -> tuple[tuple[Member, .
     weights = raw / raw.sum()
     oof = weights @ np.stack([s.oof for s in kept])
     members = tuple(
-        Member(s.member.spec, s.member.params, s.member.folds, s.member.cv_mape, float(w))
+        dataclasses.replace(s.member, weight=float(w))
         for s, w in zip(kept, weights, strict=True)
     )
     return members, float(np.mean(np.abs(oof - y) / y))

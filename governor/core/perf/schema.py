@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -115,6 +115,7 @@ class MemberRecord(_Strict):
     folds: tuple[tuple[float, ...], ...]
     cv_mape: float = Field(ge=0)
     weight: float = Field(gt=0, le=1)
+    fold_leverage: tuple[Annotated[float, Field(ge=0, lt=1)], ...] = ()  # per fold; () in older files
 
 
 class AxesRecord(_Strict):
@@ -187,6 +188,9 @@ class ProfileDoc(_Strict):
                 if len(member.params) != need or any(len(f) != need for f in member.folds):
                     raise ValueError(f"model {m.target}@{m.mapping}: a {spec.label} member needs {need} "
                                      f"parameters per fit, the file has {len(member.params)}")
+                if member.fold_leverage and len(member.fold_leverage) != len(member.folds):
+                    raise ValueError(f"model {m.target}@{m.mapping}: a {spec.label} member has "
+                                     f"{len(member.folds)} folds but {len(member.fold_leverage)} fold leverages")
         measured = set(self.space.groups)
         for r in self.predicted:
             if r.mapping not in self.space.mappings or r.groups in measured or not {r.lo, r.hi} <= measured \
