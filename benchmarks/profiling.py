@@ -1,6 +1,6 @@
 """How few measurements the profiler needs, and how good its models are (docs/benchmarks.md#profiling).
 
-    python benchmarks/profiling.py [--data tests/fixtures/tx2] [--skip-sim] [--sim-groups 4]
+    python benchmarks/profiling.py [--data tests/fixtures/tx2] [--skip-sim] [--sim-groups 4] [--cnn-draws 30]
 
 1. Board power of a real Jetson TX2 (tests/fixtures/tx2/tx2-power-grid-{cpubench,membench}.csv, 1,144 DVFS
    settings each, power_mw := vdd_in_mw): the grids are written out as replay tables, the profiler
@@ -18,7 +18,9 @@
 2b. Latency of CNNs over 13 GPU x 4 EMC clocks, SIMULATED (issue 19.2): the simulated TX2's per-layer
    soft rooflines (governor.core.physics.run_cost) for four networks on the GPU, 0.3 % jitter; the
    profiler measures 8 of the 52 points and is scored on all 52. Target: <= 1 % on every network, the
-   self-estimate within 0.5 points of the truth.
+   self-estimate within 0.5 points of the truth. The sd's coverage (of a second measurement of every point)
+   is pooled over --cnn-draws draws, each with its own jitter: one draw's 52 errors move together.
+Every part prints the share of real errors inside the predicted 2 sigma (issue 19.4: 90-98 %).
 3. The simulated TX2 (sim:jetson-tx2, grouped AlexNet): latency, power and energy measured by the
    simulator through the real drivers; the full grid is measured once for the truth. SIMULATED.
 4. Speed of the fitted models: vectorised prediction over 10,000 points and the dense OPP table.
@@ -173,11 +175,12 @@ def synthetic_latency(workdir: Path) -> dict[str, float]:
     start = time.perf_counter()
     model = run_sampler(source, sampler)
     seconds = time.perf_counter() - start
-    pred = np.concatenate([model.predict("latency_ms", m, table.grid[np.array(table.mapping) == m])[0]
-                           for m in ("gpu", "a57")])
+    fits = [model.predict("latency_ms", m, table.grid[np.array(table.mapping) == m]) for m in ("gpu", "a57")]
+    pred, std = np.concatenate([f[0] for f in fits]), np.concatenate([f[1] for f in fits])
     noisy = table.values["latency_ms"]
     return {"rows": len(noisy), "served": len(source.served), "mape": _mape(pred, noisy),
             "mape_clean": _mape(pred, clean), "estimated": max(sampler.status().estimated_mape_pct.values()),
+            "cover2": float(100 * np.mean(np.abs(pred - noisy) <= 2 * std)),
             "seconds": seconds, "simulated": bool(model.simulated), "model": model}  # type: ignore[dict-item]
 
 
@@ -208,7 +211,25 @@ class _CnnSource:
         return Measurement(latency_ms=clean * (1 + 0.003 * self.rng.standard_normal()), simulated=True)
 
 
-def cnn_latency() -> list[dict[str, object]]:
+def _cnn_run(work: object, k: int, space: Space, seed: int) -> dict[str, object]:
+    """One draw: the profiler measures 8 points of one network; scored on all 52 (SIMULATED)."""
+    source = _CnnSource(work, k, seed=seed)
+    sampler = ActiveSampler(space, SamplerSettings(max_points=8, target_mape_pct=0.1, targets=("latency_ms",)))
+    model = run_sampler(source, sampler)
+    truth = np.array([source.latency_ms(row[0], row[1]) for row in space.grid])
+    # a held-out grid is measured, not known: score the sd (which includes the scatter) on a second measurement
+    again = truth * (1 + 0.003 * np.random.default_rng(seed + 99_991).standard_normal(len(truth)))
+    mean, std = model.predict("latency_ms", "gpu", space.grid)
+    fitted = model.models[("latency_ms", "gpu")]
+    return {"served": source.runs, "rows": len(truth), "mape": _mape(mean, truth),
+            "estimated": 100 * fitted.cv_mape, "z": (mean - again) / std,
+            "forms": "+".join(sorted({m.spec.form for m in fitted.members}))}
+
+
+def cnn_latency(draws: int) -> list[dict[str, object]]:
+    """Per network: the first draw's figures, and the sd's coverage pooled over ``draws`` draws (each its own
+    jitter, so its own 8 points). One draw's 52 errors come from one fit and move together: single draws
+    ranged from 50 to 100 % inside 2 sigma."""
     from governor.daemon.config import default_state_dir
     from governor.runtime.bundled import ensure_default_model
     from governor.runtime.modelfile import load_model
@@ -224,15 +245,12 @@ def cnn_latency() -> list[dict[str, object]]:
     space = Space.cartesian({"gpu": gpu, "emc": emc4}, ("gpu",), (1,))
     out = []
     for i, (name, (work, k)) in enumerate(nets.items()):
-        source = _CnnSource(work, k, seed=i)
-        sampler = ActiveSampler(space, SamplerSettings(max_points=8, target_mape_pct=0.1, targets=("latency_ms",)))
-        model = run_sampler(source, sampler)
-        truth = np.array([source.latency_ms(row[0], row[1]) for row in space.grid])
-        mean, std = model.predict("latency_ms", "gpu", space.grid)
-        fitted = model.models[("latency_ms", "gpu")]
-        out.append({"name": name, "served": source.runs, "rows": len(truth), "mape": _mape(mean, truth),
-                    "estimated": 100 * fitted.cv_mape, "cover2": float(100 * np.mean(np.abs(mean - truth) <= 2 * std)),
-                    "forms": "+".join(sorted({m.spec.form for m in fitted.members}))})
+        runs = [_cnn_run(work, k, space, seed=i + 100 * d) for d in range(draws)]
+        first, z = runs[0], np.concatenate([np.asarray(r["z"]) for r in runs])
+        covers = [float(100 * np.mean(np.abs(np.asarray(r["z"])) <= 2)) for r in runs]
+        out.append({**first, "name": name, "z_all": z, "cover2": covers[0],
+                    "pooled2": float(100 * np.mean(np.abs(z) <= 2)), "rms_z": float(np.sqrt(np.mean(z**2))),
+                    "draw_range": (min(covers), max(covers))})
     return out
 
 
@@ -255,6 +273,10 @@ class SimSource:
 
         hz = dict(point.setpoints.hz)
         self.drivers.apply(Setpoints({"cpu-a57": hz["cpu"], "gpu": hz["gpu"], "emc": hz["emc"]}))
+        # every point from the idle steady state at its clocks: otherwise the truth sweep's 13,728 runs heat
+        # the board, and its power drifts from the sampler's by 1.2 % on average (leakage), which is scored
+        # as the model's error
+        self.sim.settle()
         run = self.executor.run(point.mapping, k=point.groups, threads=4 if point.mapping == "a57" else 1)
         self.runs += 1
         return Measurement(latency_ms=run.latency_ms, energy_mj=run.energy_mj,
@@ -274,12 +296,13 @@ def sim_board(groups: int) -> dict[str, object]:
     seconds = time.perf_counter() - start
     result: dict[str, object] = {"rows": len(space.grid), "served": source.runs, "seconds": seconds,
                                  "grid_seconds": grid_seconds, "stopped": sampler.status().stopped}
+    order = np.concatenate([np.flatnonzero(space.mapping_of == i) for i in range(len(space.mappings))])
     for target in ("latency_ms", "power_mw", "energy_mj"):
-        values = np.array([m.values()[target] for m in truth])
-        pred = np.concatenate([model.predict(target, m, space.grid[space.mapping_of == i])[0]
-                               for i, m in enumerate(space.mappings)])
-        order = np.concatenate([np.flatnonzero(space.mapping_of == i) for i in range(len(space.mappings))])
-        result[target] = _mape(pred, values[order])
+        values = np.array([m.values()[target] for m in truth])[order]
+        fits = [model.predict(target, m, space.grid[space.mapping_of == i]) for i, m in enumerate(space.mappings)]
+        pred, std = np.concatenate([f[0] for f in fits]), np.concatenate([f[1] for f in fits])
+        result[target] = _mape(pred, values)
+        result[f"{target}_cover2"] = float(100 * np.mean(np.abs(pred - values) <= 2 * std))
     return result
 
 
@@ -304,7 +327,12 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "fixtures" / "tx2")
     parser.add_argument("--skip-sim", action="store_true", help="leave out the simulated board (slowest part)")
     parser.add_argument("--sim-groups", type=int, default=4)
+    parser.add_argument("--cnn-draws", type=int, default=30,
+                        help="part 2b: draws (jitter seeds) the sd's coverage is pooled over (default 30; with 10, "
+                             "one network's pooled coverage still moved by 5 points between seed sets)")
     args = parser.parse_args()
+    if args.cnn_draws < 1:
+        parser.error(f"--cnn-draws must be at least 1, got {args.cnn_draws}")
     with threadpool_limits(limits=1), tempfile.TemporaryDirectory() as tmp:
         print("== 1. real TX2 board power (replayed; power_mw := vdd_in_mw) ==")
         for bench in ("cpubench", "membench"):
@@ -327,14 +355,22 @@ def main() -> int:
         ok = s["mape"] <= 1.0 and share <= 15.0
         print(f"{s['served']:.0f} of {s['rows']:.0f} points measured ({share:.2f} %); MAPE vs full grid "
               f"{s['mape']:.3f} % (vs the jitter-free function {s['mape_clean']:.3f} %); self-estimate "
-              f"{s['estimated']:.3f} %; simulated={s['simulated']}; {s['seconds']:.1f} s  "
+              f"{s['estimated']:.3f} %; within 2 sigma {s['cover2']:.0f} %; simulated={s['simulated']}; "
+              f"{s['seconds']:.1f} s  "
               f"[target <= 1 % with <= 15 %: {_verdict(ok)}]")
         print("\n== 2b. CNN latency over 13 GPU x 4 EMC clocks, SIMULATED (8 of 52 points measured) ==")
-        for r in cnn_latency():
+        cnns = cnn_latency(args.cnn_draws)
+        for r in cnns:
             off = abs(float(r["estimated"]) - float(r["mape"]))  # type: ignore[arg-type]
+            lo, hi = r["draw_range"]  # type: ignore[misc]
             print(f"{r['name']}: {r['served']} of {r['rows']} points; MAPE {r['mape']:.2f} %, self-estimate "
-                  f"{r['estimated']:.2f} % ({off:.2f} points off), within 2 sigma {r['cover2']:.0f} %; {r['forms']}  "
+                  f"{r['estimated']:.2f} % ({off:.2f} points off), within 2 sigma {r['cover2']:.0f} % "
+                  f"(pooled over {args.cnn_draws} draws {r['pooled2']:.0f} %, single draws {lo:.0f}-{hi:.0f} %, "
+                  f"rms error/sigma {r['rms_z']:.2f}); {r['forms']}  "
                   f"[<= 1 %, estimate within 0.5: {_verdict(float(r['mape']) <= 1.0 and off <= 0.5)}]")  # type: ignore[arg-type]
+        z_all = np.concatenate([np.asarray(r["z_all"]) for r in cnns])
+        print(f"every network, {args.cnn_draws} draws each: within 2 sigma {100 * np.mean(np.abs(z_all) <= 2):.0f} %, "
+              f"rms error/sigma {np.sqrt(np.mean(z_all**2)):.2f}  [goal 90-98 %]")
         sp = speed(s["model"])  # type: ignore[arg-type]
         print(f"\n== 4. speed == predict over 10,000 points: {sp['predict_10k_ms']:.2f} ms (median of 20); "
               f"dense OPP table {sp['dense_rows']:.0f} rows in {sp['dense_ms']:.0f} ms")
@@ -344,7 +380,9 @@ def main() -> int:
             share = 100 * int(r3["served"]) / int(r3["rows"])  # type: ignore[call-overload]
             print(f"{r3['served']} of {r3['rows']} points measured ({share:.2f} %), stopped: {r3['stopped']}; "
                   f"MAPE vs full simulated grid: latency {r3['latency_ms']:.2f} %, power {r3['power_mw']:.2f} %, "
-                  f"energy {r3['energy_mj']:.2f} %; {r3['seconds']:.1f} s (full grid {r3['grid_seconds']:.0f} s)")
+                  f"energy {r3['energy_mj']:.2f} %; within 2 sigma: latency {r3['latency_ms_cover2']:.0f} %, "
+                  f"power {r3['power_mw_cover2']:.0f} %, energy {r3['energy_mj_cover2']:.0f} %; "
+                  f"{r3['seconds']:.1f} s (full grid {r3['grid_seconds']:.0f} s)")
     return 0
 
 
