@@ -324,15 +324,24 @@ def speed(model: ProfileModel) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT / "tests" / "fixtures" / "tx2")
+    parser.add_argument("--data", type=Path, default=ROOT / "tests" / "fixtures" / "tx2",
+                        help="folder holding tx2-power-grid-{cpubench,membench}.csv (default: the bundled fixtures; "
+                             "../shared/data has the same files)")
     parser.add_argument("--skip-sim", action="store_true", help="leave out the simulated board (slowest part)")
-    parser.add_argument("--sim-groups", type=int, default=4)
+    parser.add_argument("--sim-groups", type=int, default=4, help="part 3: channel groups G of the simulated AlexNet")
     parser.add_argument("--cnn-draws", type=int, default=30,
                         help="part 2b: draws (jitter seeds) the sd's coverage is pooled over (default 30; with 10, "
                              "one network's pooled coverage still moved by 5 points between seed sets)")
     args = parser.parse_args()
     if args.cnn_draws < 1:
         parser.error(f"--cnn-draws must be at least 1, got {args.cnn_draws}")
+    if args.sim_groups < 1:
+        parser.error(f"--sim-groups must be at least 1, got {args.sim_groups}")
+    missing = [f"tx2-power-grid-{b}.csv" for b in ("cpubench", "membench")
+               if not (args.data / f"tx2-power-grid-{b}.csv").is_file()]
+    if missing:
+        parser.error(f"--data {args.data} lacks {', '.join(missing)}: point it at the folder holding the TX2 "
+                     "power grids, or leave it out for the bundled fixtures")
     with threadpool_limits(limits=1), tempfile.TemporaryDirectory() as tmp:
         print("== 1. real TX2 board power (replayed; power_mw := vdd_in_mw) ==")
         for bench in ("cpubench", "membench"):
