@@ -186,6 +186,12 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=4,
                         help=f"sweeps of {ARCHS[0]} (half as many of {ARCHS[1]}); a point keeps its quietest")
     args = parser.parse_args()
+    if args.threads < 1 or args.passes < 1:
+        parser.error(f"--threads and --passes must be at least 1, got {args.threads} and {args.passes}")
+    if args.load:
+        missing = [f"{a}.json" for a in ARCHS if not (args.load / f"{a}.json").is_file()]
+        if missing:
+            parser.error(f"--load {args.load} lacks {', '.join(missing)}: pass a folder an earlier --save wrote")
     started = time.monotonic()
     if args.load:
         profiles = {a: parse_training_profile((args.load / f"{a}.json").read_text()) for a in ARCHS}
